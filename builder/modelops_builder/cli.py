@@ -1,0 +1,263 @@
+"""`modelops-build`: the build Job's entry point, and a CLI for building an engine by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import BuildError
+from .request import BuildRequest, BuildSummary, TensorSig
+
+EXIT_OK, EXIT_INPUT, EXIT_INFRA = 0, 2, 3
+TERMINATION_LOG_ENV = "MODELOPS_TERMINATION_LOG"
+KUBE_TERMINATION_LOG = Path("/dev/termination-log")
+
+EPILOG = """\
+modes:
+  modelops-build --request FILE|JSON
+      What the build Job runs: the BuildRequest as a file or inline JSON (camelCase keys).
+      stdout carries only the one-line JSON summary; it is also written to
+      $MODELOPS_TERMINATION_LOG, else /dev/termination-log when that file is writable.
+  modelops-build MODEL [--sha256 HEX] [--format ...] [--engine ...] [--out STORE] ...
+      By hand: MODEL is a path or a file://, https://, s3:// or pvc:// URI. --sha256 is
+      optional for a local file (computed and shown). Stages show on stderr, a table at the end.
+  modelops-build pull --store URI --key sha256:HEX [--model NAME] --dest DIR
+      What a Triton pod's init container runs for an s3:// store: copies the complete entry's
+      repository/<model>/1/ into DIR (temp name + rename per file; files already there with
+      the stored size are kept). One line on stdout. See `modelops-build pull --help`.
+
+exit codes:
+  0  built and published, or found complete in the store (cached); pull: copied or in place
+  2  bad input: request, model, checksum, signature, accuracy gate; pull: EngineNotFound
+  3  infrastructure: download, store, GPU or TensorRT missing, unexpected errors
+"""
+PULL_COMMAND = "pull"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelops-build",
+        description="Fetch, verify, export, build, gate, profile and publish an inference engine.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", nargs="?", help="model path or URI (human mode)")
+    parser.add_argument("--request", help="BuildRequest JSON, inline or a file (Job mode)")
+    parser.add_argument("--sha256", help="expected sha256 (computed for a local file if omitted)")
+    parser.add_argument(
+        "--format", default="onnx", choices=["onnx", "torchscript", "exported-program"]
+    )
+    parser.add_argument("--engine", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--opt-batch-size", type=int)
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME:TYPE:DIMS",
+        help="input signature, e.g. x:FP32:3,224,224 (repeat per input)",
+    )
+    parser.add_argument(
+        "--output",
+        action="append",
+        metavar="NAME:TYPE:DIMS",
+        help="output signature (repeat per output)",
+    )
+    parser.add_argument("--atol", type=float)
+    parser.add_argument("--rtol", type=float)
+    parser.add_argument("--gpu-product")
+    parser.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="build onnxruntime when tensorrt has no GPU here",
+    )
+    parser.add_argument("--name", default="model", help="model name in the Triton repository")
+    parser.add_argument("--serving-backend", choices=["tensorrt_plan", "onnxruntime", "python"])
+    parser.add_argument("--profile-seconds", type=float, default=2.0)
+    parser.add_argument("--out", default=".store", help="store directory, file:// or s3:// URI")
+    return parser
+
+
+def _sig(text: str) -> TensorSig:
+    try:
+        name, dtype, dims = text.split(":")
+        return TensorSig(
+            name=name, data_type=dtype.upper(), dims=[int(d) for d in dims.split(",") if d.strip()]
+        )
+    except ValueError as exc:
+        raise BuildError(
+            "InvalidRequest", f"{text!r}: want NAME:TYPE:DIMS like x:FP32:3,32,32"
+        ) from exc
+
+
+def _request_from_job(value: str) -> BuildRequest:
+    text = value if value.lstrip().startswith("{") else Path(value).read_text()
+    return BuildRequest.model_validate(json.loads(text))
+
+
+def _request_from_flags(args: argparse.Namespace) -> tuple[BuildRequest, str | None]:
+    from .fetch import local_path, sha256_file
+
+    computed = None
+    sha = args.sha256
+    if sha is None:
+        path = local_path(args.model)
+        if path is None:
+            raise BuildError(
+                "InvalidRequest", f"--sha256 is required for a remote model ({args.model})"
+            )
+        try:
+            sha = computed = sha256_file(path)
+        except OSError as exc:
+            raise BuildError("InvalidRequest", f"cannot read {path}: {exc}") from exc
+    fields: dict[str, Any] = {
+        "source_uri": args.model,
+        "sha256": sha,
+        "format": args.format,
+        "engine": args.engine,
+        "precision": args.precision,
+        "max_batch_size": args.max_batch_size,
+        "opt_batch_size": args.opt_batch_size,
+        "gpu_product": args.gpu_product,
+        "atol": args.atol,
+        "rtol": args.rtol,
+        "store": args.out,
+        "model_name": args.name,
+        "allow_fallback": args.allow_fallback,
+        "serving_backend": args.serving_backend,
+        "profile_seconds": args.profile_seconds,
+        "inputs": [_sig(s) for s in args.input] if args.input else None,
+        "outputs": [_sig(s) for s in args.output] if args.output else None,
+    }
+    return BuildRequest(**fields), computed
+
+
+def _write_termination_log(line: str) -> None:
+    """The kubelet reads /dev/termination-log; the env path wins (tests, other runtimes)."""
+    target = os.environ.get(TERMINATION_LOG_ENV)
+    path = Path(target) if target else KUBE_TERMINATION_LOG
+    if not target and not (path.is_file() and os.access(path, os.W_OK)):
+        return
+    try:
+        path.write_text(line + "\n")
+    except OSError as exc:
+        logging.getLogger(__name__).warning("termination log %s not written: %s", path, exc)
+
+
+def _failure(reason: str, message: str) -> BuildSummary:
+    return BuildSummary(ok=False, reason=reason, message=message)
+
+
+def _pull_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelops-build pull",
+        description="Copy a published engine's repository/<model>/1/ out of the store into DEST.",
+        epilog="exit codes: 0 copied (or already in place), 2 no complete entry for the key "
+        "(EngineNotFound) or bad arguments, 3 store unreachable or copy failed",
+    )
+    parser.add_argument("--store", required=True, help="store directory, file:// or s3:// URI")
+    parser.add_argument("--key", required=True, help="engine key, sha256:<hex>")
+    parser.add_argument(
+        "--model",
+        help="model name the entry was built with; the entry's engine.json wins when they differ",
+    )
+    parser.add_argument("--dest", required=True, type=Path, help="directory to fill (created)")
+    return parser
+
+
+def _pull_main(argv: list[str]) -> int:
+    """`modelops-build pull ...`: one line on stdout when done, one on stderr when failed."""
+    from .pull import pull
+
+    args = _pull_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = pull(args.store, args.key, args.dest, args.model)
+    except BuildError as exc:
+        code, line = (EXIT_INPUT if exc.kind == "input" else EXIT_INFRA), str(exc)
+    except Exception as exc:  # the init container's log must still say why
+        logging.getLogger(__name__).exception("unexpected failure")
+        code, line = EXIT_INFRA, f"InternalError: {type(exc).__name__}: {exc}"
+    else:
+        print(result.line(), flush=True)
+        return EXIT_OK
+    line = f"modelops-build pull: {line}"
+    _write_termination_log(line)
+    print(line, file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code (0 ok, 2 bad input, 3 infrastructure)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [PULL_COMMAND]:
+        return _pull_main(argv[1:])
+    args = _parser().parse_args(argv)
+    job_mode = args.request is not None
+    if job_mode == (args.model is not None):
+        _parser().print_usage(sys.stderr)
+        print("modelops-build: give either MODEL or --request", file=sys.stderr)
+        return EXIT_INPUT
+    logging.basicConfig(
+        level=logging.INFO if job_mode else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code, summary, computed = EXIT_OK, None, None
+    result = None
+    try:
+        if job_mode:
+            request = _request_from_job(args.request)
+        else:
+            request, computed = _request_from_flags(args)
+        result = _run(request, human=not job_mode, computed_sha=computed)
+        summary = result.summary
+    except BuildError as exc:
+        code = EXIT_INPUT if exc.kind == "input" else EXIT_INFRA
+        summary = _failure(exc.reason, exc.message)
+    except ValidationError as exc:
+        code, summary = EXIT_INPUT, _failure("InvalidRequest", _validation_text(exc))
+    except (OSError, json.JSONDecodeError) as exc:
+        code, summary = EXIT_INPUT, _failure("InvalidRequest", f"cannot read the request: {exc}")
+    except Exception as exc:  # the summary must still reach the operator
+        logging.getLogger(__name__).exception("unexpected failure")
+        code, summary = EXIT_INFRA, _failure("InternalError", f"{type(exc).__name__}: {exc}")
+    line = summary.to_line()
+    _write_termination_log(line)
+    if job_mode:
+        print(line, flush=True)
+    else:
+        from .cli_display import show_failure, show_result
+
+        if result is not None:
+            show_result(result, computed)
+        else:
+            show_failure(summary, code)
+    return code
+
+
+def _run(request: BuildRequest, *, human: bool, computed_sha: str | None) -> Any:
+    from .pipeline import build
+
+    if not human:
+        return build(request)
+    from .cli_display import RichReporter
+
+    with RichReporter(computed_sha) as reporter:
+        return build(request, reporter=reporter)
+
+
+def _validation_text(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return "invalid request: " + "; ".join(parts)

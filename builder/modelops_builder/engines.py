@@ -1,0 +1,225 @@
+"""Build the engine file (model.onnx for ONNX Runtime, model.plan for TensorRT) and run it.
+
+GPU detection never imports tensorrt: it looks for the NVIDIA device node or a working
+nvidia-smi, so a CPU node learns it has no GPU without loading CUDA libraries. The TensorRT
+build itself lives in `tensorrt_engine` and is imported only when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import BuildError
+from .request import BuildRequest
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
+# Set to "1" to behave as if no GPU were present (a CPU-only dry run on a GPU node).
+NO_GPU_ENV = "MODELOPS_NO_GPU"
+
+
+class Runner(Protocol):
+    """A built engine that runs numpy feeds (the gate and the profiler use only this)."""
+
+    output_names: list[str]
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        """Outputs in `output_names` order."""
+        ...
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What the node has: a GPU or not, its name and compute capability when known."""
+
+    present: bool
+    name: str | None = None
+    compute_capability: str | None = None
+    why_absent: str | None = None
+
+
+def detect_gpu() -> GpuInfo:
+    """Find an NVIDIA GPU without importing CUDA libraries."""
+    if os.environ.get(NO_GPU_ENV) == "1":
+        return GpuInfo(False, why_absent=f"{NO_GPU_ENV}=1")
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            return GpuInfo(False, why_absent=f"nvidia-smi failed: {exc}")
+        if out:
+            name, _, capability = out.splitlines()[0].partition(",")
+            return GpuInfo(True, name.strip(), capability.strip() or None)
+    if Path("/dev/nvidia0").exists():
+        return GpuInfo(True)
+    return GpuInfo(False, why_absent="no /dev/nvidia0 and no working nvidia-smi")
+
+
+def ort_providers() -> list[str]:
+    """ONNX Runtime execution providers to use here, best first (CPU always last)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in wanted if p in available]
+
+
+_ORT_NUMPY: dict[str, Any] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+class OrtRunner:
+    """An ONNX Runtime session over a graph."""
+
+    def __init__(self, path: Path, providers: list[str] | None = None, *, reference: bool = False):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if reference:
+            # The reference runs the graph as written: no fusions, one thread, so the gate
+            # compares the engine with plain fp32 arithmetic rather than with itself.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
+            raise BuildError(
+                "EngineBuildFailed", f"ONNX Runtime cannot load the graph: {exc}"
+            ) from exc
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_types = {i.name: _ORT_NUMPY.get(i.type) for i in self.session.get_inputs()}
+
+    def cast(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Feeds in the dtypes this graph declares (fp16 engine inputs for an fp32 reference)."""
+        return {
+            name: value.astype(self.input_types[name]) if self.input_types.get(name) else value
+            for name, value in feeds.items()
+        }
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        """Run one batch."""
+        return list(self.session.run(self.output_names, feeds))
+
+
+@dataclass
+class BuiltEngine:
+    """The engine file written into the entry's version directory, and how it was made."""
+
+    engine: str
+    file_name: str
+    path: Path
+    runner: Runner
+    tensorrt_version: str | None = None
+    compute_capability: str | None = None
+    fallback: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TimingCache:
+    """TensorRT's timing cache as kept in the store: its bytes (None at first) and a saver."""
+
+    name: str
+    data: bytes | None
+    save: Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """Which engine will really be built, decided before fetching (it is part of the key)."""
+
+    engine: str
+    gpu: GpuInfo
+    tensorrt_version: str | None = None
+    fallback: str | None = None
+
+
+def plan_engine(request: BuildRequest) -> EnginePlan:
+    """Decide the engine: tensorrt needs a GPU and the tensorrt module, else fail or fall back.
+
+    Without a GPU the error is GpuUnavailable of kind "infrastructure": the request is valid,
+    the Job merely ran on a node (or image) that cannot build it, and a retry on the right node
+    succeeds. With allowFallback the build uses ONNX Runtime and says so in the summary.
+    """
+    gpu = detect_gpu() if request.engine == "tensorrt" else GpuInfo(False)
+    if request.engine == "onnxruntime":
+        return EnginePlan("onnxruntime", gpu)
+    why = gpu.why_absent
+    version = None
+    if gpu.present:
+        try:
+            from .tensorrt_engine import tensorrt_version
+
+            version = tensorrt_version()
+        except ImportError as exc:
+            why = f"tensorrt is not importable in this image: {exc}"
+    if version is not None:
+        return EnginePlan("tensorrt", gpu, tensorrt_version=version)
+    reason = "GpuUnavailable" if not gpu.present else "TensorRTUnavailable"
+    if request.allow_fallback:
+        log.warning("%s (%s): building onnxruntime instead (allowFallback)", reason, why)
+        return EnginePlan("onnxruntime", gpu, fallback=f"{reason}: {why}; built onnxruntime")
+    raise BuildError(
+        reason,
+        f"engine tensorrt needs an NVIDIA GPU with TensorRT: {why} "
+        "(set allowFallback to build onnxruntime instead)",
+        "infrastructure",
+    )
+
+
+def build_engine(
+    plan: EnginePlan,
+    request: BuildRequest,
+    onnx_path: Path,
+    inputs: list[Any],
+    version_dir: Path,
+    timing_cache: TimingCache | None = None,
+) -> BuiltEngine:
+    """Write the engine file into `version_dir` and return a runner over it."""
+    import onnxruntime as ort
+
+    if plan.engine == "tensorrt":
+        from .tensorrt_engine import build_plan
+
+        return build_plan(request, onnx_path, inputs, version_dir, plan.gpu, timing_cache)
+    dest = version_dir / ONNX_FILE
+    shutil.copyfile(onnx_path, dest)
+    providers = ort_providers()
+    runner = OrtRunner(dest, providers)
+    log.info("onnxruntime %s providers %s", ort.__version__, providers)
+    return BuiltEngine(
+        engine="onnxruntime",
+        file_name=ONNX_FILE,
+        path=dest,
+        runner=runner,
+        fallback=plan.fallback,
+        versions={"onnxruntime": ort.__version__, "providers": ",".join(providers)},
+    )

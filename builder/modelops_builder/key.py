@@ -1,0 +1,63 @@
+"""The engine key (DESIGN.md section 3.1): one digest of everything that changes the engine.
+
+Light module shared by the operator (which names the build Job and the store entry by it) and the
+builder (which computes it when a human builds by hand), so both always agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__ as BUILDER_VERSION
+
+KEY_PREFIX = "sha256:"
+
+
+def engine_key(
+    *,
+    model_sha256: str,
+    format: str,
+    engine: str,
+    precision: str,
+    max_batch_size: int,
+    opt_batch_size: int,
+    inputs: Sequence[dict[str, Any]] | None,
+    gpu_product: str | None,
+    tensorrt_version: str | None,
+    builder_version: str = BUILDER_VERSION,
+) -> str:
+    """`sha256:<hex>` over the fields that change the built engine, and nothing else.
+
+    Serving-only settings (replicas, batching delay, instances, resources) are deliberately not
+    inputs: changing them must roll out the same engine without a rebuild.
+    """
+    material = {
+        "model": model_sha256,
+        "format": format,
+        "engine": engine,
+        "precision": precision,
+        "profile": {
+            "min": 1,
+            "opt": min(opt_batch_size, max_batch_size),
+            "max": max_batch_size,
+            "inputs": [
+                {"name": i["name"], "dataType": i["dataType"], "dims": list(i["dims"])}
+                for i in inputs or []
+            ],
+        },
+        "builder": builder_version,
+        # ONNX Runtime engines are portable ONNX graphs: the GPU and TensorRT version matter
+        # only for TensorRT plans.
+        "tensorrt": tensorrt_version if engine == "tensorrt" else None,
+        "gpu": gpu_product if engine == "tensorrt" else None,
+    }
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return KEY_PREFIX + hashlib.sha256(blob).hexdigest()
+
+
+def key_digest(key: str) -> str:
+    """The hex part of a key: the store folder's name."""
+    return key.removeprefix(KEY_PREFIX)

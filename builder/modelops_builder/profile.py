@@ -1,0 +1,77 @@
+"""Latency and throughput per batch size, measured in windows until three agree within 10%."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .engines import Runner
+from .export import example_inputs
+from .manifest import ProfilePoint
+from .request import TensorSig
+
+STABLE_WINDOWS = 3
+STABLE_SPREAD = 0.10
+MIN_WINDOW_RUNS = 5
+
+
+def profile_batches(max_batch: int, opt_batch: int) -> list[int]:
+    """1, 2, 4, ... below max, then opt and max."""
+    batches, batch = {max_batch, min(opt_batch, max_batch)}, 1
+    while batch < max_batch:
+        batches.add(batch)
+        batch *= 2
+    return sorted(batches)
+
+
+def _window(runner: Runner, feeds: dict[str, Any], seconds: float) -> list[float]:
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while len(latencies) < MIN_WINDOW_RUNS or time.perf_counter() - start < seconds:
+        began = time.perf_counter()
+        runner.run(feeds)
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def measure(runner: Runner, inputs: list[TensorSig], batch: int, budget_s: float) -> ProfilePoint:
+    """One batch size: windows of budget/10 until the last three means agree or time runs out."""
+    feeds = example_inputs(inputs, batch)
+    runner.run(feeds)  # warm-up: first runs allocate buffers and pick kernels
+    window_s = min(max(budget_s / 10, 0.01), 0.25)
+    windows: list[list[float]] = []
+    deadline = time.perf_counter() + budget_s
+    stable = False
+    while True:
+        windows.append(_window(runner, feeds, window_s))
+        means = [float(np.mean(w)) for w in windows[-STABLE_WINDOWS:]]
+        if len(means) == STABLE_WINDOWS and max(means) <= min(means) * (1 + STABLE_SPREAD):
+            stable = True
+            break
+        if time.perf_counter() >= deadline and len(windows) >= STABLE_WINDOWS:
+            break
+    recent = np.concatenate([np.asarray(w) for w in windows[-STABLE_WINDOWS:]])
+    return ProfilePoint(
+        batch=batch,
+        p50_ms=float(np.percentile(recent, 50) * 1e3),
+        p99_ms=float(np.percentile(recent, 99) * 1e3),
+        throughput=float(batch * len(recent) / recent.sum()),
+        windows=len(windows),
+        stable=stable,
+    )
+
+
+def profile(
+    runner: Runner, inputs: list[TensorSig], max_batch: int, opt_batch: int, budget_s: float
+) -> list[ProfilePoint]:
+    """A ProfilePoint per batch size (powers of two, opt and max)."""
+    batches = profile_batches(max_batch, opt_batch)
+    return [measure(runner, inputs, batch, budget_s) for batch in batches]
+
+
+def at_batch(points: list[ProfilePoint], batch: int) -> ProfilePoint | None:
+    """The point measured at `batch`, or the nearest one below it."""
+    below = [p for p in points if p.batch <= batch]
+    return max(below, key=lambda p: p.batch) if below else (points[0] if points else None)

@@ -1,0 +1,150 @@
+"""What the operator asks the builder for, and what the builder reports back.
+
+Light module: pydantic only (no torch, onnx or tensorrt), so the operator can import it to render
+the build Job's argument and to parse the Job's termination message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+EngineName = Literal["tensorrt", "onnxruntime"]
+PrecisionName = Literal["fp32", "fp16"]
+FormatName = Literal["onnx", "torchscript", "exported-program"]
+ServingBackend = Literal["tensorrt_plan", "onnxruntime", "python"]
+
+# Termination messages are capped by the kubelet at 4096 bytes.
+SUMMARY_LIMIT_BYTES = 4000
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        """Serialise with camelCase keys and no unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class TensorSig(WireModel):
+    """One input or output: name, Triton data type (FP32, INT64, ...), dims without batch."""
+
+    name: str = Field(max_length=128)
+    data_type: str = Field(max_length=16)
+    dims: list[int] = Field(max_length=8)
+
+
+class BuildRequest(WireModel):
+    """One engine build: the Job's `--request` argument and the CLI's flags, as one model."""
+
+    source_uri: str = Field(max_length=2048)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: FormatName = "onnx"
+    inputs: list[TensorSig] | None = None
+    outputs: list[TensorSig] | None = None
+    engine: EngineName = "onnxruntime"
+    precision: PrecisionName = "fp32"
+    max_batch_size: int = Field(default=8, ge=1, le=4096)
+    opt_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    gpu_product: str | None = Field(default=None, max_length=63)
+    atol: float | None = Field(default=None, ge=0)
+    rtol: float | None = Field(default=None, ge=0)
+    store: str = Field(max_length=2048, description="A directory, file:// or s3:// prefix.")
+    engine_key: str | None = Field(
+        default=None, pattern=r"^sha256:[0-9a-f]{64}$", description="Computed when absent."
+    )
+    model_name: str = Field(default="model", max_length=63, pattern=r"^[a-zA-Z0-9_.-]+$")
+    allow_fallback: bool = Field(
+        default=False, description="Build with onnxruntime when tensorrt has no GPU here."
+    )
+    max_download_bytes: int = Field(default=20 * 1024**3, ge=1)
+    profile_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="Time bound of the latency profile per batch size (it stops earlier once "
+        "three windows agree within 10%); not part of the engine key.",
+    )
+    serving_backend: ServingBackend | None = Field(
+        default=None,
+        description="Backend of the store's ready-to-serve config: default tensorrt_plan for "
+        "TensorRT, onnxruntime for ONNX Runtime; python for the CPU Triton of pytriton.",
+    )
+
+    @property
+    def effective_opt_batch_size(self) -> int:
+        """The profile's opt batch: optBatchSize, or maxBatchSize when unset."""
+        return min(self.opt_batch_size or self.max_batch_size, self.max_batch_size)
+
+
+class AccuracyReport(WireModel):
+    """The accuracy gate's figures."""
+
+    max_abs_error: float
+    max_rel_error: float
+    atol: float | None = None
+    rtol: float | None = None
+    passed: bool | None = None
+
+
+class LatencyReport(WireModel):
+    """Latency at the opt batch size, in milliseconds."""
+
+    p50: float
+    p99: float
+
+
+class BuildSummary(WireModel):
+    """The one-line JSON the build Job prints as its termination message (< 4 KiB).
+
+    On success its fields match `status.engine` of the ModelDeployment, so the operator copies it.
+    """
+
+    ok: bool
+    key: str | None = None
+    uri: str | None = None
+    engine: str | None = None
+    precision: str | None = None
+    tensorrt_version: str | None = None
+    compute_capability: str | None = None
+    accuracy: AccuracyReport | None = None
+    latency_ms: LatencyReport | None = None
+    throughput: float | None = None
+    cached: bool | None = None
+    fallback: str | None = None
+    reason: str | None = Field(default=None, max_length=128)
+    message: str | None = None
+
+    def to_line(self) -> str:
+        """Compact JSON, truncating the message so the whole line fits the kubelet's limit."""
+        data = self.to_wire()
+        line = _dumps(data)
+        if len(line.encode()) > SUMMARY_LIMIT_BYTES and "message" in data:
+            overflow = len(line.encode()) - SUMMARY_LIMIT_BYTES + 16
+            data["message"] = data["message"][: max(0, len(data["message"]) - overflow)] + "..."
+            line = _dumps(data)
+        return line
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def parse_summary(text: str) -> BuildSummary | None:
+    """Parse a termination message; None when it is empty or not a summary."""
+    import json
+
+    text = text.strip()
+    if not text:
+        return None
+    last = text.splitlines()[-1]
+    try:
+        return BuildSummary.model_validate(json.loads(last))
+    except (ValueError, TypeError):
+        return None

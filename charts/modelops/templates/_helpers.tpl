@@ -1,0 +1,92 @@
+{{/* Chart name. */}}
+{{- define "modelops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: RELEASE-modelops, or RELEASE when it already contains the chart name. */}}
+{{- define "modelops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modelops.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "modelops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelops
+{{- end }}
+
+{{- define "modelops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelops.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}: REPOSITORY[:TAG][@DIGEST]; tag defaults to appVersion. */}}
+{{- define "modelops.image" -}}
+{{- $img := index . 0 }}
+{{- $root := index . 1 }}
+{{- $ref := $img.repository }}
+{{- $tag := default $root.Chart.AppVersion $img.tag }}
+{{- if $tag }}{{ $ref = printf "%s:%s" $ref $tag }}{{ end }}
+{{- if $img.digest }}{{ $ref = printf "%s@%s" $ref $img.digest }}{{ end }}
+{{- $ref }}
+{{- end }}
+
+{{/* Namespaces the operator watches; empty in clusterWide mode. */}}
+{{- define "modelops.watchNamespaces" -}}
+{{- if .Values.clusterWide }}
+{{- list | toJson }}
+{{- else if .Values.watchNamespaces }}
+{{- .Values.watchNamespaces | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* True (non-empty) when the engine store is the PVC. */}}
+{{- define "modelops.pvcStore" -}}
+{{- if not .Values.store.s3.uri }}true{{ end }}
+{{- end }}
+
+{{/* The namespaced rules of the operator (a Role per namespace, or a ClusterRole). */}}
+{{- define "modelops.namespacedRules" -}}
+- apiGroups: [modelops.dev]
+  resources: [modeldeployments]
+  verbs: [get, list, watch, patch]
+- apiGroups: [modelops.dev]
+  resources: [modeldeployments/status]
+  verbs: [get, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

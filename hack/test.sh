@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh clone and run the whole check: install, CRD drift, lint, types,
+# import layering, tests. This is the README's test command; .ci/run calls exactly it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch is pinned to the local CPU build (2.13.0) by the builder extra.
+.venv/bin/python -m pip install -q -e '.[dev]'
+bash hack/install-helm.sh
+
+echo "== CRD drift";   .venv/bin/modelops crd --check
+echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== mypy";        .venv/bin/mypy --strict operator/modelops_operator builder/modelops_builder
+echo "== layering";    .venv/bin/lint-imports
+echo "== pytest";      .venv/bin/python -m pytest "$@"

@@ -1,0 +1,208 @@
+"""ModelDeployment status (DESIGN.md section 2): everything the operator knows, for kubectl."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from .base import ApiModel
+
+HISTORY_LIMIT = 10
+
+
+class Phase(StrEnum):
+    """The one-word summary shown by `kubectl get md`."""
+
+    PENDING = "Pending"
+    BUILDING = "Building"
+    ROLLING_OUT = "RollingOut"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    """Condition types the operator maintains."""
+
+    READY = "Ready"
+    ENGINE_BUILT = "EngineBuilt"
+    ROLLED_OUT = "RolledOut"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(StrEnum):
+    """metav1.ConditionStatus."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready, EngineBuilt, RolledOut or Degraded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase reason of the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="What happened, for a human.")
+    last_transition_time: str = Field(
+        max_length=64, description="RFC 3339 time the status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was set for."
+    )
+
+
+class AccuracyFigures(ApiModel):
+    """What the accuracy gate measured."""
+
+    max_abs_error: float | None = Field(default=None, description="Largest |engine - reference|.")
+    max_rel_error: float | None = Field(default=None, description="Largest relative error.")
+
+
+class LatencyFigures(ApiModel):
+    """Profiled latency at the opt batch size."""
+
+    p50: float | None = Field(default=None, description="Median latency in ms.")
+    p99: float | None = Field(default=None, description="99th percentile latency in ms.")
+
+
+class EngineStatus(ApiModel):
+    """The built engine, copied from the build Job's termination message."""
+
+    key: str = Field(max_length=128, description="Engine key: sha256 of everything it depends on.")
+    uri: str | None = Field(
+        default=None, max_length=2048, description="Where the engine is stored."
+    )
+    engine: str | None = Field(default=None, max_length=32, description="tensorrt or onnxruntime.")
+    tensorrt_version: str | None = Field(
+        default=None, max_length=64, description="TensorRT version it was built with."
+    )
+    compute_capability: str | None = Field(
+        default=None, max_length=16, description="CUDA compute capability, e.g. 9.0."
+    )
+    precision: str | None = Field(default=None, max_length=16, description="fp32 or fp16.")
+    accuracy: AccuracyFigures | None = Field(default=None, description="Accuracy gate figures.")
+    latency_ms: LatencyFigures | None = Field(default=None, description="Profiled latency.")
+    throughput: float | None = Field(
+        default=None, description="Inferences per second at opt batch."
+    )
+
+
+class RevisionStatus(ApiModel):
+    """Which revisions serve: the current one, a candidate being rolled out, the previous one."""
+
+    current: int | None = Field(default=None, ge=0, description="Revision serving traffic.")
+    candidate: int | None = Field(default=None, ge=0, description="Revision being rolled out.")
+    previous: int | None = Field(default=None, ge=0, description="Revision served before.")
+
+
+class RevisionState(StrEnum):
+    """What became of a revision."""
+
+    PENDING = "Pending"
+    ROLLING_OUT = "RollingOut"
+    SERVING = "Serving"
+    SUPERSEDED = "Superseded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class HistoryEntry(ApiModel):
+    """One revision in the bounded history."""
+
+    revision: int = Field(ge=0, description="Revision number.")
+    engine_key: str = Field(max_length=128, description="Engine key it served.")
+    generation: int = Field(ge=0, description="metadata.generation it was made for.")
+    state: RevisionState = Field(description="What became of it.")
+    reason: str | None = Field(default=None, max_length=1024, description="Why, e.g. a rollback.")
+    time: str = Field(max_length=64, description="RFC 3339 time of the last change.")
+
+
+class RolloutProgress(ApiModel):
+    """Where the canary stands; kept in status so a restarted operator resumes it."""
+
+    step: int = Field(default=0, ge=0, le=10, description="Index into spec.rollout.canary.steps.")
+    step_started_at: str | None = Field(
+        default=None, max_length=64, description="When the current step began."
+    )
+    started_at: str | None = Field(
+        default=None, max_length=64, description="When the rollout began."
+    )
+    passes: int = Field(default=0, ge=0, description="Consecutive passed analyses at this step.")
+    failures: int = Field(default=0, ge=0, description="Consecutive failed analyses.")
+    note: str | None = Field(default=None, max_length=1024, description="Last analysis verdict.")
+
+
+class MetricsStatus(ApiModel):
+    """Triton's figures over the last interval, across the serving pods."""
+
+    inferences_per_second: float | None = Field(default=None, description="Successful/s.")
+    avg_queue_microseconds: float | None = Field(
+        default=None, description="Average queue time per request."
+    )
+    error_rate: float | None = Field(default=None, description="Failed / all requests.")
+    p99_latency_ms: float | None = Field(default=None, description="p99 request latency.")
+    observed_at: str | None = Field(
+        default=None, max_length=64, description="RFC 3339 time of the scrape."
+    )
+
+
+class ScaleRecord(ApiModel):
+    """The last scaling decision."""
+
+    from_: int = Field(alias="from", ge=0, description="Replicas before.")
+    to: int = Field(ge=0, description="Replicas after.")
+    reason: str = Field(max_length=1024, description="e.g. queueTime 9100us > target 5000us.")
+    time: str = Field(max_length=64, description="RFC 3339 time of the decision.")
+
+
+class EndpointStatus(ApiModel):
+    """In-cluster addresses of the Service."""
+
+    http: str | None = Field(default=None, max_length=512, description="HOST:8000 (HTTP/REST).")
+    grpc: str | None = Field(default=None, max_length=512, description="HOST:8001 (gRPC).")
+
+
+class ModelDeploymentStatus(ApiModel):
+    """The observed state the operator writes through the status subresource."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status describes."
+    )
+    phase: Phase = Field(default=Phase.PENDING, description="One-word summary.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, EngineBuilt, RolledOut, Degraded (metav1.Condition).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    engine: EngineStatus | None = Field(default=None, description="The engine last built.")
+    revision: RevisionStatus = Field(
+        default_factory=RevisionStatus, description="Revision numbers."
+    )
+    rollout: RolloutProgress | None = Field(default=None, description="Canary progress.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description="The last 10 revisions, newest last.",
+    )
+    replicas: int = Field(default=0, ge=0, description="Serving pods (all revisions).")
+    ready_replicas: int = Field(default=0, ge=0, description="Ready serving pods.")
+    ready: str | None = Field(default=None, max_length=32, description="readyReplicas/replicas.")
+    selector: str | None = Field(
+        default=None, max_length=1024, description="Label selector of the pods, for /scale."
+    )
+    metrics: MetricsStatus | None = Field(default=None, description="Triton's latest figures.")
+    last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
+    endpoint: EndpointStatus | None = Field(default=None, description="Service addresses.")
+    message: str | None = Field(default=None, max_length=4096, description="Human summary.")

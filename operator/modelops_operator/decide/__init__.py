@@ -1,0 +1,1 @@
+"""PURE: (spec, observed children, metrics, now) -> plan."""

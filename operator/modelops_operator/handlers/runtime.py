@@ -1,0 +1,284 @@
+"""The operator's state in one process: client, caches, and the reconcile: read, decide, apply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api import ModelDeployment
+from ..decide.observed import DecideContext, Observed, parse_body
+from ..decide.plan import Apply, Emit, Plan
+from ..decide.reconcile import desired_key, reconcile
+from ..k8s.apply import Applied, Applier
+from ..k8s.client import Credentials, KubeClient
+from ..k8s.events import EventRecorder
+from ..k8s.observe import Observer, child_labels
+from ..k8s.resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES
+from ..k8s.store import EngineStore, store_from_settings
+from ..observability import Health, OperatorMetrics, log_ref
+from ..render.names import label_value
+from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Body = Mapping[str, Any]
+# A kopf login function: (**kopf kwargs) -> kopf.ConnectionInfo | None.
+LoginSource = Callable[..., Awaitable[Any]]
+# Canary analyses per revision for DecideContext (metrics/ scraping): body, observed -> analyses.
+AnalysesProvider = Callable[[Body, Observed], Awaitable[Mapping[int, Any]]]
+
+
+class InvalidSpecError(Exception):
+    """The spec cannot be acted on: status says Failed, kopf must not retry this generation."""
+
+
+@dataclass
+class OperatorOptions:
+    """How to run: Settings plus what differs between production, tests and the benchmark."""
+
+    settings: Settings
+    login: LoginSource
+    initial_streaming: bool = False  # kmock replays every object on WATCH: stream, don't LIST
+    metrics_host: str | None = "0.0.0.0"  # noqa: S104 - the pod's metrics port; None: no server
+    metrics_port: int | None = None  # default: settings.metrics_port
+    analyses: AnalysesProvider | None = None
+    identity: str = field(default_factory=socket.gethostname)
+
+
+class Operator:
+    """One reconcile at a time per ModelDeployment; child events coalesce into one reconcile."""
+
+    def __init__(self, options: OperatorOptions) -> None:
+        self.options = options
+        self.settings = options.settings
+        self.metrics = OperatorMetrics()
+        self.health = Health(max_reconcile_age=3 * self.settings.reconcile_interval_seconds + 60)
+        self._login_source = options.login
+        self._login_kwargs: dict[str, Any] = {}
+        self._connection: Any = None
+        self.client = KubeClient(self._credentials)
+        self.events = EventRecorder(self.client, host=options.identity)
+        self.store: EngineStore = store_from_settings(self.settings)
+        self.observer = Observer(self.client, self.store)
+        self.applier = Applier(self.client, self.events)
+        self.reconciles = 0
+        self.closed = False
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._pending: set[Key] = set()
+        self._statuses: dict[Key, dict[str, Any]] = {}
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._last: dict[Key, float] = {}
+        self._requeues: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- credentials ----------------------------------------------------------------------------
+    async def login(self, **kwargs: Any) -> Any:
+        """kopf's login: the configured source; the client re-uses the same credentials."""
+        self._login_kwargs = kwargs
+        info = await self._login_source(**kwargs)
+        if info is not None:
+            self._connection = info
+        return info
+
+    async def _credentials(self) -> Credentials:
+        # Re-run the source (a rotated ServiceAccount token is re-read), else keep kopf's result.
+        info = await self._login_source(**self._login_kwargs) if self._login_kwargs else None
+        info = info or self._connection
+        if info is None:
+            raise RuntimeError("no Kubernetes credentials: kopf has not logged in yet")
+        self._connection = info
+        return Credentials.from_connection_info(info)
+
+    async def close(self) -> None:
+        """Cancel requeues and background triggers, close the HTTP session."""
+        for handle in self._requeues.values():
+            handle.cancel()
+        self._requeues.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+        self.closed = True
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+    def seen(self, body: Body) -> None:
+        """Remember the newest body of a ModelDeployment (from its watch events)."""
+        meta = body.get("metadata") or {}
+        self.health.watch_event()
+        self._bodies[(meta.get("namespace") or "default", meta.get("name", ""))] = dict(body)
+        self.health.objects = len(self._bodies)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Release everything kept about a deleted ModelDeployment."""
+        key = (namespace, name)
+        self._statuses.pop(key, None)
+        self._bodies.pop(key, None)
+        self._last.pop(key, None)
+        self._locks.pop(key, None)
+        handle = self._requeues.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        self.metrics.set_phase(namespace, name, None)
+        self.health.objects = len(self._bodies)
+
+    def owner_of(self, namespace: str, label: str) -> str:
+        """The ModelDeployment whose children carry `modelops.dev/deployment=<label>`."""
+        if (namespace, label) in self._bodies:
+            return label
+        # Names longer than a label value are hashed in labels (render.names.label_value).
+        for ns, name in self._bodies:
+            if ns == namespace and label_value(name) == label:
+                return name
+        return label
+
+    def recently_reconciled(self, namespace: str, name: str, within: float) -> bool:
+        """Whether a reconcile finished less than `within` seconds ago."""
+        last = self._last.get((namespace, name))
+        return last is not None and time.monotonic() - last < within
+
+    # --- reconcile ------------------------------------------------------------------------------
+    async def reconcile(self, namespace: str, name: str, body: Body | None = None) -> Plan | None:
+        """Read -> decide -> apply for one ModelDeployment; None when it is gone or going."""
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            started = time.perf_counter()
+            try:
+                plan = await self._reconcile_locked(key, body)
+            except InvalidSpecError:
+                self.metrics.reconciles.labels("invalid").inc()
+                raise
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                raise
+            finally:
+                self._last[key] = time.monotonic()
+                self.health.reconciled()
+                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                self.metrics.api_requests.set(self.client.requests)
+            self.reconciles += 1
+            self.metrics.reconciles.labels("ok" if plan is not None else "gone").inc()
+            return plan
+
+    async def _reconcile_locked(self, key: Key, given: Body | None) -> Plan | None:
+        namespace, name = key
+        body = given or self._bodies.get(key)
+        if body is None:
+            body = await self.client.get_or_none(MODELDEPLOYMENTS, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        body = self._with_own_status(key, body)
+        parsed = parse_body(body)
+        valid = isinstance(parsed, ModelDeployment)
+        wanted = (
+            desired_key(parsed.spec, self.settings) if isinstance(parsed, ModelDeployment) else None
+        )
+        observed = await self.observer.observe(namespace, name, wanted)
+        analyses = (
+            await self.options.analyses(body, observed)
+            if self.options.analyses is not None and valid
+            else {}
+        )
+        ctx = DecideContext(
+            now=datetime.now(UTC),
+            settings=self.settings,
+            analyses=analyses,
+            analysis_enabled=self.options.analyses is not None,
+        )
+        plan = reconcile(dict(body), observed, ctx)
+        applied = await self.applier.apply(body, observed, plan)
+        self._statuses[key] = dict(plan.status)
+        self._count(plan, applied)
+        self.metrics.set_phase(namespace, name, plan.status.get("phase"))
+        self._requeue(key, plan.requeue_after)
+        if applied.changed or applied.events:
+            logger.info(
+                "reconciled: phase=%s created=%s patched=%s deleted=%s events=%s",
+                plan.status.get("phase"),
+                applied.created,
+                applied.patched,
+                applied.deleted,
+                applied.events,
+                extra=log_ref(namespace, name),
+            )
+        if not isinstance(parsed, ModelDeployment):
+            raise InvalidSpecError(parsed[2])  # decide wrote Failed + the message into status
+        return plan
+
+    def _with_own_status(self, key: Key, body: Body) -> Body:
+        # We are the only writer of status; a body from a watch event can predate our last
+        # patch (a timer firing before the MODIFIED event arrives): decide on what we wrote.
+        own = self._statuses.get(key)
+        if own is None or body.get("status") == own:
+            return body
+        return {**body, "status": own}
+
+    def _count(self, plan: Plan, applied: Applied) -> None:
+        for action in plan.actions:
+            if isinstance(action, Apply) and action.manifest.get("kind") == JOBS.kind:
+                ref = f"{JOBS.kind}/{action.manifest['metadata']['name']}"
+                if ref in applied.created:
+                    self.metrics.builds.labels("started").inc()
+            elif isinstance(action, Apply) and action.manifest.get("kind") == DEPLOYMENTS.kind:
+                ref = f"{DEPLOYMENTS.kind}/{action.manifest['metadata']['name']}"
+                if ref in applied.created:
+                    self.metrics.rollouts.inc()
+            elif isinstance(action, Emit):
+                reason = action.reason.lower()
+                if "rollback" in reason or "rolledback" in reason:
+                    self.metrics.rollbacks.inc()
+                elif "build" in reason and ("succeed" in reason or "built" in reason):
+                    self.metrics.builds.labels("succeeded").inc()
+                elif "build" in reason and "fail" in reason:
+                    self.metrics.builds.labels("failed").inc()
+
+    # --- triggers -------------------------------------------------------------------------------
+    async def trigger(self, namespace: str, name: str) -> None:
+        """Reconcile soon; a trigger while one is already waiting is folded into it."""
+        key = (namespace, name)
+        if key in self._pending:
+            return  # the waiting reconcile reads the state after this event anyway
+        self._pending.add(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self._pending.discard(key)
+        try:
+            await self.reconcile(namespace, name)
+        except InvalidSpecError:
+            return
+        except Exception as exc:  # a child event must not crash kopf's watcher; the timer retries
+            logger.warning("reconcile after a child event failed: %s", exc, extra=log_ref(*key))
+
+    def _requeue(self, key: Key, delay: float | None) -> None:
+        old = self._requeues.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if delay is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._requeues[key] = loop.call_later(max(0.0, delay), self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._requeues.pop(key, None)
+        task = asyncio.get_running_loop().create_task(self.trigger(*key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- deletion -------------------------------------------------------------------------------
+    async def delete_children(self, namespace: str, name: str) -> list[str]:
+        """Delete every owned child (what garbage collection does on a real cluster)."""
+        deleted: list[str] = []
+        labels = child_labels(name)
+        for res in (DEPLOYMENTS, JOBS, CONFIGMAPS, SERVICES):
+            for item in await self.client.list(res, namespace, labels):
+                child = item["metadata"]["name"]
+                if await self.client.delete(res, namespace, child):
+                    deleted.append(f"{res.kind}/{child}")
+        return deleted

@@ -1,0 +1,85 @@
+"""Operator-level kopf handlers: login, startup settings, cleanup, liveness probes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from ..k8s.observe import MANAGED_BY, MANAGED_BY_LABEL
+from ..observability import MetricsServer, Probe
+from .children import WATCHED
+from .modeldeployments import FINALIZER
+from .runtime import Operator
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_PREFIX = "modelops.dev"
+
+
+def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
+    """kopf's settings for this operator."""
+    # We post our own Events (k8s/events.py) with our reasons; kopf's would double them.
+    settings.posting.enabled = False
+    # kmock replays every object on WATCH, so a LIST first would fire on.create twice; a real
+    # API server streams initial events only from Kubernetes 1.34: tests only.
+    settings.watching.initial_streaming = op.options.initial_streaming
+    # The server ends a watch after server_timeout; the client gives it a margin on top.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # One operator replica (the chart's Deployment): no peering objects, no RBAC for them.
+    settings.peering.standalone = True
+    settings.persistence.finalizer = FINALIZER
+    # Status belongs to the operator's reconcile alone: kopf keeps its progress in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Server-side filtering: watch only our own children, never every pod in the cluster.
+    for res in WATCHED:
+        settings.watching.label_selectors[res.group, res.version, res.plural] = (
+            f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        )
+
+
+def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
+    """Register the operator-level handlers into `registry`."""
+    server: MetricsServer | None = None
+
+    @kopf.on.login(registry=registry, id="login")
+    async def login(**kwargs: Any) -> Any:
+        return await op.login(**kwargs)
+
+    @kopf.on.startup(registry=registry, id="startup")
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        nonlocal server
+        configure(settings, op)
+        host = op.options.metrics_host
+        if host is not None:
+            port = op.options.metrics_port
+            server = MetricsServer(op.metrics, op.health.probes())
+            await server.start(host, op.settings.metrics_port if port is None else port)
+            logger.info("serving /metrics and /healthz on %s:%s", host, server.port)
+
+    @kopf.on.cleanup(registry=registry, id="cleanup")
+    async def cleanup(**_: Any) -> None:
+        if server is not None:
+            await server.stop()
+        await op.close()
+
+    for name, probe in op.health.probes().items():
+        kopf.on.probe(registry=registry, id=name)(_as_kopf_probe(probe))
+
+
+def _as_kopf_probe(probe: Probe) -> Callable[..., Awaitable[Any]]:
+    async def kopf_probe(**_: Any) -> Any:
+        return await probe()
+
+    return kopf_probe

@@ -1,0 +1,144 @@
+"""Carry out a Plan: Apply/Delete/Emit in order, then the status patch if the status changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..decide.observed import Observed
+from ..decide.plan import Apply, Delete, Emit, Plan
+from ..observability import log_ref
+from .client import KubeClient, apply_patch_of, merged
+from .events import EventRecorder
+from .resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES, resource_for
+
+logger = logging.getLogger(__name__)
+
+# Hash of the owned fields last applied: lets a re-apply skip objects the API server has
+# defaulted (their lists then differ from the manifest although nothing needs to change).
+APPLIED_HASH = "modelops.dev/applied-hash"
+# Status keys written by others (kopf's progress storage, if ever enabled) are never removed.
+FOREIGN_STATUS_KEYS = frozenset({"kopf"})
+
+
+@dataclass
+class Applied:
+    """What one plan did, for logs and metrics."""
+
+    created: list[str] = field(default_factory=list)
+    patched: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    status_patched: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """Whether any write happened (events excluded)."""
+        return bool(self.created or self.patched or self.deleted or self.status_patched)
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge-patch that turns status `old` into `new` (removed keys become null)."""
+    patch: dict[str, Any] = {}
+    for key in old:
+        if key not in new and key not in FOREIGN_STATUS_KEYS:
+            patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = status_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
+def with_applied_hash(manifest: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A copy of the manifest annotated with the hash of its owned fields, and the hash."""
+    digest = hashlib.sha256(
+        json.dumps(apply_patch_of(manifest), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:16]
+    meta = dict(manifest.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_HASH: digest}
+    return {**manifest, "metadata": meta}, digest
+
+
+def _known(observed: Observed, kind: str, name: str) -> Mapping[str, Any] | None:
+    found: Mapping[str, Any] | None = None
+    if kind == JOBS.kind:
+        found = observed.jobs.get(name)
+    elif kind == DEPLOYMENTS.kind:
+        found = observed.deployments.get(name)
+    if found is not None:
+        return found
+    if kind == SERVICES.kind and observed.service is not None:
+        service_name = (observed.service.get("metadata") or {}).get("name")
+        return observed.service if service_name == name else None
+    return None
+
+
+class Applier:
+    """Applies plans through the client and the event recorder."""
+
+    def __init__(self, client: KubeClient, events: EventRecorder) -> None:
+        self._client = client
+        self._events = events
+
+    async def apply(self, body: Mapping[str, Any], observed: Observed, plan: Plan) -> Applied:
+        """Every action in order; then the status, only when it differs from the body's."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+        log = log_ref(namespace, name)
+        done = Applied()
+        for action in plan.actions:
+            if isinstance(action, Apply):
+                await self._apply(namespace, observed, action.manifest, done, log)
+            elif isinstance(action, Delete):
+                res = resource_for(action.api_version, action.kind)
+                if await self._client.delete(res, namespace, action.name):
+                    done.deleted.append(f"{action.kind}/{action.name}")
+                    logger.info("deleted %s/%s", action.kind, action.name, extra=log)
+            elif isinstance(action, Emit):
+                await self._events.emit(body, action.type, action.reason, action.message)
+                done.events.append(action.reason)
+        old = body.get("status") or {}
+        patch = status_patch(old, plan.status)
+        if patch:
+            await self._client.patch_status(MODELDEPLOYMENTS, namespace, name, patch)
+            done.status_patched = True
+            logger.debug("status patched: %s", sorted(patch), extra=log)
+        return done
+
+    async def _apply(
+        self,
+        namespace: str,
+        observed: Observed,
+        manifest: Mapping[str, Any],
+        done: Applied,
+        log: Mapping[str, Any],
+    ) -> None:
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        annotated, digest = with_applied_hash(manifest)
+        existing = _known(observed, kind, child)
+        if existing is None and kind == CONFIGMAPS.kind and child in observed.configmaps:
+            # Observed keeps only ConfigMap names: their content is read by nobody else.
+            existing = await self._client.get_or_none(CONFIGMAPS, namespace, child)
+        if existing is None:
+            _, outcome = await self._client.apply(annotated, namespace)
+            if outcome != "unchanged":
+                (done.created if outcome == "created" else done.patched).append(f"{kind}/{child}")
+                logger.info("%s %s/%s", outcome, kind, child, extra=log)
+            return
+        annotations = (existing.get("metadata") or {}).get("annotations") or {}
+        patch = apply_patch_of(annotated)
+        if annotations.get(APPLIED_HASH) == digest or merged(existing, patch) == existing:
+            return
+        res = resource_for(manifest["apiVersion"], kind)
+        await self._client.merge_patch(res, namespace, child, patch)
+        done.patched.append(f"{kind}/{child}")
+        logger.info("patched %s/%s", kind, child, extra=log)

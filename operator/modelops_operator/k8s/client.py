@@ -1,0 +1,313 @@
+"""A thin async Kubernetes API client on aiohttp: the only place that speaks HTTP to the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .errors import (
+    TRANSIENT_STATUSES,
+    ApiError,
+    ConflictError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+    error_for,
+)
+from .resources import Resource, resource_for
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+# (apiGroup, resource or resource/subresource, RBAC verb): what one request needs from RBAC.
+ApiCall = tuple[str, str, str]
+MERGE_PATCH = "application/merge-patch+json"
+# The parts of a child the operator owns; a merge-patch of these is what "apply" means here.
+APPLIED_FIELDS = ("spec", "data")
+APPLIED_METADATA = ("labels", "annotations")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the API server is and how to authenticate to it."""
+
+    server: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ssl: ssl.SSLContext | bool = True
+    default_namespace: str | None = None
+
+    @classmethod
+    def from_connection_info(cls, info: Any) -> Credentials:
+        """From a kopf.ConnectionInfo: its own TLS and header logic, so kopf and we agree."""
+        context: ssl.SSLContext | bool = True
+        if str(info.server).startswith("https://"):
+            context = info.as_ssl_context()
+        return cls(
+            server=str(info.server).rstrip("/"),
+            headers=dict(info.as_http_headers()),
+            ssl=context,
+            default_namespace=info.default_namespace,
+        )
+
+
+Connect = Callable[[], Awaitable[Credentials]]
+
+
+def merged(existing: Mapping[str, Any], patch: Mapping[str, Any]) -> JsonDict:
+    """RFC 7386 merge-patch applied to a copy (None deletes a key, lists are replaced)."""
+    out = dict(existing)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_patch_of(manifest: Mapping[str, Any]) -> JsonDict:
+    """The merge-patch that makes an existing object match the manifest's owned fields."""
+    patch: JsonDict = {k: manifest[k] for k in APPLIED_FIELDS if k in manifest}
+    meta = manifest.get("metadata") or {}
+    owned_meta = {k: meta[k] for k in APPLIED_METADATA if k in meta}
+    if owned_meta:
+        patch["metadata"] = owned_meta
+    return patch
+
+
+def labels_match(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Equality-based label selector, evaluated client-side too (kmock ignores labelSelector)."""
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+class KubeClient:
+    """get/list/create/patch/delete with retries on 429/5xx/connection errors and typed errors."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        retries: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        timeout: float = 30.0,
+        user_agent: str = "modelops-operator",
+    ) -> None:
+        self._connect = connect
+        self._retries = retries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+        self._credentials: Credentials | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        # Every call made, by what RBAC it needs: tests check these against REQUIRED_RULES.
+        self.calls: Counter[ApiCall] = Counter()
+        self.requests = 0
+
+    async def close(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- reads ----------------------------------------------------------------------------------
+    async def get(self, res: Resource, namespace: str | None, name: str) -> JsonDict:
+        """One object; NotFoundError when absent."""
+        return await self._call("GET", res, "get", namespace, name)
+
+    async def get_or_none(self, res: Resource, namespace: str | None, name: str) -> JsonDict | None:
+        """One object, or None when absent."""
+        try:
+            return await self.get(res, namespace, name)
+        except NotFoundError:
+            return None
+
+    async def list(
+        self, res: Resource, namespace: str | None, labels: Mapping[str, str] | None = None
+    ) -> list[JsonDict]:
+        """Objects of a namespace (or the cluster) matching every label given."""
+        params = {}
+        if labels:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        body = await self._call("GET", res, "list", namespace, params=params)
+        items: list[JsonDict] = [i for i in body.get("items") or [] if isinstance(i, dict)]
+        return [i for i in items if labels_match(i, labels or {})]
+
+    # --- writes ---------------------------------------------------------------------------------
+    async def create(
+        self, res: Resource, namespace: str | None, body: Mapping[str, Any]
+    ) -> JsonDict:
+        """POST a new object; ConflictError when it exists already."""
+        return await self._call("POST", res, "create", namespace, body=body)
+
+    async def merge_patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> JsonDict:
+        """RFC 7386 merge-patch of one object."""
+        return await self._call("PATCH", res, "patch", namespace, name, body=patch)
+
+    async def patch_status(
+        self, res: Resource, namespace: str | None, name: str, status_patch: Mapping[str, Any]
+    ) -> JsonDict:
+        """Merge-patch the status subresource; the main object where there is no subresource."""
+        body = {"status": status_patch}
+        try:
+            return await self._call(
+                "PATCH", res, "patch", namespace, name, subresource="status", body=body
+            )
+        except NotFoundError:
+            # A CRD without the status subresource answers 404 on /status: the object itself
+            # then carries the status. A missing object 404s again here, which is the truth.
+            return await self.merge_patch(res, namespace, name, body)
+
+    async def delete(self, res: Resource, namespace: str | None, name: str) -> bool:
+        """Delete in the background (children go by GC); False when it was already gone."""
+        try:
+            await self._call(
+                "DELETE",
+                res,
+                "delete",
+                namespace,
+                name,
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                },
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    async def apply(self, manifest: Mapping[str, Any], namespace: str) -> tuple[JsonDict, str]:
+        """Create the manifest; when it exists, merge-patch its owned fields if they differ.
+
+        Returns the object and what happened: "created", "patched" or "unchanged".
+        """
+        res = resource_for(manifest["apiVersion"], manifest["kind"])
+        name = manifest["metadata"]["name"]
+        try:
+            return await self.create(res, namespace, manifest), "created"
+        except ConflictError:
+            existing = await self.get(res, namespace, name)
+        patch = apply_patch_of(manifest)
+        if merged(existing, patch) == existing:
+            return existing, "unchanged"
+        return await self.merge_patch(res, namespace, name, patch), "patched"
+
+    # --- plumbing -------------------------------------------------------------------------------
+    async def _ensure(self) -> tuple[aiohttp.ClientSession, Credentials]:
+        async with self._lock:
+            if self._credentials is None:
+                self._credentials = await self._connect()
+            if self._session is None or self._session.closed:
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=64),
+                    timeout=self._timeout,
+                    headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                )
+            return self._session, self._credentials
+
+    async def _call(
+        self,
+        method: str,
+        res: Resource,
+        verb: str,
+        namespace: str | None,
+        name: str | None = None,
+        *,
+        subresource: str | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> JsonDict:
+        path = res.path(namespace, name, subresource)
+        rbac_resource = f"{res.plural}/{subresource}" if subresource else res.plural
+        self.calls[(res.group, rbac_resource, verb)] += 1
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        content_type = MERGE_PATCH if method == "PATCH" else "application/json"
+        reauthenticated = False
+        attempt = 0
+        while True:
+            session, creds = await self._ensure()
+            headers = {**creds.headers, "Content-Type": content_type}
+            self.requests += 1
+            try:
+                async with session.request(
+                    method,
+                    creds.server + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    ssl=creds.ssl,
+                ) as resp:
+                    status = resp.status
+                    text = await resp.text()
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt >= self._retries:
+                    raise UnavailableError(
+                        0,
+                        type(exc).__name__,
+                        str(exc) or "connection failed",
+                        method=method,
+                        path=path,
+                    ) from exc
+                await self._sleep(attempt, None)
+                attempt += 1
+                continue
+            parsed = _parse_json(text)
+            if status < 300:
+                return parsed if isinstance(parsed, dict) else {}
+            error = error_for(status, parsed, method=method, path=path)
+            if isinstance(error, UnauthorizedError) and not reauthenticated:
+                # Tokens rotate (bound ServiceAccount tokens expire): re-read them once.
+                reauthenticated = True
+                async with self._lock:
+                    self._credentials = None
+                continue
+            if status in TRANSIENT_STATUSES and attempt < self._retries:
+                await self._sleep(attempt, retry_after)
+                attempt += 1
+                continue
+            raise error
+
+    async def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(self._max_backoff, self._backoff * (2**attempt))
+        delay *= 0.5 + random.random()  # noqa: S311 - jitter, not cryptography
+        if retry_after is not None and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), self._max_backoff * 4))
+        await asyncio.sleep(delay)
+
+
+def _parse_json(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+__all__ = [
+    "ApiCall",
+    "ApiError",
+    "Connect",
+    "Credentials",
+    "KubeClient",
+    "apply_patch_of",
+    "labels_match",
+    "merged",
+]

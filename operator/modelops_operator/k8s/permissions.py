@@ -1,0 +1,70 @@
+"""Exactly the API access the operator needs: the Helm chart's RBAC is checked against this list.
+
+kopf's own needs are included: it watches and patches ModelDeployments (finalizer, progress
+annotations), watches the children the handlers react to, and, even when it watches one
+namespace, lists/watches namespaces and CRDs cluster-wide. It runs standalone: no peering objects.
+The operator never touches Secrets: they reach build Jobs and Triton pods only through the kubelet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypedDict
+
+from ..api import GROUP
+
+
+class PolicyRule(TypedDict):
+    """An rbac.authorization.k8s.io/v1 PolicyRule (resource rules only)."""
+
+    apiGroups: list[str]
+    resources: list[str]
+    verbs: list[str]
+
+
+CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+
+REQUIRED_RULES: list[PolicyRule] = [
+    {
+        "apiGroups": [GROUP],
+        "resources": ["modeldeployments"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": [GROUP], "resources": ["modeldeployments/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": CHILD_VERBS},
+    {"apiGroups": [""], "resources": ["services"], "verbs": CHILD_VERBS},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    # Cluster-scoped, needed by kopf even for a single watched namespace.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+]
+
+CLUSTER_SCOPED = frozenset(
+    {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
+)
+
+Grant = tuple[str, str, str]
+
+
+def grants(rules: Iterable[PolicyRule] = REQUIRED_RULES) -> frozenset[Grant]:
+    """Every (apiGroup, resource, verb) the rules allow."""
+    return frozenset(
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    )
+
+
+def missing(calls: Iterable[Grant], rules: Iterable[PolicyRule] = REQUIRED_RULES) -> set[Grant]:
+    """The calls that the rules do not allow (empty when RBAC covers everything)."""
+    allowed = grants(rules)
+    return {call for call in calls if call not in allowed}

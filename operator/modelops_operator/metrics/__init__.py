@@ -1,0 +1,1 @@
+"""Triton metrics: scraping (I/O) and the pure maths."""

@@ -1,0 +1,1 @@
+"""PURE: spec -> child manifests (Job, Deployment, Service, ConfigMap) as dicts."""

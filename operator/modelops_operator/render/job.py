@@ -1,0 +1,194 @@
+"""The build Job of one engine key (DESIGN.md section 3.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelops_builder.request import BuildRequest, ServingBackend, TensorSig
+
+from ..api import ModelDeployment, TensorSpec
+from ..settings import Settings
+from .common import (
+    ANNOTATION_ENGINE_KEY,
+    ANNOTATION_GENERATION,
+    ANNOTATION_RETRY,
+    BUILDER_APP,
+    LABEL_BUILD_FOR,
+    LABEL_COMPONENT,
+    LABEL_ENGINE_KEY,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGED_BY,
+    container_security_context,
+    engine_label,
+    gpu_scheduling,
+    object_meta,
+    owner_labels,
+    pod_security_context,
+    tmp_volume,
+)
+from .names import build_job_name, label_value
+
+MODEL_NAME = "model"
+BUILDER_COMMAND = ["modelops-build"]
+PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default
+BUILDER_RESOURCES: dict[str, dict[str, Any]] = {
+    "requests": {"cpu": "1", "memory": "2Gi"},
+    "limits": {"memory": "16Gi"},
+}
+
+
+def _sigs(tensors: list[TensorSpec] | None) -> list[TensorSig] | None:
+    if not tensors:
+        return None
+    return [TensorSig(name=t.name, data_type=str(t.data_type), dims=list(t.dims)) for t in tensors]
+
+
+def store_location(settings: Settings) -> str:
+    """Where the builder publishes: the s3:// prefix, or the store PVC's mount path."""
+    return settings.store_uri or settings.store_mount_path
+
+
+def store_backend(md: ModelDeployment, settings: Settings) -> ServingBackend | None:
+    """Backend of the store's ready-to-serve copy: python needs model.py beside the graph."""
+    if str(md.spec.build.engine) == "onnxruntime" and settings.onnx_serving_backend == "python":
+        return "python"
+    return None
+
+
+def build_request(md: ModelDeployment, key: str, settings: Settings) -> BuildRequest:
+    """The BuildRequest of a ModelDeployment; the model name is fixed because entries are shared
+    by every ModelDeployment with the same key."""
+    spec = md.spec
+    accuracy = spec.build.accuracy
+    return BuildRequest.model_validate(
+        {
+            "source_uri": spec.model.source.uri,
+            "sha256": spec.model.source.sha256,
+            "format": str(spec.model.format),
+            "inputs": _sigs(spec.model.inputs),
+            "outputs": _sigs(spec.model.outputs),
+            "engine": str(spec.build.engine),
+            "precision": str(spec.build.precision),
+            "max_batch_size": spec.build.max_batch_size,
+            "opt_batch_size": spec.build.opt_batch_size,
+            "gpu_product": spec.build.gpu.product if spec.build.gpu else None,
+            "atol": accuracy.atol if accuracy else None,
+            "rtol": accuracy.rtol if accuracy else None,
+            "store": store_location(settings),
+            "engine_key": key,
+            "model_name": MODEL_NAME,
+            "serving_backend": store_backend(md, settings),
+        }
+    )
+
+
+def _source_claim(uri: str) -> str | None:
+    if not uri.startswith("pvc://"):
+        return None
+    return urlsplit(uri).netloc or None
+
+
+def _env_from(md: ModelDeployment, settings: Settings) -> list[dict[str, Any]]:
+    sources: list[dict[str, Any]] = []
+    if settings.store_uri and settings.store_secret:
+        sources.append({"secretRef": {"name": settings.store_secret}})
+    secret = md.spec.model.source.credentials_secret
+    if secret:
+        # Last: on a duplicate key Kubernetes keeps the last source, and fetching the model is
+        # the step that needs the user's credentials.
+        sources.append({"secretRef": {"name": secret}})
+    return sources
+
+
+def _volumes(md: ModelDeployment, settings: Settings) -> tuple[list[Any], list[Any]]:
+    volumes: list[dict[str, Any]] = [tmp_volume()]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    if not settings.store_uri and settings.store_pvc:
+        volumes.append(
+            {"name": "store", "persistentVolumeClaim": {"claimName": settings.store_pvc}}
+        )
+        mounts.append({"name": "store", "mountPath": settings.store_mount_path})
+    claim = _source_claim(md.spec.model.source.uri)
+    if claim:
+        volumes.append(
+            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    return volumes, mounts
+
+
+def _resources(md: ModelDeployment) -> dict[str, Any]:
+    resources = {k: dict(v) for k, v in BUILDER_RESOURCES.items()}
+    if str(md.spec.build.engine) == "tensorrt":
+        resources["limits"]["nvidia.com/gpu"] = 1
+    return resources
+
+
+def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[str, Any]:
+    """The Job that builds and publishes the engine `key` for this ModelDeployment."""
+    name = md.metadata.name
+    request = build_request(md, key, settings)
+    labels = {
+        LABEL_NAME: BUILDER_APP,
+        LABEL_COMPONENT: "build",
+        **owner_labels(name),
+        LABEL_ENGINE_KEY: engine_label(key),
+    }
+    annotations = {
+        ANNOTATION_ENGINE_KEY: key,
+        ANNOTATION_GENERATION: str(md.metadata.generation),
+        ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
+    }
+    pod_labels = {
+        LABEL_NAME: BUILDER_APP,
+        LABEL_COMPONENT: "build",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_BUILD_FOR: label_value(name),
+        LABEL_ENGINE_KEY: engine_label(key),
+    }
+    volumes, mounts = _volumes(md, settings)
+    env = [
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
+        {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+    ]
+    container: dict[str, Any] = {
+        "name": "builder",
+        "image": settings.builder_image,
+        "command": list(BUILDER_COMMAND),
+        "args": ["--request", request.model_dump_json(by_alias=True, exclude_none=True)],
+        "env": env,
+        "resources": _resources(md),
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    env_from = _env_from(md, settings)
+    if env_from:
+        container["envFrom"] = env_from
+    gpu = md.spec.build.gpu.product if md.spec.build.gpu else None
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(fs_group=not settings.store_uri),
+        "containers": [container],
+        "volumes": volumes,
+        **gpu_scheduling(gpu),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(md, build_job_name(name, key), labels, annotations),
+        "spec": {
+            "backoffLimit": settings.build_backoff_limit,
+            "activeDeadlineSeconds": settings.build_deadline_seconds,
+            # ttlSecondsAfterFinished stays unset: the operator reads the result and deletes
+            # the Job itself once the engine is no longer wanted.
+            "template": {
+                "metadata": {"labels": dict(sorted(pod_labels.items()))},
+                "spec": pod_spec,
+            },
+        },
+    }

@@ -1,0 +1,97 @@
+"""Operator settings from `MODELOPS_*` environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the operator is configured with; each field is one `MODELOPS_<NAME>` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELOPS_", extra="ignore", frozen=True)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch, comma-separated; empty watches the whole cluster.",
+    )
+    store_pvc: str | None = Field(
+        default="modelops-engines",
+        description="PVC holding the engine store; mounted by build Jobs and Triton pods. "
+        "Ignored when MODELOPS_STORE_URI is set (an s3 store takes precedence).",
+    )
+    store_mount_path: str = Field(
+        default="/var/lib/modelops/engines",
+        description="Where the store PVC is mounted (in the operator pod too, to check entries).",
+    )
+    store_uri: str | None = Field(
+        default=None, description="s3:// prefix of the engine store instead of a PVC."
+    )
+    store_secret: str | None = Field(
+        default=None, description="Secret with the s3 store's credentials (env keys)."
+    )
+    triton_image: str = Field(
+        default="nvcr.io/nvidia/tritonserver:25.10-py3", description="Triton server image."
+    )
+    builder_image: str = Field(
+        default="ghcr.io/modelops/builder:0.1.0", description="Engine builder image."
+    )
+    tensorrt_version: str = Field(
+        default="11.4", description="TensorRT version of the builder image (part of the key)."
+    )
+    onnx_serving_backend: Literal["onnxruntime", "python"] = Field(
+        default="onnxruntime",
+        description="Triton backend for ONNX Runtime engines: onnxruntime (NGC image) or python.",
+    )
+    build_backoff_limit: int = Field(default=1, ge=0, le=10, description="Build Job retries.")
+    build_deadline_seconds: int = Field(
+        default=3600, ge=60, description="activeDeadlineSeconds of a build Job."
+    )
+    triton_startup_seconds: int = Field(
+        default=600, ge=30, description="How long a Triton pod may take to load its engine."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0, description="Safety-net timer of every ModelDeployment."
+    )
+    metrics_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often serving pods are scraped for autoscaling."
+    )
+    metrics_stale_seconds: float = Field(
+        default=60.0, gt=0, description="Metrics older than this never drive a scaling change."
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Read Triton figures from Prometheus instead of the pods."
+    )
+    metrics_port: int = Field(
+        default=8080, ge=1, le=65535, description="Port of the operator's /metrics and /healthz."
+    )
+    log_format: Literal["json", "plain"] = Field(default="json", description="Log line format.")
+    default_triton_resources: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"memory": "8Gi"},
+        },
+        description="Resources of Triton containers when spec.serving.resources is absent.",
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [ns.strip() for ns in value.split(",") if ns.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Settings:
+        if self.store_uri and not self.store_uri.startswith("s3://"):
+            raise ValueError("MODELOPS_STORE_URI must be an s3:// prefix")
+        if not self.store_uri and not self.store_pvc:
+            raise ValueError("set MODELOPS_STORE_PVC or MODELOPS_STORE_URI: the engine store")
+        return self
+
+    @property
+    def uses_s3_store(self) -> bool:
+        """True when the engine store is an s3:// prefix rather than a PVC."""
+        return bool(self.store_uri)

@@ -1,0 +1,125 @@
+"""Fixtures of the operator tests: kmock's API server, a test-only login, a running operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+import yaml
+from kmock_support import Cluster, declare_resources, eventually
+
+from modelops_operator.handlers import Operator, OperatorOptions, build
+from modelops_operator.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "crds" / "modeldeployments.modelops.dev.yaml"
+MODEL_SHA = hashlib.sha256(b"tiny model").hexdigest()
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict[str, Any]:
+    """The generated CRD, for reference (kmock enforces no schema)."""
+    loaded: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    return loaded
+
+
+@pytest.fixture
+async def api(crd: dict[str, Any]) -> AsyncIterator[kmock.KubernetesEmulator]:
+    """A KubernetesEmulator on 127.0.0.1 with every resource declared (TESTING.md)."""
+    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
+        declare_resources(emulator)
+        yield emulator
+
+
+@pytest.fixture
+def cluster(api: kmock.KubernetesEmulator) -> Cluster:
+    """Test-side reads and writes against the emulator."""
+    return Cluster(api)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """An empty engine store folder."""
+    path = tmp_path / "engines"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(store: Path) -> Settings:
+    """Settings pointing at the temp store; a short safety-net interval."""
+    return Settings(
+        store_mount_path=str(store),
+        reconcile_interval_seconds=60.0,
+        namespaces=[],
+        log_format="plain",
+    )
+
+
+RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[Operator]]
+
+
+@pytest.fixture
+def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperator:
+    """`async with run_operator() as op:` a whole kopf operator in this event loop."""
+    url = str(api.url).rstrip("/")
+
+    async def test_login(**_: Any) -> kopf.ConnectionInfo:
+        # Test-only: the emulator's URL; production keeps kopf's in-cluster/kubeconfig login.
+        return kopf.ConnectionInfo(server=url, insecure=True)
+
+    @contextlib.asynccontextmanager
+    async def running(**overrides: Any) -> AsyncIterator[Operator]:
+        options = OperatorOptions(
+            settings=overrides.pop("settings", settings),
+            login=test_login,
+            initial_streaming=True,
+            metrics_host=overrides.pop("metrics_host", None),
+            metrics_port=0,
+            **overrides,
+        )
+        registry, op = build(options)
+        # Its own thread and event loop: kopf cancels every task born during its lifetime when
+        # it stops, which in the test's loop would be the test itself (KopfRunner does the same).
+        stop, ready = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                asyncio.run(
+                    kopf.operator(
+                        registry=registry, clusterwide=True, stop_flag=stop, ready_flag=ready
+                    )
+                )
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, name="operator", daemon=True)
+        thread.start()
+        try:
+            assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+            yield op
+        finally:
+            stop.set()
+            # Done once its cleanup ran: kopf then waits 5 s for "hung" tasks (a timer that
+            # kmock's replayed events respawned during shutdown) before the thread exits.
+            await eventually(lambda: op.closed or not thread.is_alive(), 15, "operator cleanup")
+            await asyncio.to_thread(thread.join, 0.5)
+            assert not errors, f"the operator failed: {errors!r}"
+
+    return running
+
+
+@pytest.fixture
+async def operator(run_operator: RunOperator) -> AsyncIterator[Operator]:
+    """One operator running for the whole test."""
+    async with run_operator() as op:
+        yield op

@@ -1,0 +1,286 @@
+"""kmock's KubernetesEmulator as the API server of the operator tests (see /work/shared/TESTING.md).
+
+kmock keeps objects as plain JSON: it never sets resourceVersion/uid/generation/creationTimestamp,
+ignores label selectors, has no garbage collector and does not enforce subresources. `Cluster`
+writes through HTTP (so watches see every change) and fills in what a real API server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import kmock
+
+from modelops_operator.api import GROUP, PLURAL, VERSION
+from modelops_operator.k8s import resources as r
+from modelops_operator.k8s.observe import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+MD = f"{GROUP}/{VERSION}/{PLURAL}"
+TEST_AGENT = "modelops-tests"
+OPERATOR_AGENT = "modelops-operator"
+ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+
+
+def declare_resources(api: kmock.KubernetesEmulator) -> None:
+    """Every resource the operator and kopf touch, with verbs (kmock declares none by default)."""
+    for res in r.ALL:
+        subresources = ["status", "scale"] if res is r.MODELDEPLOYMENTS else []
+        if res is r.DEPLOYMENTS or res is r.JOBS:
+            subresources = ["status"]
+        api.resources[
+            f"{res.group}/{res.version}/{res.plural}" if res.group else f"v1/{res.plural}"
+        ] = {
+            "namespaced": res.namespaced,
+            "kind": res.kind,
+            "singular": res.kind.lower(),
+            "verbs": ALL_VERBS,
+            "shortnames": ["md"] if res is r.MODELDEPLOYMENTS else [],
+            "categories": [],
+            "subresources": subresources,
+        }
+
+
+def rbac_call(request: kmock.Request) -> tuple[str, str, str] | None:
+    """(apiGroup, resource[/subresource], verb) of one API request; None for discovery URLs."""
+    res = request.resource
+    if res is None or not isinstance(res.plural, str) or not res.plural:
+        return None
+    method = str(
+        request.method.value if hasattr(request.method, "value") else request.method
+    ).upper()
+    if method == "GET":
+        verb = (
+            "watch" if request.params.get("watch") == "true" else "get" if request.name else "list"
+        )
+    else:
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+        if verb == "delete" and not request.name:
+            verb = "deletecollection"
+    resource = f"{res.plural}/{request.subresource}" if request.subresource else res.plural
+    return (str(res.group or ""), resource, verb)
+
+
+def _agent(request: kmock.Request) -> str:
+    return str(request.headers.get("User-Agent", ""))
+
+
+class Cluster:
+    """Test-side writes and reads against the emulator, as a real API server would answer them."""
+
+    def __init__(self, api: kmock.KubernetesEmulator) -> None:
+        self.api = api
+        self._versions = itertools.count(1)
+
+    # --- request log ------------------------------------------------------------------------
+    def requests(self) -> list[kmock.Request]:
+        """Every request the API server saw except the test's own."""
+        return [q for q in self.api if not _agent(q).startswith(TEST_AGENT)]
+
+    def posts(self, plural: str) -> int:
+        """How many creates the operator sent for a resource."""
+        return sum(
+            1
+            for q in self.api
+            if _agent(q).startswith(OPERATOR_AGENT)
+            and rbac_call(q) is not None
+            and rbac_call(q)[1:] == (plural, "create")  # type: ignore[index]
+        )
+
+    def calls(self) -> Counter[tuple[str, str, str]]:
+        """RBAC calls of the operator and kopf, counted."""
+        return Counter(c for q in self.requests() if (c := rbac_call(q)) is not None)
+
+    # --- HTTP writes (watchers see them) ----------------------------------------------------
+    async def _send(self, method: str, path: str, body: Any = None) -> Obj:
+        headers = {"User-Agent": TEST_AGENT}
+        if method == "PATCH":
+            headers["Content-Type"] = "application/merge-patch+json"
+        resp = await self.api.request(method, path, json=body, headers=headers)
+        async with resp:
+            data = await resp.json(content_type=None)
+            assert resp.status < 300, f"{method} {path}: {resp.status} {data}"
+            return data if isinstance(data, dict) else {}
+
+    def _meta(self, name: str, namespace: str, **extra: Any) -> Obj:
+        return {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": str(next(self._versions)),
+            "generation": 1,
+            "creationTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **extra,
+        }
+
+    async def create_md(self, name: str, spec: Obj, namespace: str = "default") -> Obj:
+        """POST a ModelDeployment with the metadata a real API server would add."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": self._meta(name, namespace),
+            "spec": spec,
+        }
+        return await self._send("POST", r.MODELDEPLOYMENTS.path(namespace), body)
+
+    async def update_spec(self, name: str, spec_patch: Obj, namespace: str = "default") -> Obj:
+        """Merge-patch the spec and bump generation (kmock does not)."""
+        current = self.get(r.MODELDEPLOYMENTS, name, namespace)
+        assert current is not None
+        meta = {
+            "generation": int(current["metadata"].get("generation", 1)) + 1,
+            "resourceVersion": str(next(self._versions)),
+        }
+        path = r.MODELDEPLOYMENTS.path(namespace, name)
+        return await self._send("PATCH", path, {"metadata": meta, "spec": spec_patch})
+
+    async def delete_md(self, name: str, namespace: str = "default") -> None:
+        """DELETE a ModelDeployment (its finalizer holds it until the operator releases it)."""
+        await self._send("DELETE", r.MODELDEPLOYMENTS.path(namespace, name))
+
+    async def patch_status(
+        self, res: r.Resource, name: str, status: Obj, namespace: str = "default"
+    ) -> Obj:
+        """What a controller (Job, Deployment) would write into a child's status."""
+        return await self._send("PATCH", res.path(namespace, name, "status"), {"status": status})
+
+    async def finish_job(
+        self, name: str, summary: Obj, ok: bool = True, namespace: str = "default"
+    ) -> Obj:
+        """The Job controller's final status, with the build pod's termination message on it."""
+        import json
+
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cond = "Complete" if ok else "Failed"
+        status = {
+            "succeeded" if ok else "failed": 1,
+            "active": 0,
+            "conditions": [{"type": cond, "status": "True", "lastTransitionTime": now}],
+            "completionTime": now,
+            "terminationMessage": json.dumps(summary, separators=(",", ":")),
+        }
+        return await self.patch_status(r.JOBS, name, status, namespace)
+
+    async def ready_deployment(self, name: str, namespace: str = "default") -> Obj:
+        """The Deployment controller's status once every replica is up to date and ready."""
+        dep = self.get(r.DEPLOYMENTS, name, namespace)
+        assert dep is not None, f"no Deployment {name}"
+        n = int(dep["spec"].get("replicas", 1))
+        status = {
+            "observedGeneration": dep["metadata"].get("generation", 1),
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            ],
+        }
+        return await self.patch_status(r.DEPLOYMENTS, name, status, namespace)
+
+    async def add_pod(
+        self,
+        deployment: str,
+        ip: str,
+        *,
+        ready: bool = True,
+        index: int = 0,
+        namespace: str = "default",
+    ) -> Obj:
+        """A running pod of a revision Deployment at `ip` (what metrics scraping addresses)."""
+        dep = self.get(r.DEPLOYMENTS, deployment, namespace)
+        assert dep is not None, f"no Deployment {deployment}"
+        labels = dict(dep["spec"]["selector"].get("matchLabels") or {})
+        labels |= dict(dep["spec"]["template"]["metadata"].get("labels") or {})
+        labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY)
+        labels.setdefault(DEPLOYMENT_LABEL, dep["metadata"]["labels"][DEPLOYMENT_LABEL])
+        flag = "True" if ready else "False"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": self._meta(f"{deployment}-{index}", namespace, labels=labels),
+            "spec": dep["spec"]["template"]["spec"],
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "conditions": [
+                    {"type": "Ready", "status": flag},
+                    {"type": "ContainersReady", "status": flag},
+                ],
+                "containerStatuses": [
+                    {"name": c["name"], "ready": ready, "restartCount": 0, "state": {"running": {}}}
+                    for c in dep["spec"]["template"]["spec"]["containers"]
+                ],
+            },
+        }
+        return await self._send("POST", r.PODS.path(namespace), body)
+
+    # --- reads (straight from the emulator's memory) ----------------------------------------
+    def get(self, res: r.Resource, name: str, namespace: str = "default") -> Obj | None:
+        """One stored object, or None (kmock's `in` is always False: index it directly)."""
+        key = f"{res.group}/{res.version}/{res.plural}" if res.group else f"v1/{res.plural}"
+        try:
+            obj = self.api.objects[key, namespace, name]
+        except KeyError:
+            return None
+        return None if obj.deleted else obj.last.raw
+
+    def names(self, res: r.Resource, namespace: str = "default") -> list[str]:
+        """Names of the live objects of a resource in a namespace."""
+        out = []
+        for (resource, ns, name), obj in self.api.objects.items():
+            same = resource.plural == res.plural and resource.group == res.group
+            if same and ns == namespace and not obj.deleted:
+                out.append(name)
+        return sorted(out)
+
+    def md(self, name: str, namespace: str = "default") -> Obj:
+        """The ModelDeployment as stored."""
+        obj = self.get(r.MODELDEPLOYMENTS, name, namespace)
+        assert obj is not None, f"no ModelDeployment {name}"
+        return obj
+
+    def events(self, name: str) -> list[Obj]:
+        """Events the operator posted about a ModelDeployment, oldest first."""
+        found = [
+            e
+            for n in self.names(r.EVENTS)
+            if (e := self.get(r.EVENTS, n)) is not None
+            and e.get("involvedObject", {}).get("name") == name
+        ]
+        return sorted(found, key=lambda e: e["metadata"]["name"])
+
+
+async def eventually(
+    probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
+    within: float = 10.0,
+    what: str = "condition",
+) -> T:
+    """Poll until `probe` returns something truthy; fail with `what` after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: Any = None
+    while True:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last  # type: ignore[no-any-return]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(0.02)
+
+
+def only(items: Iterable[T]) -> T:
+    """The single item of an iterable."""
+    found = list(items)
+    assert len(found) == 1, f"expected exactly one, got {found}"
+    return found[0]

@@ -1,0 +1,268 @@
+"""The whole operator (kopf + handlers + k8s layer + decide) against kmock's API server.
+
+The test plays the cluster's controllers: it finishes build Jobs (with the builder's termination
+message), publishes store entries, and marks Deployments ready. Assertions are on the requests
+the API server saw (exactly one create of each child), not only on the final objects.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conftest import MODEL_SHA, RunOperator
+from kmock_support import Cluster, eventually
+
+from modelops_builder.key import key_digest
+from modelops_builder.manifest import EngineManifest, ProfilePoint
+from modelops_builder.request import AccuracyReport, BuildSummary, LatencyReport, TensorSig
+from modelops_operator.api import ModelDeployment
+from modelops_operator.decide.reconcile import desired_key
+from modelops_operator.handlers import Operator
+from modelops_operator.k8s import resources as r
+from modelops_operator.k8s.permissions import missing
+from modelops_operator.render.names import build_job_name, revision_name, service_name
+from modelops_operator.settings import Settings
+
+Obj = dict[str, Any]
+
+
+def spec(sha: str = MODEL_SHA, replicas: int = 1, delay: int = 100) -> Obj:
+    """A valid ONNX Runtime spec that rolls out at once (Recreate)."""
+    return {
+        "model": {"source": {"uri": "https://models.example.com/m.onnx", "sha256": sha}},
+        "build": {"engine": "onnxruntime", "precision": "fp32", "maxBatchSize": 8},
+        "serving": {"replicas": replicas, "dynamicBatching": {"maxQueueDelayMicroseconds": delay}},
+        "rollout": {"strategy": "Recreate"},
+    }
+
+
+def phase(cluster: Cluster, name: str) -> str | None:
+    """status.phase of a ModelDeployment."""
+    return (cluster.md(name).get("status") or {}).get("phase")
+
+
+def condition(cluster: Cluster, name: str, ctype: str) -> Obj:
+    """One condition of a ModelDeployment's status."""
+    conds = (cluster.md(name).get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c["type"] == ctype), {})
+
+
+def key_of(cluster: Cluster, name: str, settings: Settings) -> str:
+    """The engine key the operator wants for the stored ModelDeployment."""
+    return desired_key(ModelDeployment.from_body(cluster.md(name)).spec, settings)
+
+
+def publish(store: Path, key: str) -> None:
+    """What a successful builder leaves in the store: engine.json (the entry is complete)."""
+    sig = [TensorSig(name="x", data_type="FP32", dims=[16])]
+    manifest = EngineManifest(
+        key=key,
+        engine="onnxruntime",
+        precision="fp32",
+        serving_backend="onnxruntime",
+        model_name="model",
+        model_file="model.onnx",
+        inputs=sig,
+        outputs=[TensorSig(name="y", data_type="FP32", dims=[4])],
+        max_batch_size=8,
+        opt_batch_size=8,
+        source_sha256=MODEL_SHA,
+        format="onnx",
+        profile=[ProfilePoint(batch=8, p50_ms=1.0, p99_ms=2.0, throughput=4000.0)],
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    entry = store / key_digest(key)
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "engine.json").write_text(json.dumps(manifest.to_wire()))
+
+
+def summary(key: str, ok: bool = True) -> Obj:
+    """The builder's termination message."""
+    if not ok:
+        return BuildSummary(
+            ok=False, reason="AccuracyGateFailed", message="max abs error 0.5 > atol 0.01"
+        ).to_wire()
+    return BuildSummary(
+        ok=True,
+        key=key,
+        uri=f"pvc://modelops-engines/{key_digest(key)}",
+        engine="onnxruntime",
+        precision="fp32",
+        accuracy=AccuracyReport(max_abs_error=1e-6, max_rel_error=1e-5, passed=True),
+        latency_ms=LatencyReport(p50=1.0, p99=2.0),
+        throughput=4000.0,
+    ).to_wire()
+
+
+async def build_and_serve(cluster: Cluster, store: Path, settings: Settings, name: str) -> str:
+    """Create -> build Job -> (test finishes it) -> revision 1 -> (test readies it) -> Ready."""
+    key = key_of(cluster, name, settings)
+    job = build_job_name(name, key)
+    await eventually(lambda: cluster.get(r.JOBS, job), what=f"build Job {job}")
+    await eventually(lambda: phase(cluster, name) == "Building", what="phase Building")
+    publish(store, key)
+    await cluster.finish_job(job, summary(key))
+    rev = revision_name(name, 1)
+    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what=f"Deployment {rev}")
+    await cluster.ready_deployment(rev)
+    await eventually(lambda: phase(cluster, name) == "Ready", what="phase Ready")
+    return key
+
+
+async def test_create_build_rollout_ready(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("resnet", spec(replicas=2))
+    key = await build_and_serve(cluster, store, settings, "resnet")
+
+    assert cluster.get(r.CONFIGMAPS, revision_name("resnet", 1)) is not None
+    assert cluster.get(r.SERVICES, service_name("resnet")) is not None
+    status = cluster.md("resnet")["status"]
+    assert status["engine"]["key"] == key
+    assert status["revision"]["current"] == 1
+    assert status["observedGeneration"] == 1
+    assert condition(cluster, "resnet", "Ready")["status"] == "True"
+    # Exactly one create of each child, whatever the number of events and reconciles.
+    for plural in ("jobs", "deployments", "configmaps", "services"):
+        assert cluster.posts(plural) == 1, plural
+    assert cluster.events("resnet"), "the operator posts its own Events"
+    # Every call the operator and kopf made is granted by REQUIRED_RULES (the chart's RBAC).
+    assert not missing(cluster.calls()), missing(cluster.calls())
+    assert not missing(operator.client.calls)
+    sample = operator.metrics.registry.get_sample_value
+    assert sample("modelops_builds_total", {"event": "started"}) == 1
+    assert sample("modelops_rollouts_total") == 1
+    assert sample("modelops_phase", {"namespace": "default", "name": "resnet", "phase": "Ready"})
+
+
+async def test_serving_change_rolls_out_without_build(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("svc", spec())
+    await build_and_serve(cluster, store, settings, "svc")
+
+    await cluster.update_spec(
+        "svc", {"serving": {"dynamicBatching": {"maxQueueDelayMicroseconds": 500}}}
+    )
+    rev2 = revision_name("svc", 2)
+    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev2), what="revision 2")
+    await cluster.ready_deployment(rev2)
+    await eventually(
+        lambda: cluster.md("svc")["status"]["revision"].get("current") == 2, what="current 2"
+    )
+    await eventually(lambda: phase(cluster, "svc") == "Ready", what="Ready again")
+    assert cluster.posts("jobs") == 1, "a serving-only change never rebuilds"
+    assert cluster.posts("deployments") == 2
+    assert cluster.md("svc")["status"]["observedGeneration"] == 2
+
+
+async def test_model_change_builds_again(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("mc", spec())
+    first = await build_and_serve(cluster, store, settings, "mc")
+
+    await cluster.update_spec("mc", {"model": {"source": {"sha256": "b" * 64}}})
+    second = key_of(cluster, "mc", settings)
+    assert second != first
+    await eventually(lambda: cluster.get(r.JOBS, build_job_name("mc", second)), what="new Job")
+    await eventually(lambda: phase(cluster, "mc") == "Building", what="Building")
+    assert cluster.posts("jobs") == 2
+
+
+async def test_build_failure_first_revision_is_failed(
+    cluster: Cluster, operator: Operator, settings: Settings
+) -> None:
+    await cluster.create_md("bad", spec())
+    key = key_of(cluster, "bad", settings)
+    job = build_job_name("bad", key)
+    await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
+    await cluster.finish_job(job, summary(key, ok=False), ok=False)
+
+    await eventually(lambda: phase(cluster, "bad") == "Failed", what="Failed")
+    built = condition(cluster, "bad", "EngineBuilt")
+    assert built["status"] == "False"
+    assert built["reason"] == "AccuracyGateFailed"
+    assert "atol" in built["message"]
+    assert cluster.names(r.DEPLOYMENTS) == [], "a failed build rolls nothing out"
+    assert any(e["type"] == "Warning" for e in cluster.events("bad"))
+
+
+async def test_build_failure_with_older_revision_is_degraded(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("deg", spec())
+    await build_and_serve(cluster, store, settings, "deg")
+
+    await cluster.update_spec("deg", {"model": {"source": {"sha256": "c" * 64}}})
+    key = key_of(cluster, "deg", settings)
+    job = build_job_name("deg", key)
+    await eventually(lambda: cluster.get(r.JOBS, job), what="second build Job")
+    await cluster.finish_job(job, summary(key, ok=False), ok=False)
+
+    await eventually(lambda: phase(cluster, "deg") == "Degraded", what="Degraded")
+    assert condition(cluster, "deg", "Degraded")["status"] == "True"
+    assert "AccuracyGateFailed" in json.dumps(cluster.md("deg")["status"]["conditions"])
+    assert cluster.get(r.DEPLOYMENTS, revision_name("deg", 1)) is not None, "r1 keeps serving"
+
+
+async def test_invalid_spec_fails_with_reason(cluster: Cluster, operator: Operator) -> None:
+    await cluster.create_md("inv", {"model": {"source": {"uri": "https://x/m.onnx"}}})
+    await eventually(lambda: phase(cluster, "inv") == "Failed", what="Failed")
+    ready = condition(cluster, "inv", "Ready")
+    assert ready["status"] == "False"
+    assert "sha256" in ready["message"]
+    assert cluster.posts("jobs") == 0
+
+
+async def test_store_hit_deploys_without_build(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    probe = {"metadata": {"name": "hit"}, "spec": spec()}
+    publish(store, desired_key(ModelDeployment.from_body(probe).spec, settings))
+    await cluster.create_md("hit", spec())
+    rev = revision_name("hit", 1)
+    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what="revision 1")
+    await cluster.ready_deployment(rev)
+    await eventually(lambda: phase(cluster, "hit") == "Ready", what="Ready")
+    assert cluster.posts("jobs") == 0
+
+
+async def test_delete_removes_children(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("gone", spec())
+    await build_and_serve(cluster, store, settings, "gone")
+    assert cluster.md("gone")["metadata"]["finalizers"] == ["modelops.dev/finalizer"]
+
+    await cluster.delete_md("gone")
+    await eventually(lambda: cluster.get(r.MODELDEPLOYMENTS, "gone") is None, what="MD gone")
+    for res in (r.JOBS, r.DEPLOYMENTS, r.CONFIGMAPS, r.SERVICES):
+        assert cluster.names(res) == [], res.plural
+    assert ("default", "gone") not in operator._bodies
+
+
+async def test_restart_mid_rollout_converges_without_duplicates(
+    cluster: Cluster, run_operator: RunOperator, store: Path, settings: Settings
+) -> None:
+    async with run_operator():
+        await cluster.create_md("rs", spec())
+        key = key_of(cluster, "rs", settings)
+        job = build_job_name("rs", key)
+        await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
+        publish(store, key)
+        await cluster.finish_job(job, summary(key))
+        await eventually(lambda: cluster.get(r.DEPLOYMENTS, revision_name("rs", 1)), what="r1")
+        await eventually(lambda: phase(cluster, "rs") == "RollingOut", what="RollingOut")
+
+    # Stopped mid-rollout; a new process resumes from the status and the children alone.
+    async with run_operator() as second:
+        await eventually(lambda: second.reconciles > 0, what="a reconcile after restart")
+        await cluster.ready_deployment(revision_name("rs", 1))
+        await eventually(lambda: phase(cluster, "rs") == "Ready", what="Ready after restart")
+
+    for plural in ("jobs", "deployments", "configmaps", "services"):
+        assert cluster.posts(plural) == 1, plural

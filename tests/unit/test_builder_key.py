@@ -1,0 +1,100 @@
+"""The engine key changes with every engine-affecting field, and with nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelops_builder.engines import EnginePlan, GpuInfo
+from modelops_builder.key import engine_key, key_digest
+from modelops_builder.pipeline import compute_key
+from modelops_builder.request import BuildRequest
+
+BASE: dict[str, Any] = {
+    "model_sha256": "a" * 64,
+    "format": "onnx",
+    "engine": "tensorrt",
+    "precision": "fp16",
+    "max_batch_size": 32,
+    "opt_batch_size": 8,
+    "inputs": [{"name": "x", "dataType": "FP32", "dims": [3, 224, 224]}],
+    "gpu_product": "NVIDIA-H100-80GB-HBM3",
+    "tensorrt_version": "11.4.0",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("model_sha256", "b" * 64),
+        ("format", "torchscript"),
+        ("engine", "onnxruntime"),
+        ("precision", "fp32"),
+        ("max_batch_size", 64),
+        ("opt_batch_size", 4),
+        ("inputs", [{"name": "x", "dataType": "FP32", "dims": [3, 256, 256]}]),
+        ("inputs", [{"name": "y", "dataType": "FP32", "dims": [3, 224, 224]}]),
+        ("inputs", None),
+        ("gpu_product", "NVIDIA-L4"),
+        ("tensorrt_version", "11.5.0"),
+        ("builder_version", "9.9.9"),
+    ],
+)
+def test_each_engine_field_changes_the_key(field: str, value: Any) -> None:
+    assert engine_key(**BASE) != engine_key(**(BASE | {field: value}))
+
+
+def test_key_format_and_stability() -> None:
+    key = engine_key(**BASE)
+    assert key.startswith("sha256:")
+    assert len(key_digest(key)) == 64
+    assert engine_key(**BASE) == key
+
+
+def test_onnxruntime_keys_ignore_gpu_and_tensorrt() -> None:
+    ort = BASE | {"engine": "onnxruntime"}
+    assert engine_key(**ort) == engine_key(**(ort | {"gpu_product": "x", "tensorrt_version": "1"}))
+
+
+def test_opt_batch_is_clamped_to_max() -> None:
+    assert engine_key(**(BASE | {"opt_batch_size": 64})) == engine_key(
+        **(BASE | {"opt_batch_size": 32})
+    )
+
+
+REQUEST: dict[str, Any] = {
+    "sourceUri": "https://models.example.com/m.onnx",
+    "sha256": "c" * 64,
+    "store": "/engines",
+    "maxBatchSize": 8,
+    "optBatchSize": 4,
+}
+PLAN = EnginePlan("onnxruntime", GpuInfo(False))
+
+
+@pytest.mark.parametrize(
+    "serving",
+    [
+        {"modelName": "other"},
+        {"servingBackend": "python"},
+        {"store": "s3://elsewhere/engines"},
+        {"sourceUri": "pvc://models/m.onnx"},
+        {"profileSeconds": 0.1},
+        {"atol": 0.5, "rtol": 0.5},
+        {"maxDownloadBytes": 10},
+    ],
+)
+def test_serving_and_build_only_fields_keep_the_key(serving: dict[str, Any]) -> None:
+    base = BuildRequest.model_validate(REQUEST)
+    other = BuildRequest.model_validate(REQUEST | serving)
+    assert compute_key(base, PLAN) == compute_key(other, PLAN)
+
+
+def test_a_fallback_is_keyed_as_what_was_built() -> None:
+    request = BuildRequest.model_validate(REQUEST | {"engine": "tensorrt"})
+    fallback = EnginePlan("onnxruntime", GpuInfo(False), fallback="GpuUnavailable")
+    plain = BuildRequest.model_validate(REQUEST)
+    assert compute_key(request, fallback) == compute_key(plain, PLAN)
+    real = EnginePlan("tensorrt", GpuInfo(True, "NVIDIA H100"), tensorrt_version="11.4.0")
+    assert compute_key(request, real) != compute_key(request, fallback)

@@ -1,0 +1,489 @@
+"""reconcile(): every phase transition, as (spec, observed children, now) -> plan and status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from test_decide_world import World, body, entry, key_of, reasons, spec
+
+from modelops_operator.decide.plan import Apply, Delete
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A stand-in for the metrics engineer's analysis result."""
+
+    verdict: str
+    message: str = "errorRate 0 over 100 requests"
+
+
+def applied(plan: Any) -> list[tuple[str, str, int | None]]:
+    """(kind, name, replicas) of every Apply, in order."""
+    return [
+        (
+            a.manifest["kind"],
+            a.manifest["metadata"]["name"],
+            a.manifest.get("spec", {}).get("replicas"),
+        )
+        for a in plan.actions
+        if isinstance(a, Apply)
+    ]
+
+
+def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """type -> (status, reason)."""
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def change(world: World, **overrides: Any) -> None:
+    """Edit the spec as a user would: a new generation."""
+    for path, value in overrides.items():
+        node = world.body["spec"]
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    world.body["metadata"]["generation"] += 1
+
+
+# --- invalid spec ----------------------------------------------------------------------------
+def test_invalid_spec_fails_with_the_field_and_one_warning() -> None:
+    bad = body(spec(**{"build.optBatchSize": 64, "build.maxBatchSize": 8}))
+    world = World(bad)
+    plan = world.step()
+    assert plan.changes == ()
+    assert [e.type for e in plan.events] == ["Warning"]
+    assert plan.events[0].reason == "InvalidSpec"
+    assert plan.status["phase"] == "Failed"
+    ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.build" in ready["message"]
+    assert "optBatchSize" in ready["message"]
+    # The same invalid spec again: nothing new to say.
+    assert world.step().events == ()
+
+
+def test_invalid_spec_leaves_a_serving_revision_alone() -> None:
+    world = World(body())
+    world.serve()
+    change(world, **{"serving.instancesPerReplica": 99})
+    plan = world.step()
+    assert plan.changes == ()
+    assert plan.status["phase"] == "Failed"
+    assert plan.status["revision"] == {"current": 1}
+
+
+# --- build -----------------------------------------------------------------------------------
+def test_pending_to_building_creates_the_job_once() -> None:
+    world = World(body())
+    plan = world.step()
+    assert applied(plan) == [("Job", f"resnet-build-{key_of(world.body)[7:17]}", None)]
+    assert reasons(plan) == ["BuildStarted"]
+    assert plan.status["phase"] == "Building"
+    assert conds(plan.status)["EngineBuilt"] == ("False", "Building")
+    assert plan.requeue_after is not None
+    running = world.step()
+    assert running.actions == ()
+    assert running.status["phase"] == "Building"
+    assert running.requeue_after is not None
+
+
+def test_build_success_creates_revision_one_then_ready() -> None:
+    world = World(body())
+    world.step()
+    world.finish_build()
+    plan = world.step()
+    assert reasons(plan) == ["BuildSucceeded", "RevisionCreated"]
+    assert applied(plan) == [
+        ("ConfigMap", "resnet-r1", None),
+        ("Service", "resnet", None),
+        ("Deployment", "resnet-r1", 2),
+    ]
+    status = plan.status
+    assert status["phase"] == "RollingOut"
+    assert status["engine"]["key"] == key_of(world.body)
+    assert status["engine"]["throughput"] == 4000.0
+    assert status["revision"] == {"candidate": 1}
+    world.settle()
+    done = world.step()
+    assert reasons(done) == ["RolledOut"]
+    status = done.status
+    assert status["phase"] == "Ready"
+    assert conds(status) == {
+        "Degraded": ("False", "AsExpected"),
+        "EngineBuilt": ("True", "Built"),
+        "Ready": ("True", "Serving"),
+        "RolledOut": ("True", "RolledOut"),
+    }
+    assert status["revision"] == {"current": 1}
+    assert status["ready"] == "2/2"
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert status["selector"] == "modelops.dev/deployment=resnet"
+    assert status["endpoint"] == {"http": "resnet.ml.svc:8000", "grpc": "resnet.ml.svc:8001"}
+    assert status["observedGeneration"] == 1
+    assert [(h["revision"], h["state"]) for h in status["history"]] == [(1, "Serving")]
+    assert done.requeue_after is None
+    assert world.decide().actions == ()
+
+
+def test_cache_hit_rolls_out_without_a_job() -> None:
+    world = World(body())
+    world.store[key_of(world.body)] = entry(key_of(world.body))
+    plan = world.step()
+    assert [k for k, _, _ in applied(plan)] == ["ConfigMap", "Service", "Deployment"]
+    assert "found in the store" in plan.events[0].message
+    assert plan.status["engine"]["latencyMs"] == {"p50": 1.0, "p99": 2.0}
+
+
+def test_first_build_failure_is_failed_and_reported_once() -> None:
+    world = World(body())
+    world.step()
+    world.finish_build(ok=False)
+    plan = world.step()
+    assert plan.status["phase"] == "Failed"
+    assert conds(plan.status)["EngineBuilt"] == ("False", "AccuracyGateFailed")
+    assert conds(plan.status)["Ready"] == ("False", "AccuracyGateFailed")
+    assert reasons(plan) == ["BuildFailed"]
+    assert "max abs 0.3" in plan.events[0].message
+    assert plan.changes == ()
+    again = world.step()
+    assert again.actions == ()
+    assert again.status == plan.status
+
+
+def test_build_failure_with_an_older_revision_degrades_and_keeps_serving() -> None:
+    world = World(body())
+    world.serve()
+    change(world, **{"build.precision": "fp16"})
+    world.step()
+    world.finish_build(ok=False)
+    plan = world.step()
+    assert plan.status["phase"] == "Degraded"
+    assert conds(plan.status)["Degraded"] == ("True", "BuildFailed")
+    assert plan.changes == ()
+    assert world.replicas() == {"resnet-r1": 2}
+
+
+def test_failed_build_is_retried_for_a_new_retry_value() -> None:
+    world = World(body())
+    world.step()
+    world.finish_build(ok=False)
+    world.step()
+    world.body["metadata"]["annotations"]["modelops.dev/retry"] = "1"
+    plan = world.step()
+    job = next(iter(world.jobs), None)
+    assert job is None
+    assert next(a for a in plan.changes if isinstance(a, Delete)).kind == "Job"
+    again = world.step()
+    assert reasons(again) == ["BuildStarted"]
+    assert (
+        world.jobs[next(iter(world.jobs))]["metadata"]["annotations"]["modelops.dev/retry"] == "1"
+    )
+
+
+def test_model_change_builds_a_new_engine_and_drops_the_old_job() -> None:
+    world = World(body())
+    world.serve()
+    old_job = next(iter(world.jobs))
+    change(world, **{"model.source.sha256": "cd" * 32})
+    plan = world.step()
+    assert Delete("batch/v1", "Job", old_job) in plan.changes
+    assert reasons(plan) == ["BuildStarted"]
+    assert plan.status["phase"] == "Building"
+    assert conds(plan.status)["Ready"] == ("False", "Building")
+    assert world.replicas() == {"resnet-r1": 2}
+
+
+def test_serving_only_change_rolls_out_without_a_build() -> None:
+    world = World(body())
+    world.serve()
+    change(world, **{"serving.dynamicBatching": {"maxQueueDelayMicroseconds": 500}})
+    plan = world.step()
+    assert not any(a.manifest["kind"] == "Job" for a in plan.changes if isinstance(a, Apply))
+    assert reasons(plan) == ["RevisionCreated"]
+    assert plan.status["revision"] == {"current": 1, "candidate": 2}
+    configmap = next(a.manifest for a in plan.changes if isinstance(a, Apply))
+    assert "max_queue_delay_microseconds: 500" in configmap["data"]["config.pbtxt"]
+
+
+def test_replica_change_only_scales_the_current_revision() -> None:
+    world = World(body())
+    world.serve()
+    change(world, **{"serving.replicas": 5})
+    plan = world.step()
+    assert applied(plan) == [("Deployment", "resnet-r1", 5)]
+    assert plan.status["phase"] == "Degraded"  # 2 of 5 ready until the pods come up
+    world.settle()
+    assert world.step().status["phase"] == "Ready"
+
+
+# --- canary ----------------------------------------------------------------------------------
+def canary_world(replicas: int = 4, steps: list[int] | None = None) -> World:
+    world = World(body(spec(**{"serving.replicas": replicas})))
+    world.serve()
+    if steps:
+        world.body["spec"]["rollout"]["canary"]["steps"] = steps
+    change(world, **{"serving.instancesPerReplica": 2})
+    return world
+
+
+def test_canary_steps_surge_then_split_then_promote() -> None:
+    world = canary_world(4, [25, 50, 100])
+    plan = world.step()
+    assert applied(plan)[-1] == ("Deployment", "resnet-r2", 1)
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 1}  # old keeps all until new ready
+    world.settle()
+    plan = world.step()
+    assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 1}
+    assert reasons(plan) == []
+    assert plan.requeue_after == pytest.approx(10.0)
+    world.tick(10)
+    plan = world.step()
+    assert reasons(plan) == ["StepPromoted"]
+    assert plan.status["rollout"]["step"] == 1
+    assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 2}
+    world.settle()
+    world.step()
+    assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 2}
+    world.tick(10)
+    assert reasons(world.step()) == ["StepPromoted"]
+    world.settle()
+    world.step()
+    assert world.replicas() == {"resnet-r1": 0, "resnet-r2": 4}
+    world.tick(10)
+    plan = world.step()
+    assert reasons(plan) == ["RolledOut"]
+    assert plan.status["phase"] == "Ready"
+    assert plan.status["revision"] == {"current": 2, "previous": 1}
+    assert [(h["revision"], h["state"]) for h in plan.status["history"]] == [
+        (1, "Superseded"),
+        (2, "Serving"),
+    ]
+
+
+def test_readiness_alone_never_advances_when_analysis_is_fed() -> None:
+    world = canary_world()
+    world.step(enabled=True)
+    world.settle()
+    world.tick(100)
+    plan = world.step(enabled=True)
+    assert reasons(plan) == []
+    assert plan.status["rollout"]["step"] == 0
+    plan = world.step({2: Verdict("pass")}, enabled=True)
+    assert plan.status["rollout"]["passes"] == 1
+    assert reasons(plan) == []
+    plan = world.step({2: Verdict("inconclusive", "no traffic")}, enabled=True)
+    assert plan.status["rollout"]["passes"] == 1
+    plan = world.step({2: Verdict("pass")}, enabled=True)
+    assert reasons(plan) == ["StepPromoted"]
+    assert plan.status["rollout"]["passes"] == 0
+
+
+def test_failed_analyses_roll_back() -> None:
+    world = canary_world()
+    world.step(enabled=True)
+    world.settle()
+    world.step(enabled=True)
+    plan = world.step({2: Verdict("fail", "errorRate 0.2 > maxErrorRate 0.01")}, enabled=True)
+    assert plan.status["rollout"]["failures"] == 1
+    plan = world.step({2: Verdict("fail", "errorRate 0.3 > maxErrorRate 0.01")}, enabled=True)
+    assert reasons(plan) == ["RolledBack"]
+    assert conds(plan.status)["Degraded"] == ("True", "AnalysisFailed")
+    assert "errorRate 0.3" in plan.events[0].message
+    assert plan.status["phase"] == "RolledBack"
+    # Previous revision back to all replicas first, then the candidate to 0.
+    assert applied(plan) == [("Deployment", "resnet-r1", 4), ("Deployment", "resnet-r2", 0)]
+
+
+def test_crash_loop_rolls_back_and_the_generation_is_not_retried() -> None:
+    world = canary_world()
+    world.step()
+    world.crash("resnet-r2")
+    plan = world.step()
+    assert reasons(plan) == ["RolledBack"]
+    assert plan.events[0].type == "Warning"
+    assert "restarted 4 times" in plan.events[0].message
+    assert plan.status["phase"] == "RolledBack"
+    assert conds(plan.status)["Degraded"] == ("True", "CrashLoop")
+    assert conds(plan.status)["Ready"] == ("False", "CrashLoop")
+    assert plan.status["revision"] == {"current": 1}
+    entry = plan.status["history"][-1]
+    assert (entry["revision"], entry["state"], entry["generation"]) == (2, "RolledBack", 2)
+    assert entry["reason"].startswith("CrashLoop: ")
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 0}
+    world.settle()
+    world.tick(600)
+    again = world.step()
+    assert again.changes == ()
+    assert again.events == ()
+    assert again.status["phase"] == "RolledBack"
+
+
+def test_progress_deadline_rolls_back_with_figures() -> None:
+    world = canary_world()
+    world.step()
+    world.tick(121)
+    plan = world.step()
+    assert reasons(plan) == ["RolledBack"]
+    assert conds(plan.status)["Degraded"] == ("True", "ProgressDeadlineExceeded")
+    assert "0/2 replicas ready after 121s" in plan.events[0].message
+    assert "progressDeadlineSeconds 120" in plan.events[0].message
+
+
+def test_retry_annotation_starts_a_new_attempt() -> None:
+    world = canary_world()
+    world.step()
+    world.crash("resnet-r2")
+    world.step()
+    world.body["metadata"]["annotations"]["modelops.dev/retry"] = "again"
+    plan = world.step()
+    assert reasons(plan) == ["RevisionCreated"]
+    assert plan.status["revision"] == {"current": 1, "candidate": 3}
+    assert plan.status["phase"] == "RollingOut"
+    # A crash under the new value blocks again, remembering the value.
+    world.crash("resnet-r3")
+    plan = world.step()
+    assert "[retry=again]" in plan.status["history"][-1]["reason"]
+    assert world.step().changes == ()
+
+
+def test_new_generation_after_rollback_starts_a_new_attempt() -> None:
+    world = canary_world()
+    world.step()
+    world.crash("resnet-r2")
+    world.step()
+    change(world, **{"serving.instancesPerReplica": 3})
+    plan = world.step()
+    assert plan.status["revision"]["candidate"] == 3
+
+
+def test_spec_change_mid_canary_supersedes_the_candidate() -> None:
+    world = canary_world()
+    world.step()
+    world.settle()
+    world.step()
+    change(world, **{"serving.instancesPerReplica": 3})
+    plan = world.step()
+    assert reasons(plan) == ["RolloutSuperseded", "RevisionCreated"]
+    assert plan.status["revision"] == {"current": 1, "candidate": 3}
+    assert world.replicas()["resnet-r2"] == 0
+    assert world.replicas()["resnet-r1"] >= 2
+
+
+def test_recreate_replaces_at_once_once_ready() -> None:
+    world = World(body(spec(**{"rollout.strategy": "Recreate", "serving.replicas": 3})))
+    world.serve()
+    change(world, **{"serving.instancesPerReplica": 2})
+    world.step()
+    assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 3}
+    world.settle()
+    plan = world.step()
+    assert reasons(plan) == ["RolledOut"]
+    assert world.replicas() == {"resnet-r1": 0, "resnet-r2": 3}
+
+
+def test_first_revision_crash_loop_fails_without_rollback_target() -> None:
+    world = World(body())
+    world.step()
+    world.finish_build()
+    world.step()
+    world.crash("resnet-r1")
+    plan = world.step()
+    assert reasons(plan) == ["RolloutFailed"]
+    assert plan.status["phase"] == "Failed"
+    assert plan.status["history"][-1]["state"] == "Failed"
+    assert world.replicas() == {"resnet-r1": 0}
+
+
+# --- manual rollback -------------------------------------------------------------------------
+def test_rollback_to_annotation_serves_an_older_revision() -> None:
+    world = canary_world(2)
+    world.step()
+    world.settle()
+    for _ in range(4):
+        world.tick(10)
+        world.step()
+        world.settle()
+    assert world.status()["revision"] == {"current": 2, "previous": 1}
+    world.body["metadata"]["annotations"]["modelops.dev/rollback-to"] = "1"
+    plan = world.step()
+    assert reasons(plan) == ["RolledBack"]
+    assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 2}
+    world.settle()
+    plan = world.step()
+    assert reasons(plan) == ["RolledOut"]
+    assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 0}
+    assert plan.status["revision"] == {"current": 1, "previous": 2}
+    assert plan.status["phase"] == "RolledBack"
+    assert conds(plan.status)["Ready"] == ("True", "Serving")
+    assert conds(plan.status)["RolledOut"] == ("True", "Pinned")
+    assert world.step().changes == ()
+
+
+def test_rollback_to_an_unknown_revision_is_a_warning() -> None:
+    world = World(body(annotations={"modelops.dev/rollback-to": "7"}))
+    world.serve()
+    plan = world.step()
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "RollbackTargetInvalid")]
+    assert plan.status["phase"] == "Ready"
+
+
+# --- scaling, idempotence --------------------------------------------------------------------
+def test_scaling_keeps_the_autoscalers_count_clamped() -> None:
+    scaled = spec(scaling={"minReplicas": 2, "maxReplicas": 5, "target": 5000})
+    world = World(body(scaled))
+    world.serve()
+    assert world.replicas() == {"resnet-r1": 2}
+    world.deployments["resnet-r1"]["spec"]["replicas"] = 4  # the autoscaler's decision
+    world.settle()
+    assert world.step().changes == ()
+    assert world.status()["ready"] == "4/4"
+    world.deployments["resnet-r1"]["spec"]["replicas"] = 9
+    assert applied(world.step()) == [("Deployment", "resnet-r1", 5)]
+
+
+def test_same_inputs_same_plan_and_metrics_are_preserved() -> None:
+    world = World(body())
+    world.serve()
+    world.body["status"]["metrics"] = {"inferencesPerSecond": 12.5}
+    world.body["status"]["lastScale"] = {"from": 1, "to": 2, "reason": "x", "time": "t"}
+    first, second = world.decide(), world.decide()
+    assert first == second
+    assert first.status["metrics"] == {"inferencesPerSecond": 12.5}
+    assert first.status["lastScale"]["to"] == 2
+
+
+def test_partial_apply_is_finished_by_the_next_reconcile() -> None:
+    world = World(body())
+    world.step()
+    world.finish_build()
+    plan = world.decide()
+    world.apply(plan, limit=1)  # only the ConfigMap landed, and the status patch was lost
+    retry = world.step()
+    assert [k for k, _, _ in applied(retry)] == ["Service", "Deployment"]
+    assert retry.status["revision"] == {"candidate": 1}
+
+
+def test_created_revision_whose_status_was_lost_is_adopted() -> None:
+    world = World(body())
+    world.serve()
+    change(world, **{"serving.instancesPerReplica": 2})
+    world.apply(world.decide())  # children written, status not
+    plan = world.step()
+    assert plan.status["revision"] == {"current": 1, "candidate": 2}
+    assert "resnet-r3" not in world.deployments
+
+
+def test_transition_times_move_only_on_flips() -> None:
+    world = World(body())
+    world.step()
+    first = {c["type"]: c["lastTransitionTime"] for c in world.status()["conditions"]}
+    world.tick(30)
+    world.step()
+    later = {c["type"]: c["lastTransitionTime"] for c in world.status()["conditions"]}
+    assert first == later
+    world.finish_build()
+    world.step()
+    assert world.condition("EngineBuilt")["lastTransitionTime"] != first["EngineBuilt"]
