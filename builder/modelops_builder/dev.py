@@ -30,6 +30,7 @@ from rich.table import Table
 
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
 
+from .export import NUMPY_DTYPES
 from .manifest import EngineManifest
 from .request import BuildRequest, TensorSig
 from .triton_cpu import MODEL_PY
@@ -167,26 +168,13 @@ def assemble_repository(
     return dest
 
 
-_NUMPY = {
-    "FP32": np.float32,
-    "FP16": np.float16,
-    "FP64": np.float64,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "INT16": np.int16,
-    "INT8": np.int8,
-    "UINT8": np.uint8,
-    "BOOL": np.bool_,
-}
-
-
 def random_inputs(inputs: list[TensorSig], batch: int = 1, seed: int = 0) -> dict[str, Any]:
     """Batch-1 random tensors for a signature (dynamic dims become 1, integers 0 or 1)."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, Any] = {}
     for sig in inputs:
         shape = (batch, *(d if d > 0 else 1 for d in sig.dims))
-        dtype = _NUMPY.get(sig.data_type)
+        dtype = NUMPY_DTYPES.get(sig.data_type)
         if dtype is None:
             raise DevError(
                 EXIT_BAD_INPUT, f"input {sig.name}: data type {sig.data_type} unsupported"

@@ -205,7 +205,7 @@ class _S3(BaseHTTPRequestHandler):
     lists: ClassVar[list[str]] = []
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Keep the test output quiet: the server logs every request to stderr by default."""
 
     def _send(self, status: int, body: bytes, content_type: str = "application/xml") -> None:
         self.send_response(status)

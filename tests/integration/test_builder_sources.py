@@ -30,7 +30,7 @@ class _Files(BaseHTTPRequestHandler):
     seen_auth: ClassVar[list[str | None]] = []
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Keep the test output quiet: the server logs every request to stderr by default."""
 
     def do_GET(self) -> None:
         name = self.path.lstrip("/")
@@ -141,7 +141,7 @@ class _S3(BaseHTTPRequestHandler):
     puts: ClassVar[list[str]] = []
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Keep the test output quiet: the server logs every request to stderr by default."""
 
     def _error(self, status: int, code: str) -> None:
         body = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
