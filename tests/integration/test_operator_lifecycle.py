@@ -135,7 +135,9 @@ async def test_create_build_rollout_ready(
     sample = operator.metrics.registry.get_sample_value
     assert sample("modelops_builds_total", {"event": "started"}) == 1
     assert sample("modelops_rollouts_total") == 1
-    assert sample("modelops_phase", {"namespace": "default", "name": "resnet", "phase": "Ready"})
+    # The gauge follows the status patch in the operator's own thread: wait for it.
+    labels = {"namespace": "default", "name": "resnet", "phase": "Ready"}
+    await eventually(lambda: sample("modelops_phase", labels), what="the phase gauge")
 
 
 async def test_serving_change_rolls_out_without_build(
@@ -266,3 +268,31 @@ async def test_restart_mid_rollout_converges_without_duplicates(
 
     for plural in ("jobs", "deployments", "configmaps", "services"):
         assert cluster.posts(plural) == 1, plural
+
+
+async def test_scale_subresource_replicas_scale_the_deployment(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings, crd: Obj
+) -> None:
+    # `kubectl scale md/NAME --replicas=3` writes the scale subresource's specReplicasPath.
+    scale = crd["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.serving.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    await cluster.create_md("sc", spec(replicas=1))
+    await build_and_serve(cluster, store, settings, "sc")
+
+    await cluster.update_spec("sc", {"serving": {"replicas": 3}})
+    rev = revision_name("sc", 1)
+    await eventually(
+        lambda: (cluster.get(r.DEPLOYMENTS, rev) or {})["spec"]["replicas"] == 3, what="3"
+    )
+    await eventually(lambda: cluster.md("sc")["status"]["replicas"] == 3, what="status 3")
+    status = cluster.md("sc")["status"]
+    assert status["selector"] == "modelops.dev/deployment=sc"
+    assert status["observedGeneration"] == 2
+    assert cluster.posts("deployments") == 1, "a replica change is no new revision"
+    await cluster.ready_deployment(rev)
+    await eventually(lambda: cluster.md("sc")["status"].get("readyReplicas") == 3, what="ready 3")
+    assert phase(cluster, "sc") == "Ready"

@@ -80,7 +80,7 @@ def test_job_identity_owner_and_limits() -> None:
             "name": "bert",
             "uid": UID,
             "controller": True,
-            "blockOwnerDeletion": True,
+            "blockOwnerDeletion": False,
         }
     ]
     assert meta["labels"]["modelops.dev/deployment"] == "bert"

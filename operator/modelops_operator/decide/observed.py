@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api import (
+    MetricsStatus,
     ModelDeployment,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -24,6 +25,7 @@ from ..render.common import (
     LABEL_REVISION,
 )
 from ..settings import Settings
+from .autoscale import ScaleDecision
 
 CRASH_LOOP_RESTARTS = 3
 
@@ -71,12 +73,16 @@ class DecideContext:
     counted once, so the caller passes it only to the reconcile that follows the analysis.
     analysis_enabled says that such analyses are being fed: readiness held for one
     analysisIntervalSeconds then no longer advances a canary step on its own.
+    scale is the autoscaler's newest decision (applied once, only if it was made against the
+    replica count reconcile still sees); metrics is the newest status.metrics (None: keep).
     """
 
     now: datetime
     settings: Settings
     analyses: Mapping[int, Any] = field(default_factory=dict)
     analysis_enabled: bool = False
+    scale: ScaleDecision | None = None
+    metrics: MetricsStatus | None = None
 
 
 @dataclass(frozen=True)

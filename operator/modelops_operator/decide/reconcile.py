@@ -33,6 +33,7 @@ from .rollout import (
     step_rollout,
     steps_of,
 )
+from .scaling import apply_scale
 from .status import (
     Situation,
     blocking_failure,
@@ -339,7 +340,9 @@ class _Run:
         self._adopt_orphan()
         self._supersede()
         current = self.revs.get(self.cur) if self.cur is not None else None
-        desired = desired_replicas(self.md.spec, current, self.cand is not None, self.md.status)
+        base = desired_replicas(self.md.spec, current, self.cand is not None, self.md.status)
+        scaled = apply_scale(self.md.spec, base, self.ctx, self.md.status, self.now)
+        desired, self.events = scaled.desired, [*self.events, *scaled.events]
         # A manual rollback is never blocked; a spec that was rolled back is, until it changes.
         blocked = (
             blocking_failure(self.history, self.gen, self.token) if self.pinned is None else None
@@ -407,6 +410,8 @@ class _Run:
             ready=f"{ready}/{desired}",
             selector=pod_selector(self.name),
             endpoint=EndpointStatus(http=http, grpc=grpc),
+            metrics=scaled.metrics,
+            last_scale=scaled.last_scale,
         )
         requeue = min(self.requeue) if self.requeue else None
         return Plan((*actions, *self.events), status.to_wire(), requeue)

@@ -35,6 +35,12 @@ async def _reconcile(op: Operator, body: kopf.Body, retry: int) -> None:
         raise kopf.TemporaryError(str(exc), delay=_retry_delay(retry)) from exc
 
 
+def has_revision(status: kopf.Status, **_: Any) -> bool:
+    """True once a revision serves or rolls out: only then are there pods to read."""
+    revision = status.get("revision") or {}
+    return revision.get("current") is not None or revision.get("candidate") is not None
+
+
 def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     """Register the ModelDeployment handlers into `registry`."""
     interval = op.settings.reconcile_interval_seconds
@@ -71,6 +77,21 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
             return
         except ApiError as exc:
             logger.warning("periodic reconcile failed: %s", exc)
+
+    # One task per ModelDeployment, sleeping until its own next analysis or scaling look; only
+    # while a revision exists, so a thousand ModelDeployments still building cost no tasks.
+    if op.options.telemetry:
+
+        @kopf.daemon(
+            *resource,
+            registry=registry,
+            id="telemetry",
+            cancellation_timeout=1.0,
+            when=has_revision,
+        )
+        async def md_telemetry(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+            namespace, name = body.metadata.namespace or "default", body.metadata.name or ""
+            await op.telemetry.run(namespace, name, stopped.wait())
 
     @kopf.on.delete(*resource, registry=registry, id="delete", backoff=BACKOFF_SECONDS)
     async def md_delete(body: kopf.Body, retry: int, **_: Any) -> None:

@@ -24,6 +24,7 @@ from ..k8s.store import EngineStore, store_from_settings
 from ..observability import Health, OperatorMetrics, log_ref
 from ..render.names import label_value
 from ..settings import Settings
+from .telemetry import MetricsUrl, Telemetry, default_metrics_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class OperatorOptions:
     initial_streaming: bool = False  # kmock replays every object on WATCH: stream, don't LIST
     metrics_host: str | None = "0.0.0.0"  # noqa: S104 - the pod's metrics port; None: no server
     metrics_port: int | None = None  # default: settings.metrics_port
-    analyses: AnalysesProvider | None = None
+    analyses: AnalysesProvider | None = None  # extra analyses, merged over telemetry's
     identity: str = field(default_factory=socket.gethostname)
+    telemetry: bool = True  # canary analysis and autoscaling from Triton's metrics
+    metrics_url: MetricsUrl = default_metrics_url  # tests map pod IPs to loopback Tritons
 
 
 class Operator:
@@ -68,6 +71,9 @@ class Operator:
         self.store: EngineStore = store_from_settings(self.settings)
         self.observer = Observer(self.client, self.store)
         self.applier = Applier(self.client, self.events)
+        self.telemetry = Telemetry(
+            self.client, self.settings, options.metrics_url, self.latest, self.trigger
+        )
         self.reconciles = 0
         self.closed = False
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -104,6 +110,7 @@ class Operator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.telemetry.close()
         await self.client.close()
         self.closed = True
 
@@ -122,11 +129,17 @@ class Operator:
         self._bodies.pop(key, None)
         self._last.pop(key, None)
         self._locks.pop(key, None)
+        self.telemetry.forget(key)
         handle = self._requeues.pop(key, None)
         if handle is not None:
             handle.cancel()
         self.metrics.set_phase(namespace, name, None)
         self.health.objects = len(self._bodies)
+
+    def latest(self, key: Key) -> Body | None:
+        """The newest body seen of a ModelDeployment, with the status this process wrote last."""
+        body = self._bodies.get(key)
+        return None if body is None else self._with_own_status(key, body)
 
     def owner_of(self, namespace: str, label: str) -> str:
         """The ModelDeployment whose children carry `modelops.dev/deployment=<label>`."""
@@ -181,19 +194,22 @@ class Operator:
             desired_key(parsed.spec, self.settings) if isinstance(parsed, ModelDeployment) else None
         )
         observed = await self.observer.observe(namespace, name, wanted)
-        analyses = (
-            await self.options.analyses(body, observed)
-            if self.options.analyses is not None and valid
-            else {}
-        )
+        # Taken once: a result lost to a failed apply is replaced by the next interval's.
+        fed = self.telemetry.take(key)
+        analyses: dict[int, Any] = dict(fed.analyses)
+        if self.options.analyses is not None and valid:
+            analyses.update(await self.options.analyses(body, observed))
         ctx = DecideContext(
             now=datetime.now(UTC),
             settings=self.settings,
             analyses=analyses,
-            analysis_enabled=self.options.analyses is not None,
+            analysis_enabled=self.options.telemetry or self.options.analyses is not None,
+            scale=fed.scale,
+            metrics=fed.metrics,
         )
         plan = reconcile(dict(body), observed, ctx)
         applied = await self.applier.apply(body, observed, plan)
+        self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
         self._count(plan, applied)
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))

@@ -82,7 +82,10 @@ def owner_reference(md: ModelDeployment) -> list[dict[str, Any]]:
             "name": md.metadata.name,
             "uid": md.metadata.uid,
             "controller": True,
-            "blockOwnerDeletion": True,
+            # blockOwnerDeletion would need `update` on modeldeployments/finalizers (the
+            # OwnerReferencesPermissionEnforcement admission plugin); background deletion of
+            # the children needs no blocking, so the operator keeps the narrower RBAC.
+            "blockOwnerDeletion": False,
         }
     ]
 

@@ -1,0 +1,305 @@
+"""Figures for canary analysis and autoscaling: gather, run the pure maths, hand to reconcile.
+
+One coroutine per ModelDeployment (a kopf daemon, see modeldeployments.py) sleeps until its own
+next look: every spec.rollout.canary.analysisIntervalSeconds while a canary runs, every
+settings.metrics_interval_seconds for the serving pods (status.metrics, and a scaling decision
+with spec.scaling). A slow scrape of one resource never delays another, and an idle resource
+costs a sleeping task, not a periodic handler call. Results wait here until the next reconcile
+takes them (`take`): each one is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from ..api import MetricsStatus, ModelDeployment
+from ..decide.analysis import Analysis, analyse
+from ..decide.autoscale import Recommendation, ScaleDecision, recommend
+from ..decide.observed import parse_body, rfc3339
+from ..decide.rollout import is_immediate
+from ..k8s.client import KubeClient
+from ..k8s.observe import child_labels
+from ..k8s.resources import PODS
+from ..metrics.prometheus import Target, query_figures
+from ..metrics.rates import IntervalFigures, to_metrics_status
+from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
+from ..observability import log_ref
+from ..render.common import ANNOTATION_ROLLBACK_TO, LABEL_REVISION
+from ..render.revision import METRICS_PORT
+from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Pod = Mapping[str, Any]
+# Where a pod's Triton metrics page is; None when the pod has no address yet.
+MetricsUrl = Callable[[Pod], str | None]
+FIRST = asyncio.FIRST_COMPLETED
+IDLE_SECONDS = 60.0  # nothing to watch: a poke (every reconcile) wakes the daemon sooner
+NO_PODS_RETRY_SECONDS = 5.0  # a candidate without ready pods: pod events poke sooner
+
+
+def default_metrics_url(pod: Pod) -> str | None:
+    """`http://<podIP>:8002/metrics` (IPv6 in brackets)."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return f"http://{host}:{METRICS_PORT}/metrics"
+
+
+def pod_ready(pod: Pod) -> bool:
+    """Ready=True and not terminating."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@dataclass(frozen=True)
+class Fed:
+    """What the next reconcile receives: new analyses, a scaling decision, status.metrics."""
+
+    analyses: Mapping[int, Analysis] = field(default_factory=dict)
+    scale: ScaleDecision | None = None
+    metrics: MetricsStatus | None = None
+
+
+@dataclass
+class _State:
+    """One ModelDeployment's trackers, schedule and results not yet taken."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    canary_revision: int | None = None
+    canary: MetricsTracker | None = None
+    canary_due: float = 0.0
+    scaler: MetricsTracker | None = None
+    scale_due: float = 0.0
+    recommendations: tuple[Recommendation, ...] = ()
+    analysis: tuple[int, Analysis] | None = None
+    scale: ScaleDecision | None = None
+    metrics: MetricsStatus | None = None
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One gathering: figures per pod (scraped) or one aggregate (Prometheus), and when."""
+
+    figures: Sequence[IntervalFigures]
+    aggregate: IntervalFigures | None
+    missing: Sequence[Missing]
+    now: float
+
+    @property
+    def baseline_only(self) -> bool:
+        """Only first samples: nothing to judge yet."""
+        return not self.figures and all(m.reason == MissingReason.BASELINE for m in self.missing)
+
+
+class Telemetry:
+    """Per-ModelDeployment metric trackers and pending results, in the operator's memory."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: Settings,
+        metrics_url: MetricsUrl,
+        body_of: Callable[[Key], Mapping[str, Any] | None],
+        trigger: Callable[[str, str], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client, self._settings, self._url = client, settings, metrics_url
+        self._body_of, self._trigger, self._clock = body_of, trigger, clock
+        self._states: dict[Key, _State] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- the reconcile's side -------------------------------------------------------------------
+    def take(self, key: Key) -> Fed:
+        """Results gathered since the last reconcile (each handed out once)."""
+        state = self._states.get(key)
+        if state is None:
+            return Fed()
+        analyses = dict([state.analysis]) if state.analysis is not None else {}
+        fed = Fed(analyses, state.scale, state.metrics)
+        state.analysis, state.scale, state.metrics = None, None, None
+        return fed
+
+    def poke(self, key: Key) -> None:
+        """Something changed (a reconcile ran): the daemon looks at its schedule again."""
+        state = self._states.get(key)
+        if state is not None:
+            state.wake.set()
+
+    def forget(self, key: Key) -> None:
+        """Drop a deleted ModelDeployment's trackers and results."""
+        self._states.pop(key, None)
+
+    async def close(self) -> None:
+        """Close the scraping session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the daemon's side ----------------------------------------------------------------------
+    async def run(self, namespace: str, name: str, stopped: Awaitable[Any]) -> None:
+        """Look, then sleep until the next look, a poke or `stopped` (kopf's daemon flag)."""
+        key = (namespace, name)
+        state = self._states.setdefault(key, _State())
+        stop = asyncio.ensure_future(stopped)
+        try:
+            while not stop.done():
+                try:
+                    delay = await self.look(key, state)
+                except Exception as exc:  # scraping never raises: the pod LIST, or a bug
+                    logger.warning("metrics look failed: %r", exc, extra=log_ref(*key))
+                    delay = NO_PODS_RETRY_SECONDS
+                wake = asyncio.ensure_future(state.wake.wait())
+                await asyncio.wait({wake, stop}, timeout=max(0.05, delay), return_when=FIRST)
+                wake.cancel()
+                state.wake.clear()
+        finally:
+            stop.cancel()
+
+    async def look(self, key: Key, state: _State) -> float:
+        """Analyse and/or recommend when due; trigger a reconcile with news; next delay."""
+        body = self._body_of(key)
+        md = parse_body(body) if body is not None else None
+        if not isinstance(md, ModelDeployment):
+            return IDLE_SECONDS
+        delays, news = [IDLE_SECONDS], False
+        now = self._clock()
+        candidate = self._analysed_candidate(md)
+        if candidate is None:
+            state.canary_revision, state.canary = None, None
+        else:
+            if candidate != state.canary_revision:  # a new revision starts from a baseline
+                state.canary_revision, state.canary, state.canary_due = candidate, None, now
+            if now >= state.canary_due:
+                news |= await self._analyse(key, md, state, candidate)
+            delays.append(state.canary_due - now)
+        if md.spec.scaling is None:
+            state.recommendations, state.scale = (), None
+        # Serving pods are read even without spec.scaling: status.metrics (the QPS column).
+        if now >= state.scale_due:
+            news |= await self._scale(key, md, state)
+        delays.append(state.scale_due - now)
+        if news:
+            await self._trigger(*key)
+        return min(delays)
+
+    @staticmethod
+    def _analysed_candidate(md: ModelDeployment) -> int | None:
+        """The candidate revision a canary analysis gates, or None (immediate rollouts)."""
+        rev = md.status.revision
+        pinned = bool(md.metadata.annotations.get(ANNOTATION_ROLLBACK_TO, "").strip())
+        if rev.candidate is None or is_immediate(md.spec.rollout, rev.current is not None, pinned):
+            return None
+        return rev.candidate
+
+    async def _analyse(self, key: Key, md: ModelDeployment, state: _State, revision: int) -> bool:
+        interval = float(md.spec.rollout.canary.analysis_interval_seconds)
+        pods = await self._ready_pods(key, {revision})
+        if not pods:
+            state.canary_due = self._clock() + min(interval, NO_PODS_RETRY_SECONDS)
+            return False
+        if state.canary is None:
+            state.canary = MetricsTracker(clock=self._clock)
+        found = await self._gather(key, state.canary, pods, interval)
+        state.canary_due = self._clock() + interval
+        if found.baseline_only:
+            return False
+        analysis = analyse(found.aggregate, md.spec.rollout.canary)
+        if found.aggregate is None and found.missing:
+            analysis = replace(analysis, note=f"{analysis.note}: {found.missing[0].message}")
+        state.analysis = (revision, analysis)
+        logger.info(
+            "canary revision %s analysis: %s (%s)",
+            revision,
+            analysis.verdict.value,
+            analysis.message,
+            extra=log_ref(*key),
+        )
+        return True
+
+    async def _scale(self, key: Key, md: ModelDeployment, state: _State) -> bool:
+        """Read the serving pods: status.metrics always, a scaling decision with spec.scaling."""
+        interval = self._settings.metrics_interval_seconds
+        rev = md.status.revision
+        current = md.status.replicas
+        serving = {n for n in (rev.current, rev.candidate) if n is not None}
+        pods = await self._ready_pods(key, serving) if serving and current > 0 else []
+        state.scale_due = self._clock() + interval
+        if not pods:
+            return False
+        if state.scaler is None:
+            state.scaler = MetricsTracker(clock=self._clock)
+        found = await self._gather(key, state.scaler, pods, interval)
+        if found.aggregate is not None:
+            state.metrics = to_metrics_status(found.aggregate, rfc3339(datetime.now(UTC)))
+        if md.spec.scaling is None:
+            return found.aggregate is not None
+        decision = recommend(
+            found.figures or ([found.aggregate] if found.aggregate else None),
+            len(pods),
+            current,
+            md.spec.scaling,
+            state.recommendations,
+            found.now,
+            self._settings.metrics_stale_seconds,
+        )
+        state.recommendations = decision.recommendations
+        if decision.changed:
+            state.scale = decision
+            logger.info(
+                "scale %s -> %s: %s",
+                decision.current,
+                decision.desired,
+                decision.reason,
+                extra=log_ref(*key),
+            )
+        return decision.changed or found.aggregate is not None
+
+    # --- I/O --------------------------------------------------------------------------------
+    async def _ready_pods(self, key: Key, revisions: set[int]) -> list[Pod]:
+        namespace, name = key
+        wanted = {str(n) for n in revisions}
+        pods = await self._client.list(PODS, namespace, child_labels(name))
+        return [
+            p
+            for p in pods
+            if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION) in wanted
+            and pod_ready(p)
+        ]
+
+    async def _gather(
+        self, key: Key, tracker: MetricsTracker, pods: Sequence[Pod], window_s: float
+    ) -> _Round:
+        """Figures of `pods` over the last window: scraped from the pods, or from Prometheus."""
+        if self._session is None:
+            self._session = new_session()
+        namespace, name = key
+        names = [str((p.get("metadata") or {}).get("name", "")) for p in pods]
+        base_url = self._settings.prometheus_url
+        if base_url:
+            at = time.time()
+            # Triton's model in every revision pod is named after the ModelDeployment.
+            target = Target(model=name, namespace=namespace, pods=tuple(names))
+            got = await query_figures(
+                self._session, base_url.rstrip("/"), target, window_s=window_s, at=at
+            )
+            if isinstance(got, Missing):
+                return _Round((), None, (got,), at)
+            return _Round((got,), got, (), at)
+        targets = {n: url for n, p in zip(names, pods, strict=True) if (url := self._url(p))}
+        poll = await tracker.poll(self._session, targets)
+        return _Round(
+            list(poll.figures.values()), poll.aggregate, list(poll.missing.values()), self._clock()
+        )

@@ -1,0 +1,67 @@
+"""The metrics daemon's bookkeeping without I/O: pod addresses and results handed out once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from test_decide_world import SETTINGS
+
+from modelops_operator.api import MetricsStatus
+from modelops_operator.decide.analysis import Analysis, Verdict
+from modelops_operator.decide.autoscale import ScaleDecision
+from modelops_operator.handlers.telemetry import (
+    Telemetry,
+    _State,
+    default_metrics_url,
+    pod_ready,
+)
+
+
+def pod(ip: str | None, ready: bool = True, deleting: bool = False) -> dict[str, Any]:
+    """A pod with an IP and a Ready condition."""
+    meta: dict[str, Any] = {"name": "p"}
+    if deleting:
+        meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+    status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": str(ready)}]}
+    if ip:
+        status["podIP"] = ip
+    return {"metadata": meta, "status": status}
+
+
+def test_default_metrics_url_addresses_triton_on_8002() -> None:
+    assert default_metrics_url(pod("10.1.2.3")) == "http://10.1.2.3:8002/metrics"
+    assert default_metrics_url(pod("fd00::7")) == "http://[fd00::7]:8002/metrics"
+    assert default_metrics_url(pod(None)) is None
+
+
+def test_only_ready_pods_that_are_not_terminating_count() -> None:
+    assert pod_ready(pod("10.0.0.1"))
+    assert not pod_ready(pod("10.0.0.1", ready=False))
+    assert not pod_ready(pod("10.0.0.1", deleting=True))
+
+
+def test_results_are_taken_once_and_forgotten_with_the_resource() -> None:
+    async def trigger(namespace: str, name: str) -> None:
+        raise AssertionError("no trigger without a daemon")
+
+    telemetry = Telemetry(None, SETTINGS, default_metrics_url, lambda key: None, trigger)  # type: ignore[arg-type]
+    key = ("ml", "resnet")
+    assert telemetry.take(key).analyses == {}
+    state = telemetry._states.setdefault(key, _State())
+    analysis = Analysis(Verdict.FAIL, ("errorRate 0.25 > maxErrorRate 0.01",))
+    state.analysis = (2, analysis)
+    state.scale = ScaleDecision(3, 2, "queueTime 9100us > target 5000us")
+    state.metrics = MetricsStatus(inferences_per_second=5.0)
+    fed = telemetry.take(key)
+    assert fed.analyses == {2: analysis}
+    assert fed.scale is not None
+    assert fed.scale.desired == 3
+    assert fed.metrics is not None
+    again = telemetry.take(key)
+    assert (again.analyses, again.scale, again.metrics) == ({}, None, None)
+    telemetry.poke(key)
+    assert state.wake.is_set()
+    telemetry.forget(key)
+    assert key not in telemetry._states
+    asyncio.run(telemetry.close())
