@@ -103,10 +103,11 @@ class TritonProcess:
                 self.process.wait(timeout=5)
 
 
-def _ready(port: int) -> bool:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/health/ready", headers={"Connection": "close"}
-    )
+def _answers(url: str) -> bool:
+    """True when a loopback URL of the local server answers 200."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"not a loopback URL of the local Triton: {url}")
+    req = urllib.request.Request(url, headers={"Connection": "close"})  # noqa: S310 - checked
     try:
         with urllib.request.urlopen(req, timeout=1) as resp:  # noqa: S310 - loopback only
             return bool(resp.status == 200)
@@ -160,7 +161,11 @@ def start_triton(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise TritonUnavailableError(f"tritonserver exited {proc.returncode}:\n{server.log()}")
-        if _ready(http_port):
+        # Triton starts its metrics server after the HTTP endpoint reports ready: a caller's
+        # first scrape must not find the port closed.
+        if _answers(f"http://127.0.0.1:{http_port}/v2/health/ready") and _answers(
+            server.metrics_url
+        ):
             return server
         time.sleep(0.2)
     server.stop()
