@@ -6,12 +6,10 @@ benchmark plays the cluster's controllers through tests/integration/kmock_suppor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,9 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "builder"), str(ROOT / "tests
 
 import kmock  # noqa: E402
 import kopf  # noqa: E402
-from kmock_support import Cluster, declare_resources, eventually  # noqa: E402
+from kmock_support import Cluster, declare_resources, operator_in_thread  # noqa: E402
 
-from modelops_operator.handlers import Operator, OperatorOptions, build  # noqa: E402
+from modelops_operator.handlers import Operator, OperatorOptions  # noqa: E402
 from modelops_operator.settings import Settings  # noqa: E402
 
 
@@ -54,22 +52,8 @@ async def running_operator(
             metrics_host=None,
             metrics_url=metrics_url,
         )
-        registry, op = build(options)
-        stop, ready = threading.Event(), threading.Event()
-
-        def target() -> None:
-            asyncio.run(
-                kopf.operator(registry=registry, clusterwide=True, stop_flag=stop, ready_flag=ready)
-            )
-
-        thread = threading.Thread(target=target, name="operator", daemon=True)
-        thread.start()
-        try:
-            assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+        async with operator_in_thread(options) as op:
             yield Cluster(api), op, conf, store
-        finally:
-            stop.set()
-            await eventually(lambda: op.closed or not thread.is_alive(), 15, "operator cleanup")
 
 
 def write_results(name: str, payload: Mapping[str, Any]) -> Path:

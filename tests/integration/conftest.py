@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,9 @@ import kmock
 import kopf
 import pytest
 import yaml
-from kmock_support import Cluster, declare_resources, eventually
+from kmock_support import Cluster, declare_resources, operator_in_thread
 
-from modelops_operator.handlers import Operator, OperatorOptions, build
+from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,34 +84,8 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             metrics_port=0,
             **overrides,
         )
-        registry, op = build(options)
-        # Its own thread and event loop: kopf cancels every task born during its lifetime when
-        # it stops, which in the test's loop would be the test itself (KopfRunner does the same).
-        stop, ready = threading.Event(), threading.Event()
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                asyncio.run(
-                    kopf.operator(
-                        registry=registry, clusterwide=True, stop_flag=stop, ready_flag=ready
-                    )
-                )
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, name="operator", daemon=True)
-        thread.start()
-        try:
-            assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+        async with operator_in_thread(options) as op:
             yield op
-        finally:
-            stop.set()
-            # Done once its cleanup ran: kopf then waits 5 s for "hung" tasks (a timer that
-            # kmock's replayed events respawned during shutdown) before the thread exits.
-            await eventually(lambda: op.closed or not thread.is_alive(), 15, "operator cleanup")
-            await asyncio.to_thread(thread.join, 0.5)
-            assert not errors, f"the operator failed: {errors!r}"
 
     return running
 

@@ -8,16 +8,20 @@ writes through HTTP (so watches see every change) and fills in what a real API s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import kmock
+import kopf
 
 from modelops_operator.api import GROUP, PLURAL, VERSION
+from modelops_operator.handlers import Operator, OperatorOptions, build
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.observe import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
@@ -284,3 +288,36 @@ def only(items: Iterable[T]) -> T:
     found = list(items)
     assert len(found) == 1, f"expected exactly one, got {found}"
     return found[0]
+
+
+@contextlib.asynccontextmanager
+async def operator_in_thread(options: OperatorOptions) -> AsyncIterator[Operator]:
+    """The whole kopf operator in its own thread and event loop, stopped and checked on exit.
+
+    kopf cancels every task born during its lifetime when it stops, which in the caller's loop
+    would be the caller itself (KopfRunner uses a thread for the same reason).
+    """
+    registry, op = build(options)
+    stop, ready = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(registry=registry, clusterwide=True, stop_flag=stop, ready_flag=ready)
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="operator", daemon=True)
+    thread.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+        yield op
+    finally:
+        stop.set()
+        # Done once its cleanup ran: kopf then waits 5 s for "hung" tasks (a timer that kmock's
+        # replayed events respawned during shutdown) before the thread exits.
+        await eventually(lambda: op.closed or not thread.is_alive(), 15, "operator cleanup")
+        await asyncio.to_thread(thread.join, 0.5)
+        assert not errors, f"the operator failed: {errors!r}"
