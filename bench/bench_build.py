@@ -10,7 +10,7 @@ saved as TorchScript and built through `pipeline.build` three times into a fresh
 Prints a markdown table of the wall time per stage (EngineManifest.stage_seconds) and writes
 bench/results/build.json.
 
-    .venv/bin/python bench/bench_build.py [--store DIR]
+    .venv/bin/python -m bench.bench_build [--store DIR]
 """
 
 from __future__ import annotations

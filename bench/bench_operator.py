@@ -8,8 +8,8 @@ real API server does. ModelDeployments are created at --rate per second (default
 create -> Job latency percentiles, the operator's RSS, API requests per reconcile, and its CPU
 while idle.
 
-    .venv/bin/python bench/bench_operator.py            # 1,000 ModelDeployments
-    .venv/bin/python bench/bench_operator.py --count 100 --idle 5
+    .venv/bin/python -m bench.bench_operator            # 1,000 ModelDeployments
+    .venv/bin/python -m bench.bench_operator --count 100 --idle 5
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from typing import Any
 
 import kmock
 
+from modelops_operator.k8s import resources as r
+from tests.support.kubernetes_emulator import declare_resources
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "builder"), str(ROOT / "tests" / "integration")]
 
-from kmock_support import declare_resources  # noqa: E402
-
-from modelops_operator.k8s import resources as r  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "operator.json"
 # Only the request being served: kmock matches each new request against its log per reaction.
@@ -139,7 +138,7 @@ def start_child(url: str, store: Path, port: int) -> tuple[subprocess.Popen[byte
     child_path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     log = open(tempfile.mktemp(prefix="modelops-bench-", suffix=".log"), "w")  # noqa: SIM115
     child = subprocess.Popen(
-        [sys.executable, __file__, "--child", url, str(store), str(port)],
+        [sys.executable, "-m", "bench.bench_operator", "--child", url, str(store), str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(child_path)},

@@ -7,8 +7,8 @@ when revision 1 is back at all its replicas and revision 2 at 0 (both Deployment
 is what moves traffic: kmock has no kubelet, and revision 1's pods never went away because the
 rollout only scales the old revision down once the canary is Ready).
 
-    .venv/bin/python bench/bench_rollback.py               # interval 5 s, threshold 2, 3 runs
-    .venv/bin/python bench/bench_rollback.py --interval 15 --runs 1
+    .venv/bin/python -m bench.bench_rollback               # interval 5 s, threshold 2, 3 runs
+    .venv/bin/python -m bench.bench_rollback --interval 15 --runs 1
 
 Compared with Flagger's default: its analysis interval is 60 s, so its time to roll back a
 canary that fails every check is about 60 s x threshold.
@@ -20,22 +20,20 @@ import argparse
 import asyncio
 import hashlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import running_operator, write_results
+from modelops_operator.k8s import resources as r
+from modelops_operator.render.names import build_job_name, revision_name
+from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.operator_flow import build_and_serve, key_of, publish, summary
+from tests.support.triton_load import FAIL_EVERY, Load, ip_router, tritons
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "builder"), str(ROOT / "tests" / "integration")]
 
-from kmock_support import Cluster, eventually  # noqa: E402
-from test_operator_lifecycle import build_and_serve, key_of, publish, summary  # noqa: E402
-from triton_load import FAIL_EVERY, Load, ip_router, tritons  # noqa: E402
-
-from harness import running_operator, write_results  # noqa: E402
-from modelops_operator.k8s import resources as r  # noqa: E402
-from modelops_operator.render.names import build_job_name, revision_name  # noqa: E402
 
 FLAGGER_INTERVAL_S = 60.0
 REPLICAS = 2

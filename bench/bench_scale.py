@@ -7,8 +7,8 @@ clock runs from the first request of the step until the revision's Deployment ha
 replicas, i.e. the decision is made AND applied. Then it checks that steady load does not
 oscillate: the count only ever grows while the load holds.
 
-    .venv/bin/python bench/bench_scale.py                 # interval 2 s, 3 runs
-    .venv/bin/python bench/bench_scale.py --interval 5 --runs 1
+    .venv/bin/python -m bench.bench_scale                 # interval 2 s, 3 runs
+    .venv/bin/python -m bench.bench_scale --interval 5 --runs 1
 
 Baseline: the HPA re-evaluates every 15 s (--horizontal-pod-autoscaler-sync-period) on figures
 from metrics-server, which scrapes every 15 s (--metric-resolution) and needs one more scrape
@@ -22,22 +22,20 @@ import argparse
 import asyncio
 import hashlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import running_operator, write_results
+from modelops_operator.k8s import resources as r
+from modelops_operator.render.names import revision_name
+from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.operator_flow import build_and_serve
+from tests.support.triton_load import Load, ip_router, tritons
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "builder"), str(ROOT / "tests" / "integration")]
 
-from kmock_support import Cluster, eventually  # noqa: E402
-from test_operator_lifecycle import build_and_serve  # noqa: E402
-from triton_load import Load, ip_router, tritons  # noqa: E402
-
-from harness import running_operator, write_results  # noqa: E402
-from modelops_operator.k8s import resources as r  # noqa: E402
-from modelops_operator.render.names import revision_name  # noqa: E402
 
 HPA_BASELINE_S, HPA_WORST_S = 30.0, 45.0
 TARGET = 20.0

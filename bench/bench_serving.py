@@ -9,7 +9,7 @@ for a bounded time (--seconds of Triton plus as many in-process, split into --ro
 windows: the machine is shared, and pairing the windows keeps other tenants' load out of the
 ratio); throughput is samples per second, latency per request.
 
-    .venv/bin/python bench/bench_serving.py [--seconds 20] [--clients 4] [--store DIR]
+    .venv/bin/python -m bench.bench_serving [--seconds 20] [--clients 4] [--store DIR]
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_build import IMAGE, INPUT_NAME, RESULTS, build_request, machine, save_torchscript
+from bench.bench_build import IMAGE, INPUT_NAME, RESULTS, build_request, machine, save_torchscript
 
 MODEL = "resnet18"
 BATCHES = (1, 8)
@@ -190,10 +189,10 @@ def run(
     store: Path, workdir: Path, seconds: float, clients: int, rounds: int, instances: int
 ) -> dict[str, Any]:
     """Build (or hit) the engine, measure every cell, return the JSON document."""
-    from modelops_builder.dev import assemble_repository
     from modelops_builder.pipeline import build
     from modelops_builder.triton_local import running_triton
     from modelops_builder.tritonconfig import ServingOptions
+    from modelops_cli.dev import assemble_repository
 
     source = workdir / "resnet18.pt"
     sha256 = save_torchscript(source)

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import kmock
+import kopf
+
+from modelops_operator.handlers import Operator, OperatorOptions
+from modelops_operator.settings import Settings
+from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "builder"), str(ROOT / "tests" / "integration")]
-
-import kmock  # noqa: E402
-import kopf  # noqa: E402
-from kmock_support import Cluster, declare_resources, operator_in_thread  # noqa: E402
-
-from modelops_operator.handlers import Operator, OperatorOptions  # noqa: E402
-from modelops_operator.settings import Settings  # noqa: E402
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,6 @@ bash hack/install-helm.sh
 
 echo "== CRD drift";   .venv/bin/modelops crd --check
 echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy";        .venv/bin/mypy --strict operator/modelops_operator builder/modelops_builder
+echo "== mypy";        .venv/bin/mypy --strict operator/modelops_operator builder/modelops_builder contract/modelops_contract cli/modelops_cli
 echo "== layering";    .venv/bin/lint-imports
 echo "== pytest";      .venv/bin/python -m pytest "$@"

@@ -1,3 +1,5 @@
 """modelops engine builder: fetch, verify, export, build, gate, profile and publish an engine."""
 
-__version__ = "0.1.0"
+from modelops_contract import BUILDER_VERSION
+
+__version__ = BUILDER_VERSION

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelops_contract.request import BuildRequest, BuildSummary, TensorSig
+
 from .errors import BuildError
-from .request import BuildRequest, BuildSummary, TensorSig
 
 EXIT_OK, EXIT_INPUT, EXIT_INFRA = 0, 2, 3
 TERMINATION_LOG_ENV = "MODELOPS_TERMINATION_LOG"

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .request import BuildSummary
+from modelops_contract.request import BuildSummary
 
 if TYPE_CHECKING:
     from .pipeline import BuildResult

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from modelops_contract.request import BuildRequest
+
 from .errors import BuildError
-from .request import BuildRequest
 
 log = logging.getLogger(__name__)
 

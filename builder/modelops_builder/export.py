@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from modelops_contract.request import BuildRequest, TensorSig
+
 from .errors import BuildError
-from .request import BuildRequest, TensorSig
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from modelops_contract.request import AccuracyReport, TensorSig
+
 from .engines import OrtRunner, Runner
 from .errors import BuildError
 from .export import example_inputs
-from .request import AccuracyReport, TensorSig
 
 DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
 SEED = 20240601

@@ -21,14 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from modelops_contract.key import engine_key, key_digest
+from modelops_contract.layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR, entry_uri
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildRequest, BuildSummary, LatencyReport, TensorSig
+from modelops_contract.tritonconfig import ServingOptions, render_model_config
+
 from . import __version__
 from .engines import BuiltEngine, EnginePlan, TimingCache, build_engine, plan_engine
 from .errors import BuildError
-from .key import engine_key, key_digest
-from .manifest import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR, EngineManifest
-from .request import BuildRequest, BuildSummary, LatencyReport, TensorSig
 from .store import Store, open_store
-from .tritonconfig import ServingOptions, render_model_config
 
 __all__ = ["BuildError", "BuildResult", "StageReporter", "build", "summary_of"]
 
@@ -279,7 +281,10 @@ def build(request: BuildRequest, *, reporter: StageReporter | None = None) -> Bu
     if hit is not None:
         manifest, entry = hit
         return BuildResult(
-            summary_of(manifest, store.entry_uri(digest), cached=True), manifest, entry, cached=True
+            summary_of(manifest, _named(request, store, key), cached=True),
+            manifest,
+            entry,
+            cached=True,
         )
     staging = store.stage(digest)
     published = False
@@ -289,13 +294,18 @@ def build(request: BuildRequest, *, reporter: StageReporter | None = None) -> Bu
         with stage("publish") as s:
             entry = store.publish(digest, staging)
             published = True
-            s.detail = store.entry_uri(digest)
+            s.detail = store.location(digest)
     finally:
         if not published:
             store.discard(staging)
         shutil.rmtree(work, ignore_errors=True)
-    summary = summary_of(manifest, store.entry_uri(digest), cached=False)
+    summary = summary_of(manifest, _named(request, store, key), cached=False)
     return BuildResult(summary, manifest, entry, cached=False)
+
+
+def _named(request: BuildRequest, store: Store, key: str) -> str:
+    """The entry's name for status: under the store's name when the operator gave one."""
+    return entry_uri(request.store_name or store.uri, key)
 
 
 def _work_root() -> str | None:

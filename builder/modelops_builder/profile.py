@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from modelops_contract.manifest import ProfilePoint
+from modelops_contract.request import TensorSig
+
 from .engines import Runner
 from .export import example_inputs
-from .manifest import ProfilePoint
-from .request import TensorSig
 
 STABLE_WINDOWS = 3
 STABLE_SPREAD = 0.10

@@ -17,9 +17,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from modelops_contract.key import KEY_PREFIX, key_digest
+from modelops_contract.layout import REPOSITORY_DIR, VERSION_DIR
+
 from .errors import BuildError
-from .key import KEY_PREFIX, key_digest
-from .manifest import REPOSITORY_DIR, VERSION_DIR
 from .store import LocalStore, Store, open_store
 
 PARTIAL_PREFIX = ".pull-"
@@ -92,7 +93,7 @@ def pull(store_uri: str, key: str, dest: Path, model: str | None = None) -> Pull
     """Copy `<store>/<digest>/repository/<model>/1/*` into `dest`; raises BuildError."""
     digest = _digest(key)
     store = open_store(store_uri)
-    entry_uri = store.entry_uri(digest)
+    entry_uri = store.location(digest)
     hit = store.lookup(digest)
     if hit is None:
         raise BuildError(

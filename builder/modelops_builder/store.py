@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from modelops_contract.layout import MANIFEST_NAME
+from modelops_contract.manifest import EngineManifest, read_manifest
+
 from .errors import BuildError
-from .manifest import MANIFEST_NAME, EngineManifest, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class Store(Protocol):
         """The complete entry for a key digest (manifest and local dir), or None."""
         ...
 
-    def entry_uri(self, digest: str) -> str:
+    def location(self, digest: str) -> str:
         """Where the entry is (or will be) published, in the store's own URI style."""
         ...
 
@@ -93,7 +95,7 @@ class LocalStore:
         manifest = read_manifest(entry)
         return (manifest, entry) if manifest is not None else None
 
-    def entry_uri(self, digest: str) -> str:
+    def location(self, digest: str) -> str:
         """`<store uri>/<digest>`."""
         return f"{self.uri.rstrip('/')}/{digest}"
 
@@ -231,7 +233,7 @@ class S3Store:
         manifest = read_manifest(local)
         return (manifest, local) if manifest is not None else None
 
-    def entry_uri(self, digest: str) -> str:
+    def location(self, digest: str) -> str:
         """s3://bucket/prefix/<digest>."""
         return f"s3://{self.bucket}/{self._key(digest)}"
 
@@ -261,7 +263,7 @@ class S3Store:
                     # Large plans go multipart (s3transfer), small files in one cheap PUT.
                     self.client.upload_file(str(path), self.bucket, key)
         except (BotoCoreError, ClientError, OSError) as exc:
-            raise _store_error("upload to", self.entry_uri(digest), exc) from exc
+            raise _store_error("upload to", self.location(digest), exc) from exc
         return staging
 
     def discard(self, staging: Path) -> None:

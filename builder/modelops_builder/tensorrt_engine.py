@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from modelops_contract.request import BuildRequest, TensorSig
+
 from .engines import PLAN_FILE, BuiltEngine, GpuInfo, TimingCache
 from .errors import BuildError
 from .export import DEFAULT_DYNAMIC_DIM
-from .request import BuildRequest, TensorSig
 
 log = logging.getLogger(__name__)
 

@@ -95,3 +95,8 @@ class Settings(BaseSettings):
     def uses_s3_store(self) -> bool:
         """True when the engine store is an s3:// prefix rather than a PVC."""
         return bool(self.store_uri)
+
+    @property
+    def store_name(self) -> str:
+        """How entries are named in status: the s3:// prefix, or pvc://CLAIM."""
+        return self.store_uri or f"pvc://{self.store_pvc}"

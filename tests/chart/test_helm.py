@@ -26,10 +26,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from pss import pod_specs, restricted_violations
 
 from modelops_operator.k8s.permissions import CLUSTER_SCOPED, REQUIRED_RULES, grants
 from modelops_operator.settings import Settings
+from tests.support.pod_security import pod_specs, restricted_violations
 
 Manifest = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
@@ -503,7 +503,7 @@ def _operator_rendered_workloads() -> list[Manifest]:
     rev_mod = pytest.importorskip(
         "modelops_operator.render.revision", reason="render/revision.py has not landed yet"
     )
-    from modelops_builder.manifest import EngineManifest
+    from modelops_contract.manifest import EngineManifest
     from modelops_operator.api import ModelDeployment
 
     settings = Settings(store_pvc="modelops-engines")

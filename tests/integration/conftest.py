@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,14 @@ import kmock
 import kopf
 import pytest
 import yaml
-from kmock_support import Cluster, declare_resources, operator_in_thread
 
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
+from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
+from tests.support.operator_flow import RunOperator
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modeldeployments.modelops.dev.yaml"
-MODEL_SHA = hashlib.sha256(b"tiny model").hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +59,6 @@ def settings(store: Path) -> Settings:
         namespaces=[],
         log_format="plain",
     )
-
-
-RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[Operator]]
 
 
 @pytest.fixture

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from builder_cases import (
+from torch import nn
+
+from modelops_builder import engines
+from modelops_builder.cli import EXIT_INFRA, EXIT_INPUT
+from modelops_builder.pipeline import build
+from tests.support.builder_cases import (
     assert_nothing_published,
     closed_port,
     make_request,
@@ -16,12 +21,7 @@ from builder_cases import (
     save_model,
     sha_of,
 )
-from models import OPSET, tiny_models
-from torch import nn
-
-from modelops_builder import engines
-from modelops_builder.cli import EXIT_INFRA, EXIT_INPUT
-from modelops_builder.pipeline import build
+from tests.support.torch_models import OPSET, tiny_models
 
 MODELS = tiny_models()
 

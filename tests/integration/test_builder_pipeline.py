@@ -13,7 +13,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from builder_cases import (
+
+from modelops_builder import cli
+from modelops_builder.pipeline import BuildResult, build
+from modelops_contract.manifest import read_manifest
+from modelops_contract.request import BuildRequest
+from tests.support.builder_cases import (
     FORMATS,
     make_request,
     output_signature,
@@ -22,12 +27,7 @@ from builder_cases import (
     signature,
     store_contents,
 )
-from models import TinyModel, tiny_models
-
-from modelops_builder import cli
-from modelops_builder.manifest import read_manifest
-from modelops_builder.pipeline import BuildResult, build
-from modelops_builder.request import BuildRequest
+from tests.support.torch_models import TinyModel, tiny_models
 
 MODELS = tiny_models()
 # Engine vs torch after the round trip: the gate's own tolerances, one ulp-ish looser for fp32.

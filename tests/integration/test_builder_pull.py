@@ -15,17 +15,17 @@ from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 import pytest
-from builder_cases import closed_port, make_request, save_model
-from models import tiny_models
 
 from modelops_builder import cli
 from modelops_builder.cli import EXIT_INFRA, EXIT_INPUT, EXIT_OK
-from modelops_builder.manifest import EngineManifest
 from modelops_builder.pipeline import build
 from modelops_builder.pull import PARTIAL_PREFIX
+from modelops_contract.manifest import EngineManifest
 from modelops_operator.api import ModelDeployment
 from modelops_operator.render.revision import render_revision
 from modelops_operator.settings import Settings
+from tests.support.builder_cases import closed_port, make_request, save_model
+from tests.support.torch_models import tiny_models
 
 
 @pytest.fixture(scope="module")

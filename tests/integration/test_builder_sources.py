@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from builder_cases import assert_nothing_published, make_request, run_job, save_model
-from models import tiny_models
 
 from modelops_builder.cli import EXIT_INPUT
 from modelops_builder.errors import BuildError
 from modelops_builder.fetch import PVC_ROOT_ENV, fetch
 from modelops_builder.pipeline import build
+from tests.support.builder_cases import assert_nothing_published, make_request, run_job, save_model
+from tests.support.torch_models import tiny_models
 
 MODEL = tiny_models()["mlp"]
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from modelops_builder.dev import (
+from modelops_cli.dev import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     load_deployment,

@@ -15,15 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunOperator
-from kmock_support import Cluster, eventually
-from test_operator_lifecycle import build_and_serve, condition, key_of, phase, publish, summary
-from triton_load import FAIL_EVERY, Load, ip_router, tritons
 
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import build_job_name, revision_name
 from modelops_operator.settings import Settings
+from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.operator_flow import (
+    RunOperator,
+    build_and_serve,
+    condition,
+    key_of,
+    phase,
+    publish,
+    summary,
+)
+from tests.support.triton_load import FAIL_EVERY, Load, ip_router, tritons
 
 pytestmark = pytest.mark.triton
 Obj = dict[str, Any]

@@ -11,7 +11,6 @@ import aiohttp
 import aiohttp.web
 import kmock
 import pytest
-from kmock_support import Cluster, declare_resources
 
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.client import Credentials, KubeClient
@@ -20,6 +19,7 @@ from modelops_operator.k8s.events import EventRecorder
 from modelops_operator.k8s.permissions import REQUIRED_RULES, grants, missing
 from modelops_operator.k8s.store import FileStore
 from modelops_operator.observability import Health, MetricsServer, OperatorMetrics
+from tests.support.kubernetes_emulator import Cluster, declare_resources
 
 KEY = "sha256:" + "ab" * 32
 
@@ -164,7 +164,7 @@ async def test_events_are_aggregated_and_never_fatal(api: kmock.KubernetesEmulat
 
 
 async def test_file_store_accepts_only_complete_valid_entries(tmp_path: Path) -> None:
-    from test_operator_lifecycle import publish
+    from tests.support.operator_flow import publish
 
     store = FileStore(tmp_path)
     assert await store.entry(KEY) is None

@@ -8,16 +8,8 @@ the API server saw (exactly one create of each child), not only on the final obj
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from conftest import MODEL_SHA, RunOperator
-from kmock_support import Cluster, eventually
-
-from modelops_builder.key import key_digest
-from modelops_builder.manifest import EngineManifest, ProfilePoint
-from modelops_builder.request import AccuracyReport, BuildSummary, LatencyReport, TensorSig
 from modelops_operator.api import ModelDeployment
 from modelops_operator.decide.reconcile import desired_key
 from modelops_operator.handlers import Operator
@@ -25,91 +17,18 @@ from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.permissions import missing
 from modelops_operator.render.names import build_job_name, revision_name, service_name
 from modelops_operator.settings import Settings
-
-Obj = dict[str, Any]
-
-
-def spec(sha: str = MODEL_SHA, replicas: int = 1, delay: int = 100) -> Obj:
-    """A valid ONNX Runtime spec that rolls out at once (Recreate)."""
-    return {
-        "model": {"source": {"uri": "https://models.example.com/m.onnx", "sha256": sha}},
-        "build": {"engine": "onnxruntime", "precision": "fp32", "maxBatchSize": 8},
-        "serving": {"replicas": replicas, "dynamicBatching": {"maxQueueDelayMicroseconds": delay}},
-        "rollout": {"strategy": "Recreate"},
-    }
-
-
-def phase(cluster: Cluster, name: str) -> str | None:
-    """status.phase of a ModelDeployment."""
-    return (cluster.md(name).get("status") or {}).get("phase")
-
-
-def condition(cluster: Cluster, name: str, ctype: str) -> Obj:
-    """One condition of a ModelDeployment's status."""
-    conds = (cluster.md(name).get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c["type"] == ctype), {})
-
-
-def key_of(cluster: Cluster, name: str, settings: Settings) -> str:
-    """The engine key the operator wants for the stored ModelDeployment."""
-    return desired_key(ModelDeployment.from_body(cluster.md(name)).spec, settings)
-
-
-def publish(store: Path, key: str) -> None:
-    """What a successful builder leaves in the store: engine.json (the entry is complete)."""
-    sig = [TensorSig(name="x", data_type="FP32", dims=[16])]
-    manifest = EngineManifest(
-        key=key,
-        engine="onnxruntime",
-        precision="fp32",
-        serving_backend="onnxruntime",
-        model_name="model",
-        model_file="model.onnx",
-        inputs=sig,
-        outputs=[TensorSig(name="y", data_type="FP32", dims=[4])],
-        max_batch_size=8,
-        opt_batch_size=8,
-        source_sha256=MODEL_SHA,
-        format="onnx",
-        profile=[ProfilePoint(batch=8, p50_ms=1.0, p99_ms=2.0, throughput=4000.0)],
-        created_at=datetime.now(UTC).isoformat(),
-    )
-    entry = store / key_digest(key)
-    entry.mkdir(parents=True, exist_ok=True)
-    (entry / "engine.json").write_text(json.dumps(manifest.to_wire()))
-
-
-def summary(key: str, ok: bool = True) -> Obj:
-    """The builder's termination message."""
-    if not ok:
-        return BuildSummary(
-            ok=False, reason="AccuracyGateFailed", message="max abs error 0.5 > atol 0.01"
-        ).to_wire()
-    return BuildSummary(
-        ok=True,
-        key=key,
-        uri=f"pvc://modelops-engines/{key_digest(key)}",
-        engine="onnxruntime",
-        precision="fp32",
-        accuracy=AccuracyReport(max_abs_error=1e-6, max_rel_error=1e-5, passed=True),
-        latency_ms=LatencyReport(p50=1.0, p99=2.0),
-        throughput=4000.0,
-    ).to_wire()
-
-
-async def build_and_serve(cluster: Cluster, store: Path, settings: Settings, name: str) -> str:
-    """Create -> build Job -> (test finishes it) -> revision 1 -> (test readies it) -> Ready."""
-    key = key_of(cluster, name, settings)
-    job = build_job_name(name, key)
-    await eventually(lambda: cluster.get(r.JOBS, job), what=f"build Job {job}")
-    await eventually(lambda: phase(cluster, name) == "Building", what="phase Building")
-    publish(store, key)
-    await cluster.finish_job(job, summary(key))
-    rev = revision_name(name, 1)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what=f"Deployment {rev}")
-    await cluster.ready_deployment(rev)
-    await eventually(lambda: phase(cluster, name) == "Ready", what="phase Ready")
-    return key
+from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.operator_flow import (
+    Obj,
+    RunOperator,
+    build_and_serve,
+    condition,
+    key_of,
+    phase,
+    publish,
+    spec,
+    summary,
+)
 
 
 async def test_create_build_rollout_ready(

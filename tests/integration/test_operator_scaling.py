@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunOperator
-from kmock_support import Cluster, eventually
-from test_operator_lifecycle import build_and_serve
-from triton_load import Load, ip_router, tritons
 
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import revision_name
 from modelops_operator.settings import Settings
+from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.operator_flow import RunOperator, build_and_serve
+from tests.support.triton_load import Load, ip_router, tritons
 
 pytestmark = pytest.mark.triton
 INTERVAL, DELAY = 1.0, 3

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from models import VOCAB, TinyModel, export_onnx, tiny_models
+
+from tests.support.torch_models import VOCAB, TinyModel, export_onnx, tiny_models
 
 pytestmark = pytest.mark.triton
 
@@ -49,7 +50,7 @@ class Served:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
     from modelops_builder.pipeline import build
-    from modelops_builder.request import BuildRequest
+    from modelops_contract.request import BuildRequest
 
     root = tmp_path_factory.mktemp("serving")
     models = tiny_models()
@@ -84,8 +85,8 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def server(engines: dict[str, Served], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     triton_local = pytest.importorskip("modelops_builder.triton_local")
-    from modelops_builder.dev import assemble_repository
-    from modelops_builder.tritonconfig import ServingOptions
+    from modelops_cli.dev import assemble_repository
+    from modelops_contract.tritonconfig import ServingOptions
 
     repo = tmp_path_factory.mktemp("repository")
     options = ServingOptions(max_queue_delay_microseconds=QUEUE_DELAY_US, gpu=False)

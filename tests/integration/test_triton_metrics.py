@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from triton_models import INPUT_NAME, WIDTH, write_model
 
 from modelops_operator.api.spec import CanarySpec
 from modelops_operator.decide.analysis import Verdict, analyse
@@ -31,6 +30,7 @@ from modelops_operator.metrics.scrape import (
     new_session,
     scrape_pod,
 )
+from tests.support.triton_models import INPUT_NAME, WIDTH, write_model
 
 MODEL = "resnet"
 FAIL_EVERY = 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from crd_harness import validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +20,7 @@ from modelops_operator.api import (
     is_true,
     set_condition,
 )
+from tests.support.crd import validate
 
 SHA = "ab" * 32
 MINIMAL = {"model": {"source": {"uri": "https://models.example.com/r.onnx", "sha256": SHA}}}

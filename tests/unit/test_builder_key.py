@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from modelops_builder.engines import EnginePlan, GpuInfo
-from modelops_builder.key import engine_key, key_digest
 from modelops_builder.pipeline import compute_key
-from modelops_builder.request import BuildRequest
+from modelops_contract.key import engine_key, key_digest
+from modelops_contract.request import BuildRequest
 
 BASE: dict[str, Any] = {
     "model_sha256": "a" * 64,

@@ -12,7 +12,7 @@ from modelops_builder.export import example_inputs, reconcile
 from modelops_builder.fetch import split_s3
 from modelops_builder.gate import compare, gate_batches, tolerances
 from modelops_builder.profile import profile_batches
-from modelops_builder.request import BuildRequest, TensorSig
+from modelops_contract.request import BuildRequest, TensorSig
 
 
 def test_tolerances_default_by_precision_and_override() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 import pydantic
 import pytest
 import yaml
-from crd_harness import CRD_PATH, compile_rule, openapi_schema, to_jsonschema
 from jsonschema import Draft202012Validator
 
-from modelops_operator import cli
+from modelops_cli import main as cli
 from modelops_operator.api import crd as crd_module
 from modelops_operator.api import spec as spec_module
 from modelops_operator.api.apidoc import render_api_doc
+from tests.support.crd import CRD_PATH, compile_rule, openapi_schema, to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {

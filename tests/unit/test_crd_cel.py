@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 import pytest
-from crd_harness import admit, validate
 from pydantic import ValidationError
 
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
+from tests.support.crd import admit, validate
 
 SHA = "9f2c" + "0" * 60
 DELETE = object()

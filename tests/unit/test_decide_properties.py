@@ -4,118 +4,17 @@ serving pods, monotonic revision numbers, a schema-valid status; and the canary 
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from test_decide_world import SETTINGS, T0, body, entry, key_of, ready_pod, spec
 
-from modelops_builder.manifest import EngineManifest
-from modelops_operator.api import ModelDeployment, ModelDeploymentStatus
+from modelops_operator.api import ModelDeploymentStatus
 from modelops_operator.decide.observed import DecideContext, Observed
-from modelops_operator.decide.plan import Apply, Delete
+from modelops_operator.decide.plan import Apply
 from modelops_operator.decide.reconcile import reconcile
 from modelops_operator.decide.rollout import split_canary
-from modelops_operator.render.revision import render_deployment
-
-STEPS = [[100], [50, 100], [10, 50, 100], [25, 50, 75, 100]]
-STATES = ["RollingOut", "Serving", "Superseded", "RolledBack", "Failed"]
-
-
-@st.composite
-def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], Observed, DecideContext]:
-    replicas = draw(st.integers(1, 6))
-    overrides: dict[str, Any] = {
-        "serving.replicas": replicas,
-        "rollout.strategy": draw(st.sampled_from(["Canary", "Recreate"])),
-        "rollout.canary.steps": draw(st.sampled_from(STEPS)),
-    }
-    if draw(st.booleans()):
-        overrides["scaling"] = {"minReplicas": 1, "maxReplicas": 6, "target": 100}
-    generation = draw(st.integers(1, 4))
-    annotations = {}
-    if draw(st.booleans()):
-        annotations["modelops.dev/rollback-to"] = str(draw(st.integers(1, 5)))
-    if draw(st.booleans()):
-        annotations["modelops.dev/retry"] = draw(st.sampled_from(["a", "b"]))
-    md_body = body(spec(**overrides), generation=generation, annotations=annotations)
-    key = key_of(md_body)
-    md = ModelDeployment.from_body(md_body)
-    manifest = EngineManifest.model_validate(entry(key))
-    numbers = draw(st.sets(st.integers(1, 5), max_size=3))
-    deployments: dict[str, dict[str, Any]] = {}
-    pods: dict[str, list[dict[str, Any]]] = {}
-    for n in sorted(numbers):
-        dep = render_deployment(md, n, manifest, SETTINGS, draw(st.integers(0, 6)))
-        if draw(st.booleans()):  # another spec's revision
-            dep["metadata"]["annotations"]["modelops.dev/serving-hash"] = "0" * 16
-        have = draw(st.integers(0, dep["spec"]["replicas"]))
-        dep["status"] = {"replicas": dep["spec"]["replicas"], "readyReplicas": have}
-        name = dep["metadata"]["name"]
-        deployments[name] = dep
-        since = T0 - timedelta(seconds=draw(st.integers(0, 300)))
-        crash = draw(st.booleans()) and draw(st.booleans())
-        pods[name] = [ready_pod(f"{name}-{i}", since) for i in range(have)]
-        if crash:
-            pods[name].append(ready_pod(f"{name}-x", since, restarts=5, waiting="CrashLoopBackOff"))
-    pointers = st.one_of(st.none(), st.sampled_from(sorted(numbers))) if numbers else st.none()
-    started = (T0 - timedelta(seconds=draw(st.integers(0, 900)))).strftime("%Y-%m-%dT%H:%M:%SZ")
-    history = [
-        {
-            "revision": n,
-            "engineKey": key,
-            "generation": draw(st.integers(1, 4)),
-            "state": draw(st.sampled_from(STATES)),
-            "time": started,
-        }
-        for n in sorted(numbers)
-    ]
-    status = {
-        "revision": {
-            k: v
-            for k, v in (
-                ("current", draw(pointers)),
-                ("candidate", draw(pointers)),
-                ("previous", draw(pointers)),
-            )
-            if v is not None
-        },
-        "history": history,
-        "replicas": replicas,
-        "rollout": {
-            "step": draw(st.integers(0, 3)),
-            "startedAt": started,
-            "stepStartedAt": started,
-            "passes": draw(st.integers(0, 2)),
-            "failures": draw(st.integers(0, 1)),
-        },
-    }
-    md_body["status"] = status
-    observed = Observed(
-        deployments=deployments,
-        pods=pods,
-        configmaps=frozenset(deployments),
-        store_entry=entry(key) if draw(st.booleans()) else None,
-    )
-    now = T0 + timedelta(seconds=draw(st.integers(0, 400)))
-    return md_body, observed, DecideContext(now, SETTINGS, {}, draw(st.booleans()))
-
-
-def _after(observed: Observed, plan: Any) -> dict[str, int]:
-    """spec.replicas of each observed revision once the plan ran (deleted ones drop out)."""
-    replicas = {n: d["spec"]["replicas"] for n, d in observed.deployments.items()}
-    for action in plan.changes:
-        if isinstance(action, Delete) and action.kind == "Deployment":
-            replicas.pop(action.name, None)
-        elif isinstance(action, Apply) and action.manifest["kind"] == "Deployment":
-            name = action.manifest["metadata"]["name"]
-            if name in replicas:
-                replicas[name] = action.manifest["spec"]["replicas"]
-    return replicas
-
-
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from tests.support.decide_world import FAST, replicas_after, worlds
 
 
 @FAST
@@ -141,7 +40,7 @@ def test_no_plan_takes_away_the_last_ready_pods(
     serving = {n for n, d in observed.deployments.items() if d["status"]["readyReplicas"] >= 1}
     if not serving:
         return
-    after = _after(observed, plan)
+    after = replicas_after(observed, plan)
     assert any(after.get(n, 0) > 0 for n in serving), (serving, after, plan.changes)
 
 

@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
-from test_decide_world import World, body, entry, key_of, reasons, spec
 
 from modelops_operator.decide.plan import Apply, Delete
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A stand-in for the metrics engineer's analysis result."""
-
-    verdict: str
-    message: str = "errorRate 0 over 100 requests"
-
-
-def applied(plan: Any) -> list[tuple[str, str, int | None]]:
-    """(kind, name, replicas) of every Apply, in order."""
-    return [
-        (
-            a.manifest["kind"],
-            a.manifest["metadata"]["name"],
-            a.manifest.get("spec", {}).get("replicas"),
-        )
-        for a in plan.actions
-        if isinstance(a, Apply)
-    ]
-
-
-def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """type -> (status, reason)."""
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
-
-
-def change(world: World, **overrides: Any) -> None:
-    """Edit the spec as a user would: a new generation."""
-    for path, value in overrides.items():
-        node = world.body["spec"]
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    world.body["metadata"]["generation"] += 1
+from tests.support.decide_world import (
+    Verdict,
+    World,
+    applied,
+    body,
+    change,
+    conds,
+    entry,
+    key_of,
+    reasons,
+    spec,
+)
 
 
 # --- invalid spec ----------------------------------------------------------------------------

@@ -9,15 +9,25 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_decide_properties import FAST, _after, worlds
-from test_decide_reconcile import applied, change
-from test_decide_world import SETTINGS, T0, World, body, reasons, spec
 
 from modelops_operator.api import MetricsStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from modelops_operator.decide.autoscale import ScaleDecision
 from modelops_operator.decide.observed import DecideContext, Observed
 from modelops_operator.decide.reconcile import reconcile
 from modelops_operator.decide.scaling import apply_scale
+from tests.support.decide_world import (
+    FAST,
+    SETTINGS,
+    T0,
+    World,
+    applied,
+    body,
+    change,
+    reasons,
+    replicas_after,
+    spec,
+    worlds,
+)
 
 SCALING = {"minReplicas": 1, "maxReplicas": 5, "target": 5000, "scaleDownDelaySeconds": 60}
 METRICS = MetricsStatus(inferences_per_second=42.0, observed_at="2025-01-01T12:00:00Z")
@@ -162,5 +172,5 @@ def test_scaled_plans_stay_in_bounds_and_keep_serving(
     assert all(0 <= n <= 2 * high for n in scaled)
     serving = {n for n, d in observed.deployments.items() if d["status"]["readyReplicas"] >= 1}
     if serving:
-        after = _after(observed, plan)
+        after = replicas_after(observed, plan)
         assert any(after.get(n, 0) > 0 for n in serving), (serving, after)

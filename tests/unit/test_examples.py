@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
-from crd_harness import admit
 
 from modelops_operator.api import ModelDeployment, ModelDeploymentSpec
+from tests.support.crd import admit
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 OURS = {"minimal-onnx.yaml", "canary-autoscaling.yaml", "torchscript-gpu.yaml"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelops_builder.manifest import EngineManifest
-from modelops_builder.request import BuildRequest
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildRequest
 from modelops_operator.api import ModelDeployment
 from modelops_operator.render.job import render_build_job
 from modelops_operator.render.revision import render_revision, serving_hash

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from test_decide_world import SETTINGS
-
 from modelops_operator.api import MetricsStatus
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.autoscale import ScaleDecision
@@ -16,6 +14,7 @@ from modelops_operator.handlers.telemetry import (
     default_metrics_url,
     pod_ready,
 )
+from tests.support.decide_world import SETTINGS
 
 
 def pod(ip: str | None, ready: bool = True, deleting: bool = False) -> dict[str, Any]:

@@ -1,25 +1,22 @@
 """The ModelDeployment API: pydantic models that are the single source of truth for the CRD."""
 
-from .base import API_VERSION, GROUP, KIND, PLURAL, SINGULAR, VERSION, ApiModel
+from modelops_contract.enums import DataType, EngineKind, ModelFormat, Precision
+
+from .base import API_VERSION, GROUP, KIND, PLURAL, SINGULAR, VERSION
 from .conditions import find_condition, is_true, set_condition
+from .enums import RolloutStrategy, ScalingMetric
 from .errors import format_validation_error
 from .resource import ModelDeployment, ObjectMeta
 from .spec import (
     AccuracySpec,
     BuildSpec,
     CanarySpec,
-    DataType,
     DynamicBatching,
-    EngineKind,
     GpuSpec,
     ModelDeploymentSpec,
-    ModelFormat,
     ModelSpec,
-    Precision,
     ResourceRequirements,
     RolloutSpec,
-    RolloutStrategy,
-    ScalingMetric,
     ScalingSpec,
     ServingSpec,
     Source,
@@ -54,7 +51,6 @@ __all__ = [
     "VERSION",
     "AccuracyFigures",
     "AccuracySpec",
-    "ApiModel",
     "BuildSpec",
     "CanarySpec",
     "Condition",

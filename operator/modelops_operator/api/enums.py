@@ -1,45 +1,8 @@
-"""The enumerations of the ModelDeployment spec (re-exported by api.spec)."""
+"""The enumerations only the operator's API has (the shared ones live in modelops_contract)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-
-
-class ModelFormat(StrEnum):
-    """How the model file is stored."""
-
-    ONNX = "onnx"
-    TORCHSCRIPT = "torchscript"
-    EXPORTED_PROGRAM = "exported-program"
-
-
-class EngineKind(StrEnum):
-    """Which inference engine the builder produces."""
-
-    TENSORRT = "tensorrt"
-    ONNXRUNTIME = "onnxruntime"
-
-
-class Precision(StrEnum):
-    """Numeric precision of the built engine."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-
-
-class DataType(StrEnum):
-    """Triton data types a tensor may have (the `TYPE_` prefix is dropped)."""
-
-    FP32 = "FP32"
-    FP16 = "FP16"
-    BF16 = "BF16"
-    FP64 = "FP64"
-    INT8 = "INT8"
-    INT16 = "INT16"
-    INT32 = "INT32"
-    INT64 = "INT64"
-    UINT8 = "UINT8"
-    BOOL = "BOOL"
 
 
 class ScalingMetric(StrEnum):

@@ -1,4 +1,4 @@
-"""ModelDeployment spec (DESIGN.md section 2): every field bounded, cross-field rules in CEL."""
+"""ModelDeployment spec: every field bounded, cross-field rules in CEL (mirrored in pydantic)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from modelops_contract.enums import DataType, EngineKind, ModelFormat, Precision
+from modelops_contract.wire import WireModel
+
 from . import rules
-from .base import DNS1123_SUBDOMAIN, ApiModel, cel
-from .enums import DataType as DataType
-from .enums import EngineKind as EngineKind
-from .enums import ModelFormat as ModelFormat
-from .enums import Precision as Precision
-from .enums import RolloutStrategy as RolloutStrategy
-from .enums import ScalingMetric as ScalingMetric
+from .base import DNS1123_SUBDOMAIN, cel
+from .enums import RolloutStrategy, ScalingMetric
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 URI_PATTERN = r"^(https://|s3://|pvc://|file://)[^\s]+$"
@@ -32,7 +30,7 @@ ResourceValue = (
 )
 
 
-class Source(ApiModel):
+class Source(WireModel):
     """Where the model file comes from, and the checksum it must have."""
 
     model_config = ConfigDict(
@@ -68,7 +66,7 @@ class Source(ApiModel):
         return self
 
 
-class TensorSpec(ApiModel):
+class TensorSpec(WireModel):
     """One model input or output."""
 
     model_config = ConfigDict(
@@ -95,7 +93,7 @@ class TensorSpec(ApiModel):
         return self
 
 
-class ModelSpec(ApiModel):
+class ModelSpec(WireModel):
     """The model to serve."""
 
     model_config = ConfigDict(
@@ -156,7 +154,7 @@ class ModelSpec(ApiModel):
         return self
 
 
-class GpuSpec(ApiModel):
+class GpuSpec(WireModel):
     """The GPU the engine is built for and served on (node label nvidia.com/gpu.product)."""
 
     product: str = Field(
@@ -166,7 +164,7 @@ class GpuSpec(ApiModel):
     )
 
 
-class AccuracySpec(ApiModel):
+class AccuracySpec(WireModel):
     """Tolerances of the accuracy gate: |engine - fp32 reference| <= atol + rtol * |reference|."""
 
     atol: float | None = Field(
@@ -177,7 +175,7 @@ class AccuracySpec(ApiModel):
     )
 
 
-class BuildSpec(ApiModel):
+class BuildSpec(WireModel):
     """How the engine is built."""
 
     model_config = ConfigDict(
@@ -224,7 +222,7 @@ class BuildSpec(ApiModel):
         return self.opt_batch_size or self.max_batch_size
 
 
-class ResourceRequirements(ApiModel):
+class ResourceRequirements(WireModel):
     """Container resources of each Triton pod (Kubernetes quantities)."""
 
     limits: dict[ResourceName, ResourceValue] | None = Field(
@@ -235,7 +233,7 @@ class ResourceRequirements(ApiModel):
     )
 
 
-class DynamicBatching(ApiModel):
+class DynamicBatching(WireModel):
     """Triton dynamic batching."""
 
     max_queue_delay_microseconds: int = Field(
@@ -243,7 +241,7 @@ class DynamicBatching(ApiModel):
     )
 
 
-class ServingSpec(ApiModel):
+class ServingSpec(WireModel):
     """How the engine is served; changes here never rebuild the engine."""
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Used only when scaling is absent.")
@@ -258,7 +256,7 @@ class ServingSpec(ApiModel):
     )
 
 
-class ScalingSpec(ApiModel):
+class ScalingSpec(WireModel):
     """The operator's own Triton-aware autoscaler."""
 
     model_config = ConfigDict(
@@ -297,7 +295,7 @@ class ScalingSpec(ApiModel):
         return self
 
 
-class CanarySpec(ApiModel):
+class CanarySpec(WireModel):
     """Canary steps and the analysis that gates each one."""
 
     model_config = ConfigDict(
@@ -347,7 +345,7 @@ class CanarySpec(ApiModel):
         return self
 
 
-class RolloutSpec(ApiModel):
+class RolloutSpec(WireModel):
     """How a new revision replaces the serving one."""
 
     strategy: RolloutStrategy = Field(
@@ -359,7 +357,7 @@ class RolloutSpec(ApiModel):
     )
 
 
-class ModelDeploymentSpec(ApiModel):
+class ModelDeploymentSpec(WireModel):
     """The desired state a user writes."""
 
     model_config = ConfigDict(

@@ -1,4 +1,4 @@
-"""ModelDeployment status (DESIGN.md section 2): everything the operator knows, for kubectl."""
+"""ModelDeployment status: everything the operator knows, for kubectl."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .base import ApiModel
+from modelops_contract.wire import WireModel
 
 HISTORY_LIMIT = 10
 
@@ -40,7 +40,7 @@ class ConditionStatus(StrEnum):
     UNKNOWN = "Unknown"
 
 
-class Condition(ApiModel):
+class Condition(WireModel):
     """metav1.Condition."""
 
     type: str = Field(max_length=316, description="Ready, EngineBuilt, RolledOut or Degraded.")
@@ -59,21 +59,21 @@ class Condition(ApiModel):
     )
 
 
-class AccuracyFigures(ApiModel):
+class AccuracyFigures(WireModel):
     """What the accuracy gate measured."""
 
     max_abs_error: float | None = Field(default=None, description="Largest |engine - reference|.")
     max_rel_error: float | None = Field(default=None, description="Largest relative error.")
 
 
-class LatencyFigures(ApiModel):
+class LatencyFigures(WireModel):
     """Profiled latency at the opt batch size."""
 
     p50: float | None = Field(default=None, description="Median latency in ms.")
     p99: float | None = Field(default=None, description="99th percentile latency in ms.")
 
 
-class EngineStatus(ApiModel):
+class EngineStatus(WireModel):
     """The built engine, copied from the build Job's termination message."""
 
     key: str = Field(max_length=128, description="Engine key: sha256 of everything it depends on.")
@@ -95,7 +95,7 @@ class EngineStatus(ApiModel):
     )
 
 
-class RevisionStatus(ApiModel):
+class RevisionStatus(WireModel):
     """Which revisions serve: the current one, a candidate being rolled out, the previous one."""
 
     current: int | None = Field(default=None, ge=0, description="Revision serving traffic.")
@@ -114,7 +114,7 @@ class RevisionState(StrEnum):
     FAILED = "Failed"
 
 
-class HistoryEntry(ApiModel):
+class HistoryEntry(WireModel):
     """One revision in the bounded history."""
 
     revision: int = Field(ge=0, description="Revision number.")
@@ -125,7 +125,7 @@ class HistoryEntry(ApiModel):
     time: str = Field(max_length=64, description="RFC 3339 time of the last change.")
 
 
-class RolloutProgress(ApiModel):
+class RolloutProgress(WireModel):
     """Where the canary stands; kept in status so a restarted operator resumes it."""
 
     step: int = Field(default=0, ge=0, le=10, description="Index into spec.rollout.canary.steps.")
@@ -140,7 +140,7 @@ class RolloutProgress(ApiModel):
     note: str | None = Field(default=None, max_length=1024, description="Last analysis verdict.")
 
 
-class MetricsStatus(ApiModel):
+class MetricsStatus(WireModel):
     """Triton's figures over the last interval, across the serving pods."""
 
     inferences_per_second: float | None = Field(default=None, description="Successful/s.")
@@ -154,7 +154,7 @@ class MetricsStatus(ApiModel):
     )
 
 
-class ScaleRecord(ApiModel):
+class ScaleRecord(WireModel):
     """The last scaling decision."""
 
     from_: int = Field(alias="from", ge=0, description="Replicas before.")
@@ -163,14 +163,14 @@ class ScaleRecord(ApiModel):
     time: str = Field(max_length=64, description="RFC 3339 time of the decision.")
 
 
-class EndpointStatus(ApiModel):
+class EndpointStatus(WireModel):
     """In-cluster addresses of the Service."""
 
     http: str | None = Field(default=None, max_length=512, description="HOST:8000 (HTTP/REST).")
     grpc: str | None = Field(default=None, max_length=512, description="HOST:8001 (gRPC).")
 
 
-class ModelDeploymentStatus(ApiModel):
+class ModelDeploymentStatus(WireModel):
     """The observed state the operator writes through the status subresource."""
 
     observed_generation: int | None = Field(

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..api.spec import ScalingMetric, ScalingSpec
+from ..api import ScalingMetric, ScalingSpec
 from ..metrics.rates import IntervalFigures, aggregate
 
 TOLERANCE = 0.1

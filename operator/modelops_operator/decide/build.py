@@ -1,4 +1,4 @@
-"""The engine: is it in the store, being built, built, or did its build fail (DESIGN.md 3.2)."""
+"""The engine: is it in the store, being built, built, or did its build fail."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from modelops_builder.key import engine_key
-from modelops_builder.manifest import EngineManifest
-from modelops_builder.request import BuildSummary, parse_summary
+from modelops_contract.key import engine_key
+from modelops_contract.layout import entry_uri
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildSummary, parse_summary
 
 from ..api import (
     AccuracyFigures,
@@ -167,14 +168,6 @@ def store_manifest(entry: Mapping[str, Any] | None, key: str) -> EngineManifest 
     return manifest if manifest.key == key else None
 
 
-def entry_uri(key: str, settings: Settings) -> str:
-    """Where the store keeps the entry of a key."""
-    digest = key.removeprefix("sha256:")
-    if settings.store_uri:
-        return f"{settings.store_uri.rstrip('/')}/{digest}"
-    return f"pvc://{settings.store_pvc}/{digest}"
-
-
 @dataclass(frozen=True)
 class BuildOutcome:
     """The engine's state for this reconcile: condition, status.engine, actions."""
@@ -235,7 +228,7 @@ def decide_build(
         elif old.engine is not None and old.engine.key == key:
             engine = old.engine
         else:
-            engine = engine_from_manifest(manifest, entry_uri(key, settings))
+            engine = engine_from_manifest(manifest, entry_uri(settings.store_name, key))
         how = f"built by Job {name}" if ok else "found in the store"
         message = f"engine {short_key(key)} {how}"
         events = () if was_built else (Emit("Normal", "BuildSucceeded", message),)

@@ -8,8 +8,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelops_builder.key import key_digest
-from modelops_builder.manifest import MANIFEST_NAME, EngineManifest, read_manifest
+from modelops_contract.key import key_digest
+from modelops_contract.layout import MANIFEST_NAME
+from modelops_contract.manifest import EngineManifest, read_manifest
 
 from ..settings import Settings
 

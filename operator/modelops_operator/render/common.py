@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops_builder.key import key_digest
+from modelops_contract.key import key_digest
 
 from ..api import API_VERSION, KIND, ModelDeployment
 from .names import label_value

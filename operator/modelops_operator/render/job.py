@@ -1,13 +1,14 @@
-"""The build Job of one engine key (DESIGN.md section 3.2)."""
+"""The build Job of one engine key, and the one mapping from a spec to a BuildRequest."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelops_builder.request import BuildRequest, ServingBackend, TensorSig
+from modelops_contract.enums import EngineKind, ServingBackend
+from modelops_contract.request import BuildRequest, TensorSig
 
-from ..api import ModelDeployment, TensorSpec
+from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
@@ -39,10 +40,11 @@ BUILDER_RESOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-def _sigs(tensors: list[TensorSpec] | None) -> list[TensorSig] | None:
+def tensor_sigs(tensors: list[TensorSpec] | None) -> list[TensorSig] | None:
+    """The spec's tensors as the builder's signature entries (None when the spec names none)."""
     if not tensors:
         return None
-    return [TensorSig(name=t.name, data_type=str(t.data_type), dims=list(t.dims)) for t in tensors]
+    return [TensorSig(name=t.name, data_type=t.data_type, dims=list(t.dims)) for t in tensors]
 
 
 def store_location(settings: Settings) -> str:
@@ -50,37 +52,48 @@ def store_location(settings: Settings) -> str:
     return settings.store_uri or settings.store_mount_path
 
 
-def store_backend(md: ModelDeployment, settings: Settings) -> ServingBackend | None:
+def store_backend(engine: EngineKind, settings: Settings) -> ServingBackend | None:
     """Backend of the store's ready-to-serve copy: python needs model.py beside the graph."""
-    if str(md.spec.build.engine) == "onnxruntime" and settings.onnx_serving_backend == "python":
-        return "python"
+    if engine == EngineKind.ONNXRUNTIME and settings.onnx_serving_backend == "python":
+        return ServingBackend.PYTHON
     return None
 
 
-def build_request(md: ModelDeployment, key: str, settings: Settings) -> BuildRequest:
-    """The BuildRequest of a ModelDeployment; the model name is fixed because entries are shared
-    by every ModelDeployment with the same key."""
-    spec = md.spec
+def build_request(
+    spec: ModelDeploymentSpec,
+    settings: Settings,
+    *,
+    engine_key: str | None,
+    source_uri: str | None = None,
+    store: str | None = None,
+    model_name: str = MODEL_NAME,
+    engine: EngineKind | None = None,
+) -> BuildRequest:
+    """The one mapping from a spec to a BuildRequest (the build Job's, and `modelops dev`'s).
+
+    In a cluster the model name is fixed because store entries are shared by every
+    ModelDeployment with the same key; the dev loop overrides source, store, name and engine.
+    """
     accuracy = spec.build.accuracy
-    return BuildRequest.model_validate(
-        {
-            "source_uri": spec.model.source.uri,
-            "sha256": spec.model.source.sha256,
-            "format": str(spec.model.format),
-            "inputs": _sigs(spec.model.inputs),
-            "outputs": _sigs(spec.model.outputs),
-            "engine": str(spec.build.engine),
-            "precision": str(spec.build.precision),
-            "max_batch_size": spec.build.max_batch_size,
-            "opt_batch_size": spec.build.opt_batch_size,
-            "gpu_product": spec.build.gpu.product if spec.build.gpu else None,
-            "atol": accuracy.atol if accuracy else None,
-            "rtol": accuracy.rtol if accuracy else None,
-            "store": store_location(settings),
-            "engine_key": key,
-            "model_name": MODEL_NAME,
-            "serving_backend": store_backend(md, settings),
-        }
+    engine = engine or spec.build.engine
+    return BuildRequest(
+        source_uri=source_uri or spec.model.source.uri,
+        sha256=spec.model.source.sha256,
+        format=spec.model.format,
+        inputs=tensor_sigs(spec.model.inputs),
+        outputs=tensor_sigs(spec.model.outputs),
+        engine=engine,
+        precision=spec.build.precision,
+        max_batch_size=spec.build.max_batch_size,
+        opt_batch_size=spec.build.opt_batch_size,
+        gpu_product=spec.build.gpu.product if spec.build.gpu else None,
+        atol=accuracy.atol if accuracy else None,
+        rtol=accuracy.rtol if accuracy else None,
+        store=store or store_location(settings),
+        store_name=None if store else settings.store_name,
+        engine_key=engine_key,
+        model_name=model_name,
+        serving_backend=store_backend(engine, settings),
     )
 
 
@@ -129,7 +142,7 @@ def _resources(md: ModelDeployment) -> dict[str, Any]:
 def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[str, Any]:
     """The Job that builds and publishes the engine `key` for this ModelDeployment."""
     name = md.metadata.name
-    request = build_request(md, key, settings)
+    request = build_request(md.spec, settings, engine_key=key)
     labels = {
         LABEL_NAME: BUILDER_APP,
         LABEL_COMPONENT: "build",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from modelops_builder.key import key_digest
+from modelops_contract.key import key_digest
 
 MAX_NAME = 63
 HASH_CHARS = 8

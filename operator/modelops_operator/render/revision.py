@@ -1,4 +1,4 @@
-"""One revision: a ConfigMap with config.pbtxt and a Deployment running Triton (DESIGN.md 3.3)."""
+"""One revision: a ConfigMap with config.pbtxt and a Deployment running Triton."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import math
 from typing import Any
 
-from modelops_builder.key import key_digest
-from modelops_builder.manifest import REPOSITORY_DIR, VERSION_DIR, EngineManifest
-from modelops_builder.request import ServingBackend
-from modelops_builder.tritonconfig import ServingOptions, render_model_config
+from modelops_contract.enums import EngineKind, ServingBackend
+from modelops_contract.key import key_digest
+from modelops_contract.layout import REPOSITORY_DIR, VERSION_DIR
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.tritonconfig import ServingOptions, render_model_config
 
 from ..api import ModelDeployment, ModelDeploymentSpec
 from ..settings import Settings
@@ -65,8 +66,8 @@ def _has_gpu(resources: dict[str, dict[str, str]]) -> bool:
 
 def serving_backend(spec: ModelDeploymentSpec, settings: Settings) -> ServingBackend | None:
     """The Triton backend override: ONNX Runtime engines follow the operator's setting."""
-    if str(spec.build.engine) == "onnxruntime":
-        return settings.onnx_serving_backend
+    if spec.build.engine == EngineKind.ONNXRUNTIME:
+        return ServingBackend(settings.onnx_serving_backend)
     return None
 
 

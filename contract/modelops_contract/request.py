@@ -1,40 +1,27 @@
 """What the operator asks the builder for, and what the builder reports back.
 
-Light module: pydantic only (no torch, onnx or tensorrt), so the operator can import it to render
-the build Job's argument and to parse the Job's termination message.
+`BuildRequest` is the build Job's `--request` argument (and the CLI's flags); `BuildSummary` is
+the one line the Job leaves as its termination message, which the operator parses.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-EngineName = Literal["tensorrt", "onnxruntime"]
-PrecisionName = Literal["fp32", "fp16"]
-FormatName = Literal["onnx", "torchscript", "exported-program"]
-ServingBackend = Literal["tensorrt_plan", "onnxruntime", "python"]
+from .enums import DataType, EngineKind, ModelFormat, Precision, ServingBackend
+from .wire import WireModel
 
 # Termination messages are capped by the kubelet at 4096 bytes.
 SUMMARY_LIMIT_BYTES = 4000
-
-
-class WireModel(BaseModel):
-    """camelCase on the wire, unknown fields rejected."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    def to_wire(self) -> dict[str, Any]:
-        """Serialise with camelCase keys and no unset optionals."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class TensorSig(WireModel):
     """One input or output: name, Triton data type (FP32, INT64, ...), dims without batch."""
 
     name: str = Field(max_length=128)
-    data_type: str = Field(max_length=16)
+    data_type: DataType
     dims: list[int] = Field(max_length=8)
 
 
@@ -43,17 +30,22 @@ class BuildRequest(WireModel):
 
     source_uri: str = Field(max_length=2048)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    format: FormatName = "onnx"
+    format: ModelFormat = ModelFormat.ONNX
     inputs: list[TensorSig] | None = None
     outputs: list[TensorSig] | None = None
-    engine: EngineName = "onnxruntime"
-    precision: PrecisionName = "fp32"
+    engine: EngineKind = EngineKind.ONNXRUNTIME
+    precision: Precision = Precision.FP32
     max_batch_size: int = Field(default=8, ge=1, le=4096)
     opt_batch_size: int | None = Field(default=None, ge=1, le=4096)
     gpu_product: str | None = Field(default=None, max_length=63)
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
     store: str = Field(max_length=2048, description="A directory, file:// or s3:// prefix.")
+    store_name: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="How status names the store (pvc://CLAIM or the s3 prefix); default: store.",
+    )
     engine_key: str | None = Field(
         default=None, pattern=r"^sha256:[0-9a-f]{64}$", description="Computed when absent."
     )
@@ -130,16 +122,12 @@ class BuildSummary(WireModel):
         return line
 
 
-def _dumps(data: dict[str, Any]) -> str:
-    import json
-
+def _dumps(data: dict[str, object]) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def parse_summary(text: str) -> BuildSummary | None:
     """Parse a termination message; None when it is empty or not a summary."""
-    import json
-
     text = text.strip()
     if not text:
         return None

@@ -1,4 +1,7 @@
-"""`modelops` command line: crd generation, the operator, and local serving for development."""
+"""`modelops` command line: crd generation, the operator, and local serving for development.
+
+This package is the composition root: the only code that sees both the operator and the builder.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ CRD_HEADER = (
 
 def render_crd_yaml() -> str:
     """The CRD as the YAML text committed under crds/."""
-    from .api.crd import build_crd
+    from modelops_operator.api.crd import build_crd
 
     return CRD_HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
@@ -41,13 +44,13 @@ def _cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from .main import run_operator
+    from modelops_operator.main import run_operator
 
     return run_operator(verbose=args.verbose)
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from modelops_builder.dev import run_dev
+    from .dev import run_dev
 
     return run_dev(Path(args.file), store=Path(args.store), once=args.once)
 

@@ -1,7 +1,7 @@
-"""The engine key (DESIGN.md section 3.1): one digest of everything that changes the engine.
+"""The engine key: one digest of everything that changes the engine, and nothing else.
 
-Light module shared by the operator (which names the build Job and the store entry by it) and the
-builder (which computes it when a human builds by hand), so both always agree.
+The operator names the build Job and the store entry by it; the builder computes it when a human
+builds by hand. One function, so both always agree.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__ as BUILDER_VERSION
+from . import BUILDER_VERSION
 
 KEY_PREFIX = "sha256:"
 

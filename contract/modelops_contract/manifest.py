@@ -1,14 +1,4 @@
-"""`engine.json`: the description of one published store entry (light module, pydantic only).
-
-Store layout of one entry, published atomically (written under a temporary name, renamed last):
-
-    <store>/<key digest>/engine.json
-    <store>/<key digest>/repository/<model name>/config.pbtxt     ready-to-serve defaults
-    <store>/<key digest>/repository/<model name>/1/<file>   model.plan | model.onnx (+ model.py)
-
-A Triton pod mounts `repository/<model name>/1` and gets its own config.pbtxt from a ConfigMap
-rendered by `tritonconfig.render_model_config` from this manifest and the serving spec.
-"""
+"""`engine.json`: the description of one published store entry (the layout is in layout.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from .request import AccuracyReport, ServingBackend, TensorSig, WireModel
-
-MANIFEST_NAME = "engine.json"
-REPOSITORY_DIR = "repository"
-VERSION_DIR = "1"
+from .enums import EngineKind, ModelFormat, Precision, ServingBackend
+from .layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR
+from .request import AccuracyReport, TensorSig
+from .wire import WireModel
 
 
 class ProfilePoint(WireModel):
@@ -38,8 +27,8 @@ class EngineManifest(WireModel):
     """Everything the operator and Triton need to know about a built engine."""
 
     key: str
-    engine: str
-    precision: str
+    engine: EngineKind
+    precision: Precision
     serving_backend: ServingBackend
     model_name: str
     model_file: str = Field(description="File name inside repository/<model>/1/.")
@@ -48,7 +37,7 @@ class EngineManifest(WireModel):
     max_batch_size: int = Field(ge=1)
     opt_batch_size: int = Field(ge=1)
     source_sha256: str
-    format: str
+    format: ModelFormat
     gpu_product: str | None = None
     tensorrt_version: str | None = None
     compute_capability: str | None = None

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from triton_models import INPUT_NAME, WIDTH, write_model
+
+from tests.support.triton_models import INPUT_NAME, WIDTH, write_model
 
 MODEL = "model"
 FAIL_EVERY = 4  # the faulty canary: every 4th request fails (errorRate 0.25)

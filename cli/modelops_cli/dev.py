@@ -28,13 +28,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from modelops_builder.export import NUMPY_DTYPES
+from modelops_builder.triton_cpu import MODEL_PY
+from modelops_contract.enums import EngineKind
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildRequest, TensorSig
+from modelops_contract.tritonconfig import ServingOptions, render_model_config
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
-
-from .export import NUMPY_DTYPES
-from .manifest import EngineManifest
-from .request import BuildRequest, TensorSig
-from .triton_cpu import MODEL_PY
-from .tritonconfig import ServingOptions, render_model_config
+from modelops_operator.render.job import build_request
+from modelops_operator.render.revision import serving_options
+from modelops_operator.settings import Settings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 2, 3, 130
 FILE_SCHEME = "file://"
@@ -107,52 +110,43 @@ def verify_sha256(path: Path, expected: str) -> None:
         )
 
 
+# The dev loop serves with pytriton's CPU Triton: the python backend, no GPU resources.
+DEV_SETTINGS = Settings(
+    onnx_serving_backend="python",
+    default_triton_resources={},
+    store_pvc="dev",
+    namespaces=[],
+)
+
+
 def to_build_request(deployment: Deployment, source: Path, store: Path) -> tuple[BuildRequest, str]:
-    """The BuildRequest of a deployment, and a note when the engine had to change."""
-    spec = deployment.spec
-    engine, note = str(spec.build.engine), ""
-    if engine == "tensorrt":
+    """The BuildRequest of a deployment (the operator's own mapping), and a note when the engine
+    had to change."""
+    spec, note = deployment.spec, ""
+    engine = spec.build.engine
+    if engine == EngineKind.TENSORRT:
         # Even with a GPU, the local Triton (pytriton's CPU build) has only the python backend,
         # so a TensorRT plan could not be served here: build the same graph with ONNX Runtime.
-        engine = "onnxruntime"
+        engine = EngineKind.ONNXRUNTIME
         note = (
             "spec.build.engine is tensorrt, but this machine has no GPU/TensorRT serving path: "
             "building with onnxruntime instead (same ONNX graph, same accuracy gate)"
         )
-    request = BuildRequest(
+    request = build_request(
+        spec,
+        DEV_SETTINGS,
+        engine_key=None,
         source_uri=source.as_uri(),
-        sha256=spec.model.source.sha256,
-        format=str(spec.model.format),
-        inputs=_sigs(spec.model.inputs),
-        outputs=_sigs(spec.model.outputs),
-        engine=engine,
-        precision=str(spec.build.precision),
-        max_batch_size=spec.build.max_batch_size,
-        opt_batch_size=spec.build.opt_batch_size,
-        atol=spec.build.accuracy.atol if spec.build.accuracy else None,
-        rtol=spec.build.accuracy.rtol if spec.build.accuracy else None,
         store=str(store.resolve()),
         model_name=deployment.name,
-        serving_backend="python",
+        engine=engine,
     )
     return request, note
 
 
-def _sigs(tensors: list[Any] | None) -> list[TensorSig] | None:
-    if not tensors:
-        return None
-    return [TensorSig(name=t.name, data_type=str(t.data_type), dims=list(t.dims)) for t in tensors]
-
-
-def serving_options(spec: ModelDeploymentSpec) -> ServingOptions:
-    """config.pbtxt knobs from spec.serving, for the CPU Triton (python backend)."""
-    batching = spec.serving.dynamic_batching
-    return ServingOptions(
-        max_queue_delay_microseconds=batching.max_queue_delay_microseconds if batching else None,
-        instances=spec.serving.instances_per_replica,
-        gpu=False,
-        backend="python",
-    )
+def dev_serving_options(spec: ModelDeploymentSpec) -> ServingOptions:
+    """config.pbtxt knobs from spec.serving (the operator's mapping), for the CPU Triton."""
+    return serving_options(spec, DEV_SETTINGS)
 
 
 def assemble_repository(
@@ -239,8 +233,8 @@ def _figures_table(result: Any, build_seconds: float, infer_ms: float) -> Table:
 
 def _build(request: BuildRequest, console: Console) -> tuple[Any, float]:
     """pipeline.build with a rich progress display; BuildError -> DevError with its exit code."""
-    from .errors import BuildError
-    from .pipeline import build
+    from modelops_builder.errors import BuildError
+    from modelops_builder.pipeline import build
 
     start = time.perf_counter()
     try:
@@ -256,13 +250,13 @@ def _serve(
     deployment: Deployment, result: Any, build_seconds: float, once: bool, console: Console
 ) -> int:
     """Start Triton on the engine, prove it with one inference, serve until Ctrl-C or once."""
-    from .triton_local import TritonUnavailableError, start_triton
+    from modelops_builder.triton_local import TritonUnavailableError, start_triton
 
     manifest: EngineManifest = result.manifest
     name = deployment.name
     workdir = Path(tempfile.mkdtemp(prefix="modelops-dev-"))
     try:
-        options = serving_options(deployment.spec)
+        options = dev_serving_options(deployment.spec)
         repo = assemble_repository(manifest, result.entry, name, options, workdir / "repository")
         with console.status("starting Triton (CPU, python backend)..."):
             try:

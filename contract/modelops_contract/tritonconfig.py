@@ -1,4 +1,4 @@
-"""Write Triton's config.pbtxt through tritonclient's `model_config_pb2` (light module).
+"""Write Triton's config.pbtxt through tritonclient's `model_config_pb2`.
 
 Shared by the builder (the ready-to-serve repository in the store) and the operator (the
 ConfigMap of each revision, from engine.json + spec.serving), so both write the same config.
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from .enums import ServingBackend
 from .manifest import EngineManifest
-from .request import ServingBackend, TensorSig
+from .request import TensorSig
 
 # Backend per serving kind: TensorRT plans and ONNX graphs use Triton's own backends in the NGC
 # image; the CPU development image (pytriton's Triton) has only the python backend, whose model.py

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from models import OPSET, TinyModel
 
 from modelops_builder import cli
-from modelops_builder.request import BuildRequest, BuildSummary
+from modelops_contract.request import BuildRequest, BuildSummary
+from tests.support.torch_models import OPSET, TinyModel
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}

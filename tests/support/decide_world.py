@@ -1,0 +1,413 @@
+"""A tiny in-memory cluster that applies Plans, shared by the decide tests (and checked here).
+
+It does what the k8s layer and the controllers would: create-or-merge-patch on Apply, remove on
+Delete, and, when a test says so, run Jobs to completion and make Deployments' pods ready.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from modelops_contract.key import key_digest
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildSummary
+from modelops_operator.api import ModelDeployment, ModelDeploymentSpec
+from modelops_operator.decide.observed import DecideContext, Observed
+from modelops_operator.decide.plan import Apply, Delete, Plan
+from modelops_operator.decide.reconcile import desired_key, reconcile
+from modelops_operator.render.revision import render_deployment
+from modelops_operator.settings import Settings
+
+T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+SETTINGS = Settings(store_pvc="engines")
+SHA = "ab" * 32
+UID = "0f6c5a5e-1111-2222-3333-444455556666"
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    """A valid spec (onnxruntime, 2 replicas, canary 50/100, 10 s interval) with overrides."""
+    base: dict[str, Any] = {
+        "model": {"source": {"uri": "https://models.example.com/m.onnx", "sha256": SHA}},
+        "build": {"engine": "onnxruntime", "maxBatchSize": 8},
+        "serving": {"replicas": 2},
+        "rollout": {
+            "strategy": "Canary",
+            "canary": {"steps": [50, 100], "analysisIntervalSeconds": 10, "failureThreshold": 2},
+            "progressDeadlineSeconds": 120,
+        },
+    }
+    for path, value in overrides.items():
+        node = base
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return base
+
+
+def body(
+    spec_: dict[str, Any] | None = None,
+    *,
+    name: str = "resnet",
+    generation: int = 1,
+    annotations: dict[str, str] | None = None,
+    status: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ModelDeployment API object."""
+    return {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "uid": UID,
+            "generation": generation,
+            "resourceVersion": "1",
+            "annotations": annotations or {},
+        },
+        "spec": spec_ if spec_ is not None else spec(),
+        "status": status or {},
+    }
+
+
+def key_of(body_: dict[str, Any]) -> str:
+    """The engine key the operator wants for this body."""
+    return desired_key(ModelDeploymentSpec.model_validate(body_["spec"]), SETTINGS)
+
+
+def entry(key: str) -> dict[str, Any]:
+    """engine.json of a store entry for `key`."""
+    return {
+        "key": key,
+        "engine": "onnxruntime",
+        "precision": "fp32",
+        "servingBackend": "onnxruntime",
+        "modelName": "model",
+        "modelFile": "model.onnx",
+        "inputs": [{"name": "input", "dataType": "FP32", "dims": [16]}],
+        "outputs": [{"name": "logits", "dataType": "FP32", "dims": [4]}],
+        "maxBatchSize": 8,
+        "optBatchSize": 8,
+        "sourceSha256": SHA,
+        "format": "onnx",
+        "profile": [{"batch": 8, "p50Ms": 1.0, "p99Ms": 2.0, "throughput": 4000.0}],
+        "createdAt": "2025-01-01T00:00:00Z",
+    }
+
+
+def ready_pod(name: str, since: datetime, restarts: int = 0, waiting: str | None = None) -> dict:
+    """A pod whose Ready condition flipped at `since`."""
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False" if waiting else "True",
+                    "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            ],
+            "containerStatuses": [{"name": "triton", "restartCount": restarts, "state": state}],
+        },
+    }
+
+
+class World:
+    """Children, the store and the clock of one ModelDeployment."""
+
+    def __init__(self, body_: dict[str, Any], now: datetime = T0) -> None:
+        self.body = body_
+        self.now = now
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.configmaps: dict[str, dict[str, Any]] = {}
+        self.service: dict[str, Any] | None = None
+        self.store: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.plans: list[Plan] = []
+
+    # --- observing and deciding ----------------------------------------------------------------
+    def observed(self) -> Observed:
+        """What the k8s layer would pass to reconcile."""
+        try:
+            wanted = self.store.get(key_of(self.body))
+        except ValueError:  # an invalid spec has no key
+            wanted = None
+        return Observed(
+            jobs=copy.deepcopy(self.jobs),
+            deployments=copy.deepcopy(self.deployments),
+            pods=copy.deepcopy(self.pods),
+            configmaps=frozenset(self.configmaps),
+            service=copy.deepcopy(self.service),
+            store_entry=copy.deepcopy(wanted),
+        )
+
+    def decide(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
+        """One reconcile, without applying it."""
+        ctx = DecideContext(self.now, SETTINGS, analyses or {}, enabled)
+        return reconcile(copy.deepcopy(self.body), self.observed(), ctx)
+
+    def step(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
+        """One reconcile, applied to the world and to the status."""
+        plan = self.decide(analyses, enabled)
+        self.apply(plan)
+        self.body["status"] = plan.status
+        self.plans.append(plan)
+        return plan
+
+    def apply(self, plan: Plan, limit: int | None = None) -> None:
+        """Run the plan's writes in order (only the first `limit` of them when given)."""
+        for action in plan.changes[:limit]:
+            if isinstance(action, Delete):
+                store = {
+                    "Job": self.jobs,
+                    "Deployment": self.deployments,
+                    "ConfigMap": self.configmaps,
+                }
+                if action.kind == "Service":
+                    self.service = None
+                else:
+                    store[action.kind].pop(action.name, None)
+                    self.pods.pop(action.name, None)
+                continue
+            assert isinstance(action, Apply)
+            manifest = copy.deepcopy(action.manifest)
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            if kind == "Service":
+                self.service = manifest
+            elif kind == "ConfigMap":
+                self.configmaps[name] = manifest
+            else:
+                objects = self.jobs if kind == "Job" else self.deployments
+                if name in objects:
+                    objects[name]["spec"].update(manifest["spec"])
+                    objects[name]["metadata"]["labels"] = manifest["metadata"]["labels"]
+                else:
+                    manifest["status"] = {}
+                    objects[name] = manifest
+
+    # --- what the cluster does -----------------------------------------------------------------
+    def tick(self, seconds: float) -> None:
+        """Move the clock."""
+        self.now += timedelta(seconds=seconds)
+
+    def finish_build(self, ok: bool = True, reason: str = "AccuracyGateFailed") -> None:
+        """Every Job completes; a successful one publishes its entry."""
+        for job in self.jobs.values():
+            key = job["metadata"]["annotations"]["modelops.dev/engine-key"]
+            if ok:
+                summary = BuildSummary(
+                    ok=True,
+                    key=key,
+                    uri=f"pvc://engines/{key_digest(key)}",
+                    engine="onnxruntime",
+                    precision="fp32",
+                    throughput=4000.0,
+                )
+                job["status"] = {
+                    "conditions": [{"type": "Complete", "status": "True"}],
+                    "succeeded": 1,
+                    "terminationMessage": summary.to_line(),
+                }
+                self.store[key] = entry(key)
+            else:
+                summary = BuildSummary(
+                    ok=False, key=key, reason=reason, message="max abs 0.3 > 0.01"
+                )
+                job["status"] = {
+                    "conditions": [
+                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+                    ],
+                    "failed": 2,
+                    "terminationMessage": summary.to_line(),
+                }
+
+    def settle(self, since: datetime | None = None) -> None:
+        """Every Deployment's pods become ready (at `since`, default now)."""
+        for name, dep in self.deployments.items():
+            replicas = dep["spec"]["replicas"]
+            dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
+            # Pods that were already ready keep their transition time, as the kubelet does.
+            kept = [
+                p
+                for p in self.pods.get(name, [])
+                if not p["status"]["containerStatuses"][0]["restartCount"]
+            ]
+            fresh = [
+                ready_pod(f"{name}-{i}", since or self.now) for i in range(len(kept), replicas)
+            ]
+            self.pods[name] = (kept + fresh)[:replicas]
+
+    def crash(self, name: str) -> None:
+        """The Deployment's pods crash-loop."""
+        dep = self.deployments[name]
+        dep["status"] = {"replicas": dep["spec"]["replicas"], "readyReplicas": 0}
+        self.pods[name] = [ready_pod(f"{name}-0", self.now, restarts=4, waiting="CrashLoopBackOff")]
+
+    def replicas(self) -> dict[str, int]:
+        """spec.replicas of every Deployment."""
+        return {n: d["spec"]["replicas"] for n, d in sorted(self.deployments.items())}
+
+    def status(self) -> dict[str, Any]:
+        """The current status."""
+        return self.body["status"]
+
+    def condition(self, ctype: str) -> dict[str, Any]:
+        """One condition of the status."""
+        return next(c for c in self.status()["conditions"] if c["type"] == ctype)
+
+    def serve(self) -> Plan:
+        """Build, publish and roll out the first revision until the ModelDeployment is Ready."""
+        self.step()
+        self.finish_build()
+        self.step()
+        self.settle()
+        return self.step()
+
+
+def reasons(plan: Plan) -> list[str]:
+    """The Event reasons of a plan, in order."""
+    return [e.reason for e in plan.events]
+
+
+STEPS = [[100], [50, 100], [10, 50, 100], [25, 50, 75, 100]]
+STATES = ["RollingOut", "Serving", "Superseded", "RolledBack", "Failed"]
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], Observed, DecideContext]:
+    replicas = draw(st.integers(1, 6))
+    overrides: dict[str, Any] = {
+        "serving.replicas": replicas,
+        "rollout.strategy": draw(st.sampled_from(["Canary", "Recreate"])),
+        "rollout.canary.steps": draw(st.sampled_from(STEPS)),
+    }
+    if draw(st.booleans()):
+        overrides["scaling"] = {"minReplicas": 1, "maxReplicas": 6, "target": 100}
+    generation = draw(st.integers(1, 4))
+    annotations = {}
+    if draw(st.booleans()):
+        annotations["modelops.dev/rollback-to"] = str(draw(st.integers(1, 5)))
+    if draw(st.booleans()):
+        annotations["modelops.dev/retry"] = draw(st.sampled_from(["a", "b"]))
+    md_body = body(spec(**overrides), generation=generation, annotations=annotations)
+    key = key_of(md_body)
+    md = ModelDeployment.from_body(md_body)
+    manifest = EngineManifest.model_validate(entry(key))
+    numbers = draw(st.sets(st.integers(1, 5), max_size=3))
+    deployments: dict[str, dict[str, Any]] = {}
+    pods: dict[str, list[dict[str, Any]]] = {}
+    for n in sorted(numbers):
+        dep = render_deployment(md, n, manifest, SETTINGS, draw(st.integers(0, 6)))
+        if draw(st.booleans()):  # another spec's revision
+            dep["metadata"]["annotations"]["modelops.dev/serving-hash"] = "0" * 16
+        have = draw(st.integers(0, dep["spec"]["replicas"]))
+        dep["status"] = {"replicas": dep["spec"]["replicas"], "readyReplicas": have}
+        name = dep["metadata"]["name"]
+        deployments[name] = dep
+        since = T0 - timedelta(seconds=draw(st.integers(0, 300)))
+        crash = draw(st.booleans()) and draw(st.booleans())
+        pods[name] = [ready_pod(f"{name}-{i}", since) for i in range(have)]
+        if crash:
+            pods[name].append(ready_pod(f"{name}-x", since, restarts=5, waiting="CrashLoopBackOff"))
+    pointers = st.one_of(st.none(), st.sampled_from(sorted(numbers))) if numbers else st.none()
+    started = (T0 - timedelta(seconds=draw(st.integers(0, 900)))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = [
+        {
+            "revision": n,
+            "engineKey": key,
+            "generation": draw(st.integers(1, 4)),
+            "state": draw(st.sampled_from(STATES)),
+            "time": started,
+        }
+        for n in sorted(numbers)
+    ]
+    status = {
+        "revision": {
+            k: v
+            for k, v in (
+                ("current", draw(pointers)),
+                ("candidate", draw(pointers)),
+                ("previous", draw(pointers)),
+            )
+            if v is not None
+        },
+        "history": history,
+        "replicas": replicas,
+        "rollout": {
+            "step": draw(st.integers(0, 3)),
+            "startedAt": started,
+            "stepStartedAt": started,
+            "passes": draw(st.integers(0, 2)),
+            "failures": draw(st.integers(0, 1)),
+        },
+    }
+    md_body["status"] = status
+    observed = Observed(
+        deployments=deployments,
+        pods=pods,
+        configmaps=frozenset(deployments),
+        store_entry=entry(key) if draw(st.booleans()) else None,
+    )
+    now = T0 + timedelta(seconds=draw(st.integers(0, 400)))
+    return md_body, observed, DecideContext(now, SETTINGS, {}, draw(st.booleans()))
+
+
+def replicas_after(observed: Observed, plan: Any) -> dict[str, int]:
+    """spec.replicas of each observed revision once the plan ran (deleted ones drop out)."""
+    replicas = {n: d["spec"]["replicas"] for n, d in observed.deployments.items()}
+    for action in plan.changes:
+        if isinstance(action, Delete) and action.kind == "Deployment":
+            replicas.pop(action.name, None)
+        elif isinstance(action, Apply) and action.manifest["kind"] == "Deployment":
+            name = action.manifest["metadata"]["name"]
+            if name in replicas:
+                replicas[name] = action.manifest["spec"]["replicas"]
+    return replicas
+
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A stand-in for the metrics engineer's analysis result."""
+
+    verdict: str
+    message: str = "errorRate 0 over 100 requests"
+
+
+def applied(plan: Any) -> list[tuple[str, str, int | None]]:
+    """(kind, name, replicas) of every Apply, in order."""
+    return [
+        (
+            a.manifest["kind"],
+            a.manifest["metadata"]["name"],
+            a.manifest.get("spec", {}).get("replicas"),
+        )
+        for a in plan.actions
+        if isinstance(a, Apply)
+    ]
+
+
+def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """type -> (status, reason)."""
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def change(world: World, **overrides: Any) -> None:
+    """Edit the spec as a user would: a new generation."""
+    for path, value in overrides.items():
+        node = world.body["spec"]
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    world.body["metadata"]["generation"] += 1
