@@ -1,4 +1,4 @@
-"""Benchmark: CPU engine build of a ResNet-18-sized CNN (DESIGN.md section 5, "Build").
+"""Benchmark: CPU engine build of a ResNet-18-sized CNN (docs/architecture.md, "Targets").
 
 A ResNet-18 (11.7 M parameters, random weights, defined here: torchvision is not installed) is
 saved as TorchScript and built through `pipeline.build` three times into a fresh store:

@@ -1,7 +1,7 @@
-"""Operator benchmark (DESIGN.md section 5): N ModelDeployments against kmock, one operator process.
+"""Operator benchmark: N ModelDeployments against kmock, one operator process.
 
 The operator runs in a subprocess (so its RSS and CPU are its own) against kmock's
-KubernetesEmulator in this process, with kmock's request log kept short (TESTING.md: stock kmock
+KubernetesEmulator in this process, with kmock's request log kept short (stock kmock
 rescans its whole log on every request), labelSelector honoured and resourceVersion bumped as a
 real API server does. ModelDeployments are created at --rate per second (default 60, above the
 50/s target; 0: as fast as possible); the figures are the time until every build Job exists,

@@ -1,4 +1,4 @@
-"""Rollback benchmark (DESIGN.md section 5): first failing request -> old revision owns traffic.
+"""Rollback benchmark: first failing request -> old revision owns traffic.
 
 The whole operator runs against kmock; the canary's pod is backed by a REAL tritonserver whose
 model fails every 4th request, the stable revision's pods by a healthy one. Load is sent to the

@@ -1,4 +1,4 @@
-"""Scaling benchmark (DESIGN.md section 5): load step -> new replica count decided and applied.
+"""Scaling benchmark: load step -> new replica count decided and applied.
 
 The whole operator runs against kmock with a 2 s metrics interval; the serving pod is backed by
 a REAL healthy tritonserver. Once the operator has an idle baseline (status.metrics is set),

@@ -1,4 +1,4 @@
-"""Benchmark: the ResNet-18-sized engine through Triton vs called in-process (DESIGN.md section 5).
+"""Benchmark: the ResNet-18-sized engine through Triton vs called in-process.
 
 The fp32 ONNX Runtime engine of bench_build's ResNet-18 is built with `pipeline.build` (a key hit
 when --store already holds it), served by the real Triton from the nvidia-pytriton wheel (python

@@ -23,8 +23,8 @@ from typing import Protocol
 
 from modelops_contract.key import engine_key, key_digest
 from modelops_contract.layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR, entry_uri
-from modelops_contract.manifest import EngineManifest
-from modelops_contract.request import BuildRequest, BuildSummary, LatencyReport, TensorSig
+from modelops_contract.manifest import EngineManifest, summary_of
+from modelops_contract.request import BuildRequest, BuildSummary, TensorSig
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
 
 from . import __version__
@@ -32,7 +32,7 @@ from .engines import BuiltEngine, EnginePlan, TimingCache, build_engine, plan_en
 from .errors import BuildError
 from .store import Store, open_store
 
-__all__ = ["BuildError", "BuildResult", "StageReporter", "build", "summary_of"]
+__all__ = ["BuildError", "BuildResult", "StageReporter", "build"]
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +94,6 @@ def compute_key(request: BuildRequest, plan: EnginePlan) -> str:
         inputs=[s.to_wire() for s in request.inputs] if request.inputs else None,
         gpu_product=request.gpu_product or plan.gpu.name,
         tensorrt_version=plan.tensorrt_version,
-    )
-
-
-def summary_of(manifest: EngineManifest, uri: str, *, cached: bool) -> BuildSummary:
-    """The termination-message summary of a manifest (figures at the opt batch)."""
-    point = next((p for p in manifest.profile if p.batch == manifest.opt_batch_size), None)
-    return BuildSummary(
-        ok=True,
-        key=manifest.key,
-        uri=uri,
-        engine=manifest.engine,
-        precision=manifest.precision,
-        tensorrt_version=manifest.tensorrt_version,
-        compute_capability=manifest.compute_capability,
-        accuracy=manifest.accuracy,
-        latency_ms=LatencyReport(p50=point.p50_ms, p99=point.p99_ms) if point else None,
-        throughput=point.throughput if point else None,
-        cached=cached,
-        fallback=manifest.fallback,
     )
 
 

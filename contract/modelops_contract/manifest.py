@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .enums import EngineKind, ModelFormat, Precision, ServingBackend
 from .layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR
-from .request import AccuracyReport, TensorSig
+from .request import AccuracyReport, BuildSummary, LatencyReport, TensorSig
 from .wire import WireModel
 
 
@@ -50,6 +50,11 @@ class EngineManifest(WireModel):
     )
     created_at: str
 
+    def point_at_opt(self) -> ProfilePoint | None:
+        """The profile point at the opt batch size (the figures status reports), else the first."""
+        point = next((p for p in self.profile if p.batch == self.opt_batch_size), None)
+        return point or (self.profile[0] if self.profile else None)
+
     def version_dir(self, entry: Path) -> Path:
         """repository/<model>/1 inside a store entry."""
         return entry / REPOSITORY_DIR / self.model_name / VERSION_DIR
@@ -62,3 +67,22 @@ def read_manifest(entry: Path) -> EngineManifest | None:
         return EngineManifest.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def summary_of(manifest: EngineManifest, uri: str | None, *, cached: bool) -> BuildSummary:
+    """The termination-message summary of a manifest (figures at the opt batch)."""
+    point = manifest.point_at_opt()
+    return BuildSummary(
+        ok=True,
+        key=manifest.key,
+        uri=uri,
+        engine=manifest.engine,
+        precision=manifest.precision,
+        tensorrt_version=manifest.tensorrt_version,
+        compute_capability=manifest.compute_capability,
+        accuracy=manifest.accuracy,
+        latency_ms=LatencyReport(p50=point.p50_ms, p99=point.p99_ms) if point else None,
+        throughput=point.throughput if point else None,
+        cached=cached,
+        fallback=manifest.fallback,
+    )

@@ -619,11 +619,6 @@ def generated_crd() -> Manifest:
     return crd
 
 
-def test_chart_crd_file_is_the_generated_one() -> None:
-    chart_copy = CHART / "files" / "crds" / CRD_FILE.name
-    assert chart_copy.read_bytes() == CRD_FILE.read_bytes()
-
-
 @pytest.mark.parametrize("keep", [True, False])
 def test_crd_template_is_the_generated_crd(helm: Helm, keep: bool) -> None:
     manifests = helm.template(values={"crds": {"enabled": True, "keep": keep}})
@@ -643,7 +638,7 @@ def test_crd_can_be_left_out(helm: Helm) -> None:
 
 
 def test_packaged_chart_carries_the_crd(helm: Helm, tmp_path: Path) -> None:
-    """files/crds is a symbolic link: `helm package` must store the file's content."""
+    """The packaged chart renders the generated CRD."""
     result = helm.run("package", str(CHART), "--destination", str(tmp_path))
     assert result.returncode == 0, result.stderr
     (archive,) = tmp_path.glob("modelops-*.tgz")

@@ -30,7 +30,7 @@ def crd() -> dict[str, Any]:
 
 @pytest.fixture
 async def api(crd: dict[str, Any]) -> AsyncIterator[kmock.KubernetesEmulator]:
-    """A KubernetesEmulator on 127.0.0.1 with every resource declared (TESTING.md)."""
+    """A KubernetesEmulator on 127.0.0.1 with every resource declared (kmock declares none)."""
     async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
         yield emulator

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from modelops_operator.api import ModelDeployment
-from modelops_operator.decide.reconcile import desired_key
+from modelops_operator.decide.build import desired_key
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.permissions import missing

@@ -7,7 +7,6 @@ Delete, and, when a test says so, run Jobs to completion and make Deployments' p
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +17,12 @@ from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildSummary
 from modelops_operator.api import ModelDeployment, ModelDeploymentSpec
-from modelops_operator.decide.observed import DecideContext, Observed
+from modelops_operator.decide.analysis import Analysis, Verdict
+from modelops_operator.decide.body import parse_body
+from modelops_operator.decide.build import desired_key
+from modelops_operator.decide.inputs import DecideContext, Observed
 from modelops_operator.decide.plan import Apply, Delete, Plan
-from modelops_operator.decide.reconcile import desired_key, reconcile
+from modelops_operator.decide.reconcile import reconcile
 from modelops_operator.render.revision import render_deployment
 from modelops_operator.settings import Settings
 
@@ -152,7 +154,7 @@ class World:
     def decide(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
         """One reconcile, without applying it."""
         ctx = DecideContext(self.now, SETTINGS, analyses or {}, enabled)
-        return reconcile(copy.deepcopy(self.body), self.observed(), ctx)
+        return reconcile(parse_body(copy.deepcopy(self.body)), self.observed(), ctx)
 
     def step(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
         """One reconcile, applied to the world and to the status."""
@@ -376,12 +378,11 @@ def replicas_after(observed: Observed, plan: Any) -> dict[str, int]:
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A stand-in for the metrics engineer's analysis result."""
-
-    verdict: str
-    message: str = "errorRate 0 over 100 requests"
+def analysis(verdict: str, message: str = "errorRate 0 over 100 requests") -> Analysis:
+    """One canary analysis as the metrics daemon hands it to reconcile."""
+    if verdict == Verdict.FAIL:
+        return Analysis(Verdict.FAIL, (message,))
+    return Analysis(Verdict(verdict), note=message)
 
 
 def applied(plan: Any) -> list[tuple[str, str, int | None]]:

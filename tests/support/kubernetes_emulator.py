@@ -1,4 +1,4 @@
-"""kmock's KubernetesEmulator as the API server of the operator tests (see /work/shared/TESTING.md).
+"""kmock's KubernetesEmulator as the API server of the operator tests.
 
 kmock keeps objects as plain JSON: it never sets resourceVersion/uid/generation/creationTimestamp,
 ignores label selectors, has no garbage collector and does not enforce subresources. `Cluster`
@@ -23,7 +23,7 @@ import kopf
 from modelops_operator.api import GROUP, PLURAL, VERSION
 from modelops_operator.handlers import Operator, OperatorOptions, build
 from modelops_operator.k8s import resources as r
-from modelops_operator.k8s.observe import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from modelops_operator.render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -204,8 +204,8 @@ class Cluster:
         assert dep is not None, f"no Deployment {deployment}"
         labels = dict(dep["spec"]["selector"].get("matchLabels") or {})
         labels |= dict(dep["spec"]["template"]["metadata"].get("labels") or {})
-        labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY)
-        labels.setdefault(DEPLOYMENT_LABEL, dep["metadata"]["labels"][DEPLOYMENT_LABEL])
+        labels.setdefault(LABEL_MANAGED_BY, MANAGED_BY)
+        labels.setdefault(LABEL_DEPLOYMENT, dep["metadata"]["labels"][LABEL_DEPLOYMENT])
         flag = "True" if ready else "False"
         body = {
             "apiVersion": "v1",

@@ -14,7 +14,7 @@ from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest, ProfilePoint
 from modelops_contract.request import AccuracyReport, BuildSummary, LatencyReport, TensorSig
 from modelops_operator.api import ModelDeployment
-from modelops_operator.decide.reconcile import desired_key
+from modelops_operator.decide.build import desired_key
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import build_job_name, revision_name

@@ -1,27 +1,18 @@
-"""Canary analysis verdicts, consecutive counting, crash-loop and progress-deadline checks."""
+"""Canary analysis verdicts, counting in a row, crash loops and the Deployment's own deadline."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelops_operator.api.spec import CanarySpec
-from modelops_operator.decide.analysis import (
-    Analysis,
-    Counters,
-    Decision,
-    RollbackReason,
-    Verdict,
-    advance,
-    analyse,
-    crash_loop,
-    progress_deadline,
-    rollback_cause,
-)
+from modelops_operator.api import CanarySpec, RolloutProgress
+from modelops_operator.decide.analysis import Analysis, Verdict, analyse
+from modelops_operator.decide.pod_health import crash_loop, deployment_gave_up
+from modelops_operator.decide.revisions import view_revision
+from modelops_operator.decide.rollout import count_analysis
 from modelops_operator.metrics.rates import IntervalFigures
 
 SPEC = CanarySpec(max_error_rate=0.01, max_p99_latency_ms=200, failure_threshold=2)
@@ -84,69 +75,61 @@ FAIL = Analysis(Verdict.FAIL, ("errorRate 0.5 > maxErrorRate 0.01",))
 INC = Analysis(Verdict.INCONCLUSIVE, note="canary received no traffic in the last 15s")
 
 
-def run(seq: list[Analysis], spec: CanarySpec = SPEC) -> list[Decision]:
-    counters, out = Counters(), []
-    for a in seq:
-        step = advance(counters, a, spec)
-        counters = step.counters
-        out.append(step.decision)
-    return out
+def counted(seq: list[Analysis]) -> RolloutProgress:
+    progress = RolloutProgress()
+    for analysis in seq:
+        progress = count_analysis(progress, analysis)
+    return progress
 
 
 @pytest.mark.parametrize(
-    ("seq", "last"),
+    ("seq", "passes", "failures"),
     [
-        ([FAIL, FAIL], Decision.ROLLBACK),
-        ([FAIL, PASS, FAIL], Decision.CONTINUE),
-        ([FAIL, INC, FAIL], Decision.ROLLBACK),  # inconclusive does not forgive
-        ([PASS, INC, PASS], Decision.PROMOTE),  # nor break a run of passes
-        ([INC, INC, INC, INC], Decision.CONTINUE),  # no traffic never promotes or rolls back
-        ([PASS, FAIL, PASS], Decision.CONTINUE),
-        ([PASS, PASS], Decision.PROMOTE),
+        ([FAIL, FAIL], 0, 2),
+        ([FAIL, PASS, FAIL], 0, 1),
+        ([FAIL, INC, FAIL], 0, 2),  # inconclusive does not forgive
+        ([PASS, INC, PASS], 2, 0),  # nor break a run of passes
+        ([INC, INC, INC, INC], 0, 0),  # no traffic never counts either way
+        ([PASS, FAIL, PASS], 1, 0),
     ],
 )
-def test_advance_sequences(seq: list[Analysis], last: Decision) -> None:
-    assert run(seq)[-1] == last
+def test_counting_in_a_row(seq: list[Analysis], passes: int, failures: int) -> None:
+    progress = counted(seq)
+    assert (progress.passes, progress.failures) == (passes, failures)
 
 
-def test_advance_messages_and_counters() -> None:
-    step = advance(Counters(failures=1), FAIL, SPEC)
-    assert step.counters == Counters(passes=0, failures=2)
-    assert "2 consecutive failed analyses (failureThreshold 2): errorRate 0.5" in step.message
-    promoted = advance(Counters(passes=1), PASS, SPEC)
-    assert promoted.counters == Counters()  # the next step starts counting afresh
+def test_counted_note_says_why() -> None:
+    assert counted([FAIL]).note == "errorRate 0.5 > maxErrorRate 0.01"
+    assert counted([INC]).note == "inconclusive: canary received no traffic in the last 15s"
 
 
 @given(st.lists(st.sampled_from([PASS, FAIL, INC]), max_size=30))
-def test_only_inconclusive_never_decides_and_rollback_needs_threshold_fails(
-    seq: list[Analysis],
-) -> None:
-    counters = Counters()
-    conclusive: list[Verdict] = []
-    for a in seq:
-        step = advance(counters, a, NO_LATENCY_GATE)
-        if a.verdict != Verdict.INCONCLUSIVE:
-            conclusive.append(a.verdict)
-        if step.decision == Decision.ROLLBACK:
-            assert conclusive[-3:] == [Verdict.FAIL] * 3
-        if step.decision == Decision.PROMOTE:
-            assert conclusive[-3:] == [Verdict.PASS] * 3
-        if a.verdict == Verdict.INCONCLUSIVE:
-            assert step.decision == Decision.CONTINUE
-            assert step.counters == counters
-        counters = Counters() if step.decision == Decision.PROMOTE else step.counters
+def test_counters_are_the_trailing_run_of_conclusive_verdicts(seq: list[Analysis]) -> None:
+    conclusive = [a.verdict for a in seq if a.verdict != Verdict.INCONCLUSIVE]
+    trailing = 0
+    for verdict in reversed(conclusive):
+        if verdict != (conclusive[-1] if conclusive else None):
+            break
+        trailing += 1
+    progress = counted(seq)
+    if not conclusive:
+        assert (progress.passes, progress.failures) == (0, 0)
+    elif conclusive[-1] == Verdict.PASS:
+        assert (progress.passes, progress.failures) == (trailing, 0)
+    else:
+        assert (progress.passes, progress.failures) == (0, trailing)
 
 
 def pod(name: str, *, ready: bool = True, restarts: int = 0, waiting: str | None = None) -> Any:
-    cs: dict[str, Any] = {"name": "triton", "restartCount": restarts, "state": {}}
+    status: dict[str, Any] = {"name": "triton", "restartCount": restarts, "state": {}}
     if waiting:
-        cs["state"] = {"waiting": {"reason": waiting}}
-        cs["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        status["state"] = {"waiting": {"reason": waiting}}
+        status["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
     return {
         "metadata": {"name": name},
         "status": {
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [cs],
+            "containerStatuses": [status],
         },
     }
 
@@ -158,49 +141,24 @@ def pod(name: str, *, ready: bool = True, restarts: int = 0, waiting: str | None
         ([pod("a"), pod("b", restarts=3)], "pod b container triton restarted 3 times (limit 3)"),
         (
             [pod("c", ready=False, restarts=1, waiting="CrashLoopBackOff")],
-            "restarted 1 times (limit 3) and is in CrashLoopBackOff; last exit 137 (OOMKilled)",
+            "restarted 1 times (limit 3), CrashLoopBackOff, last exit: OOMKilled",
         ),
         ([pod("d", ready=False, waiting="ContainerCreating")], None),
         ([{"metadata": {"name": "e"}}], None),
     ],
 )
 def test_crash_loop(pods: list[Any], expected: str | None) -> None:
-    cause = crash_loop(pods)
+    message = crash_loop(pods)
     if expected is None:
-        assert cause is None
+        assert message is None
     else:
-        assert cause is not None
-        assert cause.reason == RollbackReason.CRASH_LOOP
-        assert expected in cause.message
+        assert message is not None
+        assert expected in message
 
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("pods", "after_s", "expected"),
-    [
-        ([pod("a"), pod("b", ready=False)], 599, None),
-        ([pod("a"), pod("b", ready=False)], 601, "1/2 pods ready after 601s"),
-        ([pod("a"), pod("b")], 10_000, None),
-    ],
-)
-def test_progress_deadline(pods: list[Any], after_s: int, expected: str | None) -> None:
-    cause = progress_deadline(
-        None,
-        pods,
-        desired=2,
-        started_at=T0,
-        now=T0 + timedelta(seconds=after_s),
-        deadline_seconds=600,
-    )
-    assert (cause.message if cause else None) == (
-        None if expected is None else f"{expected} (progressDeadlineSeconds 600)"
-    )
-
-
-def test_progress_deadline_from_deployment_condition_and_iso_strings() -> None:
-    dep = {
+def test_the_deployments_own_progress_deadline_is_honoured() -> None:
+    gave_up = {
+        "metadata": {"labels": {"modelops.dev/revision": "3"}},
         "status": {
             "conditions": [
                 {
@@ -210,34 +168,11 @@ def test_progress_deadline_from_deployment_condition_and_iso_strings() -> None:
                     "message": 'ReplicaSet "resnet-r3-x" has timed out progressing.',
                 }
             ]
-        }
+        },
     }
-    cause = progress_deadline(
-        dep,
-        [],
-        desired=1,
-        started_at="2025-01-01T00:00:00Z",
-        now="2025-01-01T00:00:05Z",
-        deadline_seconds=600,
-    )
-    assert cause is not None
-    assert cause.reason == RollbackReason.PROGRESS_DEADLINE
-    assert "timed out progressing" in cause.message
-
-
-def test_rollback_cause_prefers_crash_loop_then_analysis() -> None:
-    failed = advance(Counters(failures=1), FAIL, SPEC)
-    common: dict[str, Any] = {
-        "desired": 1,
-        "started_at": T0,
-        "now": T0,
-        "deadline_seconds": 600,
-    }
-    crashing = rollback_cause(failed, None, [pod("a", restarts=5)], **common)
-    assert crashing is not None
-    assert crashing.reason == RollbackReason.CRASH_LOOP
-    analysis = rollback_cause(failed, None, [pod("a")], **common)
-    assert analysis is not None
-    assert analysis.reason == RollbackReason.ANALYSIS_FAILED
-    assert "errorRate 0.5 > maxErrorRate 0.01" in analysis.message
-    assert rollback_cause(advance(Counters(), PASS, SPEC), None, [pod("a")], **common) is None
+    message = deployment_gave_up(view_revision("resnet-r3", gave_up, []))
+    assert message is not None
+    assert "timed out progressing" in message
+    progressing = {"status": {"conditions": [{"type": "Progressing", "status": "True"}]}}
+    assert deployment_gave_up(view_revision("resnet-r3", progressing, [])) is None
+    assert deployment_gave_up(None) is None

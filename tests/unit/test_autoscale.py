@@ -10,12 +10,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from modelops_operator.api.spec import ScalingSpec
-from modelops_operator.decide.autoscale import (
+from modelops_operator.decide.scale_recommend import (
     TOLERANCE,
     Recommendation,
     ScaleDecision,
     recommend,
-    split_canary,
 )
 from modelops_operator.metrics.rates import IntervalFigures
 
@@ -144,23 +143,6 @@ def test_partial_metrics_never_scale_down_but_may_scale_up() -> None:
     assert "only 1 of 3 ready pods reported" in down.reason
     up = decide(figs(ips=400, pods=1), 3, 3, spec())
     assert up.desired == 6
-
-
-@pytest.mark.parametrize(
-    ("total", "pct", "expected"),
-    [
-        (10, 10, (1, 9)),
-        (10, 50, (5, 5)),
-        (3, 1, (1, 2)),
-        (7, 50, (4, 3)),
-        (4, 100, (4, 0)),
-        (0, 50, (0, 0)),
-        (5, 0, (0, 5)),
-        (1, 1, (1, 0)),
-    ],
-)
-def test_split_canary(total: int, pct: int, expected: tuple[int, int]) -> None:
-    assert split_canary(total, pct) == expected
 
 
 # --- properties over a simulated Triton fleet -------------------------------------------

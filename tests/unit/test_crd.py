@@ -11,6 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from modelops_cli import generated
 from modelops_cli import main as cli
 from modelops_operator.api import crd as crd_module
 from modelops_operator.api import spec as spec_module
@@ -61,31 +62,32 @@ ALL_NODES = list(nodes(openapi_schema()))
 
 
 def test_committed_crd_is_current() -> None:
-    assert CRD_PATH.read_text() == cli.render_crd_yaml(), "run `.venv/bin/modelops crd`"
+    assert CRD_PATH.read_text() == generated.render_crd_yaml(), "run `.venv/bin/modelops crd`"
 
 
 def test_drift_is_detected_when_a_model_changes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    committed = cli.render_crd_yaml()
+    committed = generated.render_crd_yaml()
     changed = pydantic.create_model(
         "ModelDeploymentSpec",
         __base__=spec_module.ModelDeploymentSpec,
         priority_class=(str | None, pydantic.Field(default=None, max_length=253)),
     )
     monkeypatch.setattr(crd_module, "ModelDeploymentSpec", changed)
-    drifted = cli.render_crd_yaml()
+    drifted = generated.render_crd_yaml()
     assert drifted != committed
     assert "priorityClass:" in drifted
     stale = tmp_path / "crd.yaml"
     stale.write_text(committed)
     assert cli.main(["crd", "--check", "-o", str(stale)]) == 1
+    assert stale in generated.stale_files(generated.generated_files(stale))
     stale.write_text(drifted)
-    assert cli.main(["crd", "--check", "-o", str(stale)]) == 0
+    assert stale not in generated.stale_files(generated.generated_files(stale))
 
 
 def test_drift_is_detected_when_a_bound_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    committed = cli.render_crd_yaml()
+    committed = generated.render_crd_yaml()
     uri = (str, pydantic.Field(max_length=4096, pattern=spec_module.URI_PATTERN))
     source = pydantic.create_model("Source", __base__=spec_module.Source, uri=uri)
     model = pydantic.create_model("ModelSpec", __base__=spec_module.ModelSpec, source=(source, ...))
@@ -93,17 +95,25 @@ def test_drift_is_detected_when_a_bound_changes(monkeypatch: pytest.MonkeyPatch)
         "ModelDeploymentSpec", __base__=spec_module.ModelDeploymentSpec, model=(model, ...)
     )
     monkeypatch.setattr(crd_module, "ModelDeploymentSpec", spec)
-    drifted = cli.render_crd_yaml()
+    drifted = generated.render_crd_yaml()
     assert drifted != committed
     assert "maxLength: 4096" in drifted
     assert "maxLength: 2048" in committed
 
 
+def test_every_generated_file_is_current() -> None:
+    files = generated.generated_files(root=ROOT)
+    assert generated.stale_files(files) == [], "run `.venv/bin/modelops crd`"
+    assert {f.path.relative_to(ROOT).as_posix() for f in files} == {
+        "crds/modeldeployments.modelops.dev.yaml",
+        "charts/modelops/templates/crd.yaml",
+        "docs/api.md",
+    }
+
+
 def test_api_doc_is_current() -> None:
     expected = render_api_doc()
-    assert (ROOT / "docs" / "api.md").read_text() == expected, (
-        "run `.venv/bin/python -m modelops_operator.api.apidoc > docs/api.md`"
-    )
+    assert (ROOT / "docs" / "api.md").read_text() == expected, "run `.venv/bin/modelops crd`"
     for message in (
         r["message"] for _, n in ALL_NODES for r in n.get("x-kubernetes-validations", [])
     ):

@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modelops_operator.api import ModelDeploymentStatus
-from modelops_operator.decide.observed import DecideContext, Observed
+from modelops_operator.decide.body import parse_body
+from modelops_operator.decide.inputs import DecideContext, Observed
 from modelops_operator.decide.plan import Apply
 from modelops_operator.decide.reconcile import reconcile
 from modelops_operator.decide.rollout import split_canary
@@ -23,8 +25,8 @@ def test_same_inputs_give_the_same_plan(
     world: tuple[dict[str, Any], Observed, DecideContext],
 ) -> None:
     md_body, observed, ctx = world
-    first = reconcile(copy.deepcopy(md_body), observed, ctx)
-    second = reconcile(copy.deepcopy(md_body), observed, ctx)
+    first = reconcile(parse_body(copy.deepcopy(md_body)), observed, ctx)
+    second = reconcile(parse_body(copy.deepcopy(md_body)), observed, ctx)
     assert first == second
     ModelDeploymentStatus.model_validate(first.status)  # what the CRD schema will accept
     assert len(first.status["history"]) <= 10
@@ -36,7 +38,7 @@ def test_no_plan_takes_away_the_last_ready_pods(
     world: tuple[dict[str, Any], Observed, DecideContext],
 ) -> None:
     md_body, observed, ctx = world
-    plan = reconcile(copy.deepcopy(md_body), observed, ctx)
+    plan = reconcile(parse_body(copy.deepcopy(md_body)), observed, ctx)
     serving = {n for n, d in observed.deployments.items() if d["status"]["readyReplicas"] >= 1}
     if not serving:
         return
@@ -50,7 +52,7 @@ def test_new_revisions_get_numbers_never_used_before(
     world: tuple[dict[str, Any], Observed, DecideContext],
 ) -> None:
     md_body, observed, ctx = world
-    plan = reconcile(copy.deepcopy(md_body), observed, ctx)
+    plan = reconcile(parse_body(copy.deepcopy(md_body)), observed, ctx)
     seen = {
         int(d["metadata"]["labels"]["modelops.dev/revision"]) for d in observed.deployments.values()
     }
@@ -76,3 +78,19 @@ def test_canary_split_sums_to_desired(desired: int, percent: int) -> None:
 @given(st.integers(1, 1000), st.integers(1, 99))
 def test_canary_split_grows_with_the_step(desired: int, percent: int) -> None:
     assert split_canary(desired, percent)[0] <= split_canary(desired, percent + 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("total", "percent", "expected"),
+    [
+        (10, 10, (1, 9)),
+        (10, 50, (5, 5)),
+        (3, 1, (1, 2)),  # any step above 0% runs at least one new replica
+        (7, 50, (4, 3)),
+        (4, 100, (4, 0)),
+        (0, 50, (0, 0)),
+        (1, 1, (1, 0)),
+    ],
+)
+def test_canary_split_table(total: int, percent: int, expected: tuple[int, int]) -> None:
+    assert split_canary(total, percent) == expected

@@ -6,8 +6,8 @@ import pytest
 
 from modelops_operator.decide.plan import Apply, Delete
 from tests.support.decide_world import (
-    Verdict,
     World,
+    analysis,
     applied,
     body,
     change,
@@ -242,12 +242,12 @@ def test_readiness_alone_never_advances_when_analysis_is_fed() -> None:
     plan = world.step(enabled=True)
     assert reasons(plan) == []
     assert plan.status["rollout"]["step"] == 0
-    plan = world.step({2: Verdict("pass")}, enabled=True)
+    plan = world.step({2: analysis("pass")}, enabled=True)
     assert plan.status["rollout"]["passes"] == 1
     assert reasons(plan) == []
-    plan = world.step({2: Verdict("inconclusive", "no traffic")}, enabled=True)
+    plan = world.step({2: analysis("inconclusive", "no traffic")}, enabled=True)
     assert plan.status["rollout"]["passes"] == 1
-    plan = world.step({2: Verdict("pass")}, enabled=True)
+    plan = world.step({2: analysis("pass")}, enabled=True)
     assert reasons(plan) == ["StepPromoted"]
     assert plan.status["rollout"]["passes"] == 0
 
@@ -257,9 +257,9 @@ def test_failed_analyses_roll_back() -> None:
     world.step(enabled=True)
     world.settle()
     world.step(enabled=True)
-    plan = world.step({2: Verdict("fail", "errorRate 0.2 > maxErrorRate 0.01")}, enabled=True)
+    plan = world.step({2: analysis("fail", "errorRate 0.2 > maxErrorRate 0.01")}, enabled=True)
     assert plan.status["rollout"]["failures"] == 1
-    plan = world.step({2: Verdict("fail", "errorRate 0.3 > maxErrorRate 0.01")}, enabled=True)
+    plan = world.step({2: analysis("fail", "errorRate 0.3 > maxErrorRate 0.01")}, enabled=True)
     assert reasons(plan) == ["RolledBack"]
     assert conds(plan.status)["Degraded"] == ("True", "AnalysisFailed")
     assert "errorRate 0.3" in plan.events[0].message

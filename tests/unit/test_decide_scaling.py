@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelops_operator.api import MetricsStatus, ModelDeploymentSpec, ModelDeploymentStatus
-from modelops_operator.decide.autoscale import ScaleDecision
-from modelops_operator.decide.observed import DecideContext, Observed
+from modelops_operator.decide.body import parse_body
+from modelops_operator.decide.inputs import DecideContext, Observed
 from modelops_operator.decide.reconcile import reconcile
-from modelops_operator.decide.scaling import apply_scale
+from modelops_operator.decide.scale_apply import apply_scale
+from modelops_operator.decide.scale_recommend import ScaleDecision
 from tests.support.decide_world import (
     FAST,
     SETTINGS,
@@ -47,7 +48,7 @@ def scaled_world(**overrides: Any) -> World:
 def step(world: World, decision: ScaleDecision | None, metrics: MetricsStatus | None = None):
     """One reconcile fed a scaling decision, applied."""
     ctx = DecideContext(world.now, SETTINGS, scale=decision, metrics=metrics)
-    plan = reconcile(copy.deepcopy(world.body), world.observed(), ctx)
+    plan = reconcile(parse_body(copy.deepcopy(world.body)), world.observed(), ctx)
     world.apply(plan)
     world.body["status"] = plan.status
     return plan
@@ -156,7 +157,7 @@ def test_scaled_plans_stay_in_bounds_and_keep_serving(
     world: tuple[dict[str, Any], Observed, DecideContext],
 ) -> None:
     md_body, observed, ctx = world
-    plan = reconcile(copy.deepcopy(md_body), observed, ctx)
+    plan = reconcile(parse_body(copy.deepcopy(md_body)), observed, ctx)
     scaling = md_body["spec"]["scaling"]
     low, high = scaling["minReplicas"], scaling["maxReplicas"]
     assert low <= plan.status["replicas"] <= high

@@ -7,7 +7,7 @@ from typing import Any
 
 from modelops_operator.api import MetricsStatus
 from modelops_operator.decide.analysis import Analysis, Verdict
-from modelops_operator.decide.autoscale import ScaleDecision
+from modelops_operator.decide.scale_recommend import ScaleDecision
 from modelops_operator.handlers.telemetry import (
     Telemetry,
     _State,

@@ -11,7 +11,7 @@ from typing import Any
 
 from modelops_contract.key import engine_key
 from modelops_contract.layout import entry_uri
-from modelops_contract.manifest import EngineManifest
+from modelops_contract.manifest import EngineManifest, summary_of
 from modelops_contract.request import BuildSummary, parse_summary
 
 from ..api import (
@@ -27,8 +27,9 @@ from ..render.common import ANNOTATION_GENERATION, ANNOTATION_RETRY
 from ..render.job import render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
-from .observed import Observed, parse_time
-from .plan import Action, Apply, Delete, Emit
+from .clock import parse_time
+from .inputs import Observed
+from .plan import Action, Apply, Delete, Emit, EventReason
 
 # A succeeded Job whose entry the store still lacks after this long was evicted or published
 # elsewhere: build again rather than wait forever.
@@ -74,12 +75,12 @@ def job_state(job: Mapping[str, Any] | None) -> JobState:
     if (job.get("metadata") or {}).get("deletionTimestamp"):
         return JobState.TERMINATING
     status = job.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("status") != "True":
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
             continue
-        if cond.get("type") == "Complete":
+        if condition.get("type") == "Complete":
             return JobState.SUCCEEDED
-        if cond.get("type") == "Failed":
+        if condition.get("type") == "Failed":
             return JobState.FAILED
     if int(status.get("succeeded") or 0) >= 1:
         return JobState.SUCCEEDED
@@ -97,7 +98,7 @@ def job_summary(job: Mapping[str, Any] | None) -> BuildSummary | None:
 
 def job_failure(job: Mapping[str, Any], summary: BuildSummary | None) -> tuple[str, str]:
     """(reason, message) of a failed build: the builder's own, else the Job's condition."""
-    cond: Mapping[str, Any] = next(
+    condition: Mapping[str, Any] = next(
         (
             c
             for c in (job.get("status") or {}).get("conditions") or []
@@ -105,10 +106,10 @@ def job_failure(job: Mapping[str, Any], summary: BuildSummary | None) -> tuple[s
         ),
         {},
     )
-    reason = (summary.reason if summary else None) or cond.get("reason") or "BuildFailed"
+    reason = (summary.reason if summary else None) or condition.get("reason") or "BuildFailed"
     if not _REASON.match(reason):
         reason = "BuildFailed"
-    message = (summary.message if summary else None) or cond.get("message") or ""
+    message = (summary.message if summary else None) or condition.get("message") or ""
     name = (job.get("metadata") or {}).get("name", "")
     return reason, f"build Job {name} failed: {message}".rstrip(": ")
 
@@ -137,24 +138,7 @@ def engine_from_summary(summary: BuildSummary) -> EngineStatus:
 
 def engine_from_manifest(manifest: EngineManifest, uri: str | None) -> EngineStatus:
     """status.engine from a store entry (a cache hit: no Job ran for this ModelDeployment)."""
-    point = next((p for p in manifest.profile if p.batch == manifest.opt_batch_size), None)
-    point = point or (manifest.profile[0] if manifest.profile else None)
-    return EngineStatus(
-        key=manifest.key,
-        uri=uri,
-        engine=manifest.engine,
-        tensorrt_version=manifest.tensorrt_version,
-        compute_capability=manifest.compute_capability,
-        precision=manifest.precision,
-        accuracy=AccuracyFigures(
-            max_abs_error=manifest.accuracy.max_abs_error,
-            max_rel_error=manifest.accuracy.max_rel_error,
-        )
-        if manifest.accuracy
-        else None,
-        latency_ms=LatencyFigures(p50=point.p50_ms, p99=point.p99_ms) if point else None,
-        throughput=point.throughput if point else None,
-    )
+    return engine_from_summary(summary_of(manifest, uri, cached=True))
 
 
 def store_manifest(entry: Mapping[str, Any] | None, key: str) -> EngineManifest | None:
@@ -218,8 +202,8 @@ def decide_build(
     was_built = (
         old.engine is not None
         and old.engine.key == key
-        and (cond := find_condition(old.conditions, "EngineBuilt")) is not None
-        and cond.status == ConditionStatus.TRUE
+        and (condition := find_condition(old.conditions, "EngineBuilt")) is not None
+        and condition.status == ConditionStatus.TRUE
     )
     if manifest is not None:
         ok = state == JobState.SUCCEEDED and summary is not None and summary.ok
@@ -231,7 +215,7 @@ def decide_build(
             engine = engine_from_manifest(manifest, entry_uri(settings.store_name, key))
         how = f"built by Job {name}" if ok else "found in the store"
         message = f"engine {short_key(key)} {how}"
-        events = () if was_built else (Emit("Normal", "BuildSucceeded", message),)
+        events = () if was_built else (Emit(EventReason.BUILD_SUCCEEDED, message),)
         return BuildOutcome(
             manifest=manifest,
             status=ConditionStatus.TRUE,
@@ -276,7 +260,7 @@ def decide_build(
             reason,
             message,
         )
-        events = () if seen else (Emit("Warning", "BuildFailed", message),)
+        events = () if seen else (Emit(EventReason.BUILD_FAILED, message),)
         return BuildOutcome(
             manifest=None,
             status=ConditionStatus.FALSE,
@@ -299,7 +283,7 @@ def decide_build(
             failed=False,
             actions=actions,
             requeue_after=settings.reconcile_interval_seconds,
-            events=(Emit("Normal", "BuildStarted", message),),
+            events=(Emit(EventReason.BUILD_STARTED, message),),
         )
     if state == JobState.SUCCEEDED:
         assert job is not None

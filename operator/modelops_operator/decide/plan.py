@@ -3,7 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
+
+
+class EventReason(StrEnum):
+    """Every reason of an Event the operator posts on a ModelDeployment (kubectl describe)."""
+
+    INVALID_SPEC = "InvalidSpec"
+    BUILD_STARTED = "BuildStarted"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    BUILD_FAILED = "BuildFailed"
+    REVISION_CREATED = "RevisionCreated"
+    STEP_PROMOTED = "StepPromoted"
+    ROLLED_OUT = "RolledOut"
+    ROLLED_BACK = "RolledBack"
+    ROLLOUT_FAILED = "RolloutFailed"
+    ROLLOUT_SUPERSEDED = "RolloutSuperseded"
+    ROLLBACK_TARGET_INVALID = "RollbackTargetInvalid"
+    SCALED = "Scaled"
+
+
+# Everything else is Normal: the type follows from the reason, so the two never disagree.
+WARNING_REASONS = frozenset(
+    {
+        EventReason.INVALID_SPEC,
+        EventReason.BUILD_FAILED,
+        EventReason.ROLLED_BACK,
+        EventReason.ROLLOUT_FAILED,
+        EventReason.ROLLBACK_TARGET_INVALID,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -26,9 +56,13 @@ class Delete:
 class Emit:
     """A Kubernetes Event on the ModelDeployment."""
 
-    type: Literal["Normal", "Warning"]
-    reason: str
+    reason: EventReason
     message: str
+
+    @property
+    def type(self) -> Literal["Normal", "Warning"]:
+        """Warning for failures and refusals, Normal otherwise."""
+        return "Warning" if self.reason in WARNING_REASONS else "Normal"
 
 
 Action = Apply | Delete | Emit

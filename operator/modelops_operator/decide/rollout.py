@@ -7,24 +7,22 @@ candidate is Ready at the step), so capacity never dips during a step.
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from ..api import (
     CanarySpec,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
     RolloutProgress,
     RolloutSpec,
     RolloutStrategy,
 )
-from .observed import RevisionView, crash_loop, parse_time, ready_since, rfc3339
-from .plan import Apply, Delete
+from .analysis import Analysis, Verdict
+from .clock import parse_time, rfc3339
+from .pod_health import crash_loop, deployment_gave_up, ready_since
+from .revisions import RevisionView
 
 
 def split_canary(desired: int, percent: int) -> tuple[int, int]:
@@ -67,15 +65,15 @@ def steps_of(spec: RolloutSpec, immediate: bool) -> list[int]:
     return [100] if immediate else list(spec.canary.steps)
 
 
-def _count(progress: RolloutProgress, analysis: Any) -> RolloutProgress:
-    verdict = str(getattr(analysis, "verdict", "inconclusive"))
-    reasons = getattr(analysis, "reasons", ())
-    message = str(getattr(analysis, "message", "") or "; ".join(map(str, reasons)) or verdict)
-    if verdict == "pass":
+def count_analysis(progress: RolloutProgress, analysis: Analysis) -> RolloutProgress:
+    """Progress after one analysis: passes and failures count in a row; inconclusive changes
+    neither (it never passes a step and never forgives a failure)."""
+    message = analysis.message
+    if analysis.verdict == Verdict.PASS:
         return progress.model_copy(
             update={"passes": progress.passes + 1, "failures": 0, "note": message}
         )
-    if verdict == "fail":
+    if analysis.verdict == Verdict.FAIL:
         return progress.model_copy(
             update={"passes": 0, "failures": progress.failures + 1, "note": message}
         )
@@ -90,7 +88,7 @@ def step_rollout(
     current: RevisionView | None,
     candidate: RevisionView | None,
     progress: RolloutProgress,
-    analysis: Any | None,
+    analysis: Analysis | None,
     analysis_enabled: bool,
     immediate: bool,
     now: datetime,
@@ -119,6 +117,8 @@ def step_rollout(
         return result(Outcome.ROLLED_BACK, progress, "CrashLoop", looping, None)
     waited = (now - step_start).total_seconds()
     deadline = spec.progress_deadline_seconds
+    if not ready and (gave_up := deployment_gave_up(candidate)):
+        return result(Outcome.ROLLED_BACK, progress, "ProgressDeadlineExceeded", gave_up, None)
     if not ready and waited > deadline:
         have = candidate.ready if candidate else 0
         message = (
@@ -126,7 +126,7 @@ def step_rollout(
             f"(progressDeadlineSeconds {deadline})"
         )
         return result(Outcome.ROLLED_BACK, progress, "ProgressDeadlineExceeded", message, None)
-    counted = _count(progress, analysis) if analysis is not None else progress
+    counted = count_analysis(progress, analysis) if analysis is not None else progress
     threshold = canary.failure_threshold
     if counted.failures >= threshold:
         message = (
@@ -167,90 +167,3 @@ def step_rollout(
     next_new, _ = split_canary(desired, steps[index + 1])
     message = f"{where} held; step {index + 2}/{len(steps)} runs {next_new} new replicas"
     return result(Outcome.STEP_PROMOTED, nxt, "", message, interval, next_new, old)
-
-
-def desired_replicas(
-    spec: ModelDeploymentSpec,
-    current: RevisionView | None,
-    in_flight: bool,
-    old: ModelDeploymentStatus,
-) -> int:
-    """serving.replicas; with scaling, the autoscaler's count on the current Deployment, clamped.
-
-    During a rollout the two Deployments' counts move with the canary split, so the total
-    recorded in status.replicas when the rollout began stays the reference.
-    """
-    if spec.scaling is None:
-        return spec.serving.replicas
-    low, high = spec.scaling.min_replicas, spec.scaling.max_replicas
-    if in_flight and old.replicas > 0:
-        base = old.replicas
-    elif current is not None:
-        base = current.replicas
-    else:
-        base = low
-    return min(high, max(low, base))
-
-
-def scaled_manifest(deployment: Mapping[str, Any], replicas: int) -> dict[str, Any]:
-    """An existing revision as observed, with another replica count (nothing else changes).
-
-    Re-rendering an old revision from today's spec would change its pods; copying what runs
-    keeps the revision exactly what it was.
-    """
-    meta = deployment.get("metadata") or {}
-    kept = ("name", "namespace", "labels", "annotations", "ownerReferences")
-    spec = copy.deepcopy(dict(deployment.get("spec") or {}))
-    spec["replicas"] = replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {k: copy.deepcopy(meta[k]) for k in kept if k in meta},
-        "spec": spec,
-    }
-
-
-def safe_to_zero(revs: Mapping[int, RevisionView], targets: Mapping[int, int], n: int) -> bool:
-    """Never take the last ready pods away: zero a revision only if another one keeps serving."""
-    if revs[n].ready == 0:
-        return True
-    return any(m != n and r.ready >= 1 and targets.get(m, 0) > 0 for m, r in revs.items())
-
-
-@dataclass(frozen=True)
-class ReplicaPlan:
-    """Scale-ups (first), scale-downs, deletions of revisions, and whether one was held back."""
-
-    ups: tuple[Apply, ...]
-    downs: tuple[Apply, ...]
-    deletes: tuple[Delete, ...]
-    held: bool
-
-
-def replica_plan(
-    revs: Mapping[int, RevisionView], wanted: Mapping[int, int], keep: set[int]
-) -> ReplicaPlan:
-    """Scale every observed revision to its target (0 when none), delete those out of history.
-
-    A revision that would lose its ready pods while no other revision serves is left as it is.
-    """
-    targets = {n: wanted.get(n, 0) for n in revs}
-    held, deletes = False, list[Delete]()
-    for n, rev in sorted(revs.items()):
-        if targets[n] == 0 and rev.replicas > 0 and not safe_to_zero(revs, targets, n):
-            targets[n], held = rev.replicas, True
-        elif n not in keep and safe_to_zero(revs, targets, n):
-            deletes += [
-                Delete("apps/v1", "Deployment", rev.name),
-                Delete("v1", "ConfigMap", rev.name),
-            ]
-            targets.pop(n)
-    ups: list[Apply] = []
-    downs: list[Apply] = []
-    for n, target in sorted(targets.items()):
-        rev = revs[n]
-        if rev.replicas != target:
-            (ups if target > rev.replicas else downs).append(
-                Apply(scaled_manifest(rev.deployment, target))
-            )
-    return ReplicaPlan(tuple(ups), tuple(downs), tuple(deletes), held)

@@ -1,90 +1,21 @@
-"""Status maths: the bounded revision history, the phase and the four conditions."""
+"""Status maths: the phase and the four conditions, from what reconcile found."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..api import (
-    HISTORY_LIMIT,
     ConditionStatus,
     ConditionType,
     EngineStatus,
-    HistoryEntry,
     ModelDeploymentStatus,
     ObjectMeta,
     Phase,
-    RevisionState,
     find_condition,
     set_condition,
 )
 
-REASON_LIMIT = 1024
-# History reasons read "Reason [retry=TOKEN]: message"; the token is the value of the
-# `modelops.dev/retry` annotation the attempt ran under, so a new value starts a new attempt.
-_REASON = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?: \[retry=([^\]]*)\])?: ")
-FAILED_STATES = (RevisionState.ROLLED_BACK, RevisionState.FAILED)
-
-
-def retry_token(value: str) -> str:
-    """The retry annotation value as stored in a history reason (no brackets, bounded)."""
-    return value.replace("[", "").replace("]", "")[:63]
-
-
-def history_reason(reason: str, message: str, token: str = "") -> str:
-    """`Reason [retry=TOKEN]: message`, bounded to the schema's 1024 characters."""
-    tag = f" [retry={retry_token(token)}]" if token else ""
-    return f"{reason}{tag}: {message}"[:REASON_LIMIT]
-
-
-def parse_reason(text: str | None) -> tuple[str, str, str]:
-    """(Reason, retry token, message) of a history reason written by history_reason."""
-    match = _REASON.match(text or "")
-    if not match:
-        return "", "", text or ""
-    return match.group(1), match.group(2) or "", (text or "")[match.end() :]
-
-
-def upsert(
-    history: Sequence[HistoryEntry],
-    revision: int,
-    *,
-    key: str | None = None,
-    generation: int | None = None,
-    state: RevisionState,
-    reason: str | None,
-    time: str,
-) -> list[HistoryEntry]:
-    """History with the revision's entry set (added when new), oldest dropped beyond 10."""
-    old = next((e for e in history if e.revision == revision), None)
-    entry = HistoryEntry(
-        revision=revision,
-        engine_key=key if key is not None else (old.engine_key if old else ""),
-        generation=generation if generation is not None else (old.generation if old else 0),
-        state=state,
-        reason=reason,
-        time=time,
-    )
-    out = sorted([e for e in history if e.revision != revision] + [entry], key=lambda e: e.revision)
-    return out[-HISTORY_LIMIT:]
-
-
-def blocking_failure(
-    history: Sequence[HistoryEntry], generation: int, retry: str
-) -> HistoryEntry | None:
-    """The newest rolled-back or failed attempt at this generation under this retry value."""
-    for entry in reversed(history):
-        same_attempt = parse_reason(entry.reason)[1] == retry_token(retry)
-        if entry.state in FAILED_STATES and entry.generation == generation and same_attempt:
-            return entry
-    return None
-
-
-def next_revision(history: Sequence[HistoryEntry], *numbers: int | None) -> int:
-    """One more than any revision number ever seen, so numbers only grow."""
-    seen = [e.revision for e in history] + [n for n in numbers if n is not None]
-    return max(seen, default=0) + 1
+MESSAGE_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -107,74 +38,78 @@ class Situation:
     ready: int
 
 
-def phase_of(s: Situation) -> Phase:
+def phase_of(situation: Situation) -> Phase:
     """The one-word summary, most pressing first."""
-    if s.candidate is not None:
+    if situation.candidate is not None:
         return Phase.ROLLING_OUT
-    if s.failure is not None:
-        return Phase.ROLLED_BACK if s.current is not None else Phase.FAILED
-    if s.build_failed:
-        return Phase.DEGRADED if s.current is not None else Phase.FAILED
-    if s.building:
+    if situation.failure is not None:
+        return Phase.ROLLED_BACK if situation.current is not None else Phase.FAILED
+    if situation.build_failed:
+        return Phase.DEGRADED if situation.current is not None else Phase.FAILED
+    if situation.building:
         return Phase.BUILDING
-    if s.current is None or not s.current_matches:
+    if situation.current is None or not situation.current_matches:
         return Phase.PENDING
-    if s.ready < s.desired:
+    if situation.ready < situation.desired:
         return Phase.DEGRADED
-    return Phase.ROLLED_BACK if s.pinned is not None else Phase.READY
+    return Phase.ROLLED_BACK if situation.pinned is not None else Phase.READY
 
 
-def _why_not(s: Situation) -> tuple[str, str]:
+def _why_not(situation: Situation) -> tuple[str, str]:
     """(reason, message) shared by Ready=False and RolledOut=False."""
-    if s.candidate is not None:
-        return "RollingOut", s.rollout_message
-    if s.failure is not None:
-        return s.failure
-    if s.build_failed:
-        return s.engine_reason, s.engine_message
-    if s.building:
-        return "Building", s.engine_message
+    if situation.candidate is not None:
+        return "RollingOut", situation.rollout_message
+    if situation.failure is not None:
+        return situation.failure
+    if situation.build_failed:
+        return situation.engine_reason, situation.engine_message
+    if situation.building:
+        return "Building", situation.engine_message
     return "Pending", "waiting for the first revision"
 
 
 def compose_status(
     old: ModelDeploymentStatus,
-    s: Situation,
+    situation: Situation,
     *,
     now: str,
     engine: EngineStatus | None,
     **fields: object,
 ) -> ModelDeploymentStatus:
     """The new status: phase, conditions (transition times kept), and the given fields."""
-    gen = s.generation
-    phase = phase_of(s)
-    rolled_out = s.candidate is None and s.failure is None and s.current_matches
-    serving = f"{s.ready}/{s.desired} replicas of revision {s.current} ready"
+    gen = situation.generation
+    phase = phase_of(situation)
+    rolled_out = (
+        situation.candidate is None and situation.failure is None and situation.current_matches
+    )
+    serving = (
+        f"{situation.ready}/{situation.desired} replicas of revision {situation.current} ready"
+    )
     conds = set_condition(
         old.conditions,
         ConditionType.ENGINE_BUILT,
-        s.engine_status,
-        s.engine_reason,
-        s.engine_message,
+        situation.engine_status,
+        situation.engine_reason,
+        situation.engine_message,
         now,
         gen,
     )
     if rolled_out:
-        how = "Pinned" if s.pinned is not None else "RolledOut"
-        note = " (pinned by modelops.dev/rollback-to)" if s.pinned is not None else ""
+        how = "Pinned" if situation.pinned is not None else "RolledOut"
+        note = " (pinned by modelops.dev/rollback-to)" if situation.pinned is not None else ""
         conds = set_condition(
             conds,
             ConditionType.ROLLED_OUT,
             "True",
             how,
-            f"revision {s.current} serves{note}",
+            f"revision {situation.current} serves{note}",
             now,
             gen,
         )
     else:
-        reason, message = _why_not(s)
+        reason, message = _why_not(situation)
         conds = set_condition(conds, ConditionType.ROLLED_OUT, "False", reason, message, now, gen)
-    if rolled_out and s.ready >= s.desired:
+    if rolled_out and situation.ready >= situation.desired:
         conds = set_condition(conds, ConditionType.READY, "True", "Serving", serving, now, gen)
         ready_message = serving
     elif rolled_out:
@@ -183,13 +118,17 @@ def compose_status(
             conds, ConditionType.READY, "False", "ReplicasUnavailable", serving, now, gen
         )
     else:
-        reason, ready_message = _why_not(s)
+        reason, ready_message = _why_not(situation)
         conds = set_condition(conds, ConditionType.READY, "False", reason, ready_message, now, gen)
-    if s.failure is not None:
-        degraded: tuple[str, str, str] = ("True", *s.failure)
-    elif s.build_failed and s.current is not None:
-        degraded = ("True", "BuildFailed", f"{s.engine_message}; revision {s.current} serves on")
-    elif rolled_out and s.ready < s.desired:
+    if situation.failure is not None:
+        degraded: tuple[str, str, str] = ("True", *situation.failure)
+    elif situation.build_failed and situation.current is not None:
+        degraded = (
+            "True",
+            "BuildFailed",
+            f"{situation.engine_message}; revision {situation.current} serves on",
+        )
+    elif rolled_out and situation.ready < situation.desired:
         degraded = ("True", "ReplicasUnavailable", serving)
     else:
         degraded = ("False", "AsExpected", "nothing is degraded")
@@ -200,7 +139,7 @@ def compose_status(
             "phase": phase,
             "conditions": conds,
             "engine": engine,
-            "message": ready_message[:4096],
+            "message": ready_message[:MESSAGE_LIMIT],
             **fields,
         }
     )
@@ -223,7 +162,7 @@ def invalid_status(
             "observed_generation": meta.generation,
             "phase": Phase.FAILED,
             "conditions": conds,
-            "message": message[:4096],
+            "message": message[:MESSAGE_LIMIT],
         }
     )
     return status, seen

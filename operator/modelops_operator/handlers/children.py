@@ -6,8 +6,8 @@ from typing import Any
 
 import kopf
 
-from ..k8s.observe import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from ..k8s.resources import DEPLOYMENTS, JOBS, PODS, Resource
+from ..render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
 from .runtime import Operator
 
 WATCHED: tuple[Resource, ...] = (JOBS, DEPLOYMENTS, PODS)
@@ -25,13 +25,13 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
             res.version,
             res.plural,
             registry=registry,
-            labels={MANAGED_BY_LABEL: MANAGED_BY, DEPLOYMENT_LABEL: kopf.PRESENT},
+            labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_DEPLOYMENT: kopf.PRESENT},
             id=res.plural,
         )
         async def child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
             if event.get("type") not in TRIGGERING:
                 return
-            label = body.metadata.labels.get(DEPLOYMENT_LABEL)
+            label = body.metadata.labels.get(LABEL_DEPLOYMENT)
             if label:
                 namespace = body.metadata.namespace or "default"
                 await op.trigger(namespace, op.owner_of(namespace, label))

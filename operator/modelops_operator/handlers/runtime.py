@@ -12,16 +12,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api import ModelDeployment
-from ..decide.observed import DecideContext, Observed, parse_body
-from ..decide.plan import Apply, Emit, Plan
-from ..decide.reconcile import desired_key, reconcile
+from ..decide.analysis import Analysis
+from ..decide.body import parse_body
+from ..decide.build import desired_key
+from ..decide.inputs import DecideContext, Observed
+from ..decide.plan import Apply, Emit, EventReason, Plan
+from ..decide.reconcile import reconcile
 from ..k8s.apply import Applied, Applier
 from ..k8s.client import Credentials, KubeClient
 from ..k8s.events import EventRecorder
-from ..k8s.observe import Observer, child_labels
+from ..k8s.observe import Observer
 from ..k8s.resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES
 from ..k8s.store import EngineStore, store_from_settings
 from ..observability import Health, OperatorMetrics, log_ref
+from ..render.common import owner_labels
 from ..render.names import label_value
 from ..settings import Settings
 from .telemetry import MetricsUrl, Telemetry, default_metrics_url
@@ -33,7 +37,12 @@ Body = Mapping[str, Any]
 # A kopf login function: (**kopf kwargs) -> kopf.ConnectionInfo | None.
 LoginSource = Callable[..., Awaitable[Any]]
 # Canary analyses per revision for DecideContext (metrics/ scraping): body, observed -> analyses.
-AnalysesProvider = Callable[[Body, Observed], Awaitable[Mapping[int, Any]]]
+AnalysesProvider = Callable[[Body, Observed], Awaitable[Mapping[int, Analysis]]]
+
+
+# Which Events count in the operator's own metrics: a lookup, never a substring match.
+ROLLBACK_REASONS = frozenset({EventReason.ROLLED_BACK, EventReason.ROLLOUT_FAILED})
+BUILD_OUTCOMES = {EventReason.BUILD_SUCCEEDED: "succeeded", EventReason.BUILD_FAILED: "failed"}
 
 
 class InvalidSpecError(Exception):
@@ -196,7 +205,7 @@ class Operator:
         observed = await self.observer.observe(namespace, name, wanted)
         # Taken once: a result lost to a failed apply is replaced by the next interval's.
         fed = self.telemetry.take(key)
-        analyses: dict[int, Any] = dict(fed.analyses)
+        analyses: dict[int, Analysis] = dict(fed.analyses)
         if self.options.analyses is not None and valid:
             analyses.update(await self.options.analyses(body, observed))
         ctx = DecideContext(
@@ -207,25 +216,28 @@ class Operator:
             scale=fed.scale,
             metrics=fed.metrics,
         )
-        plan = reconcile(dict(body), observed, ctx)
+        plan = reconcile(parsed, observed, ctx)
         applied = await self.applier.apply(body, observed, plan)
         self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
         self._count(plan, applied)
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         self._requeue(key, plan.requeue_after)
-        if applied.changed or applied.events:
-            logger.info(
-                "reconciled: phase=%s created=%s patched=%s deleted=%s events=%s",
-                plan.status.get("phase"),
-                applied.created,
-                applied.patched,
-                applied.deleted,
-                applied.events,
-                extra=log_ref(namespace, name),
-            )
+        # INFO only for what changed in the cluster; a status-only patch (a waiting rollout's
+        # note, new metrics) is routine and stays at DEBUG.
+        level = logging.INFO if applied.children_changed or applied.events else logging.DEBUG
+        logger.log(
+            level,
+            "reconciled: phase=%s created=%s patched=%s deleted=%s events=%s",
+            plan.status.get("phase"),
+            applied.created,
+            applied.patched,
+            applied.deleted,
+            applied.events,
+            extra=log_ref(namespace, name),
+        )
         if not isinstance(parsed, ModelDeployment):
-            raise InvalidSpecError(parsed[2])  # decide wrote Failed + the message into status
+            raise InvalidSpecError(parsed.message)  # decide wrote Failed + the message into status
         return plan
 
     def _with_own_status(self, key: Key, body: Body) -> Body:
@@ -247,13 +259,13 @@ class Operator:
                 if ref in applied.created:
                     self.metrics.rollouts.inc()
             elif isinstance(action, Emit):
-                reason = action.reason.lower()
-                if "rollback" in reason or "rolledback" in reason:
-                    self.metrics.rollbacks.inc()
-                elif "build" in reason and ("succeed" in reason or "built" in reason):
-                    self.metrics.builds.labels("succeeded").inc()
-                elif "build" in reason and "fail" in reason:
-                    self.metrics.builds.labels("failed").inc()
+                self._count_event(action.reason)
+
+    def _count_event(self, reason: EventReason) -> None:
+        if reason in ROLLBACK_REASONS:
+            self.metrics.rollbacks.inc()
+        elif reason in BUILD_OUTCOMES:
+            self.metrics.builds.labels(BUILD_OUTCOMES[reason]).inc()
 
     # --- triggers -------------------------------------------------------------------------------
     async def trigger(self, namespace: str, name: str) -> None:
@@ -291,7 +303,7 @@ class Operator:
     async def delete_children(self, namespace: str, name: str) -> list[str]:
         """Delete every owned child (what garbage collection does on a real cluster)."""
         deleted: list[str] = []
-        labels = child_labels(name)
+        labels = owner_labels(name)
         for res in (DEPLOYMENTS, JOBS, CONFIGMAPS, SERVICES):
             for item in await self.client.list(res, namespace, labels):
                 child = item["metadata"]["name"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import kopf
 
-from ..k8s.observe import MANAGED_BY, MANAGED_BY_LABEL
 from ..observability import MetricsServer, Probe
+from ..render.common import LABEL_MANAGED_BY, MANAGED_BY
 from .children import WATCHED
 from .modeldeployments import FINALIZER
 from .runtime import Operator
@@ -45,7 +45,7 @@ def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
     # Server-side filtering: watch only our own children, never every pod in the cluster.
     for res in WATCHED:
         settings.watching.label_selectors[res.group, res.version, res.plural] = (
-            f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+            f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         )
 
 

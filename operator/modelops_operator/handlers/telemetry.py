@@ -22,17 +22,17 @@ import aiohttp
 
 from ..api import MetricsStatus, ModelDeployment
 from ..decide.analysis import Analysis, analyse
-from ..decide.autoscale import Recommendation, ScaleDecision, recommend
-from ..decide.observed import parse_body, rfc3339
+from ..decide.body import parse_body
+from ..decide.clock import rfc3339
 from ..decide.rollout import is_immediate
+from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..k8s.client import KubeClient
-from ..k8s.observe import child_labels
 from ..k8s.resources import PODS
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
 from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
 from ..observability import log_ref
-from ..render.common import ANNOTATION_ROLLBACK_TO, LABEL_REVISION
+from ..render.common import ANNOTATION_ROLLBACK_TO, LABEL_REVISION, owner_labels
 from ..render.revision import METRICS_PORT
 from ..settings import Settings
 
@@ -271,7 +271,7 @@ class Telemetry:
     async def _ready_pods(self, key: Key, revisions: set[int]) -> list[Pod]:
         namespace, name = key
         wanted = {str(n) for n in revisions}
-        pods = await self._client.list(PODS, namespace, child_labels(name))
+        pods = await self._client.list(PODS, namespace, owner_labels(name))
         return [
             p
             for p in pods

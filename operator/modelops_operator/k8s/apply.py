@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..decide.observed import Observed
+from ..decide.inputs import Observed
 from ..decide.plan import Apply, Delete, Emit, Plan
 from ..observability import log_ref
 from .client import KubeClient, apply_patch_of, merged
@@ -38,7 +38,12 @@ class Applied:
     @property
     def changed(self) -> bool:
         """Whether any write happened (events excluded)."""
-        return bool(self.created or self.patched or self.deleted or self.status_patched)
+        return self.children_changed or self.status_patched
+
+    @property
+    def children_changed(self) -> bool:
+        """Whether a child object was created, patched or deleted."""
+        return bool(self.created or self.patched or self.deleted)
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -124,61 +124,63 @@ class KubeClient:
             self._session = None
 
     # --- reads ----------------------------------------------------------------------------------
-    async def get(self, res: Resource, namespace: str | None, name: str) -> JsonDict:
+    async def get(self, resource: Resource, namespace: str | None, name: str) -> JsonDict:
         """One object; NotFoundError when absent."""
-        return await self._call("GET", res, "get", namespace, name)
+        return await self._call("GET", resource, "get", namespace, name)
 
-    async def get_or_none(self, res: Resource, namespace: str | None, name: str) -> JsonDict | None:
+    async def get_or_none(
+        self, resource: Resource, namespace: str | None, name: str
+    ) -> JsonDict | None:
         """One object, or None when absent."""
         try:
-            return await self.get(res, namespace, name)
+            return await self.get(resource, namespace, name)
         except NotFoundError:
             return None
 
     async def list(
-        self, res: Resource, namespace: str | None, labels: Mapping[str, str] | None = None
+        self, resource: Resource, namespace: str | None, labels: Mapping[str, str] | None = None
     ) -> list[JsonDict]:
         """Objects of a namespace (or the cluster) matching every label given."""
         params = {}
         if labels:
             params["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        body = await self._call("GET", res, "list", namespace, params=params)
+        body = await self._call("GET", resource, "list", namespace, params=params)
         items: list[JsonDict] = [i for i in body.get("items") or [] if isinstance(i, dict)]
         return [i for i in items if labels_match(i, labels or {})]
 
     # --- writes ---------------------------------------------------------------------------------
     async def create(
-        self, res: Resource, namespace: str | None, body: Mapping[str, Any]
+        self, resource: Resource, namespace: str | None, body: Mapping[str, Any]
     ) -> JsonDict:
         """POST a new object; ConflictError when it exists already."""
-        return await self._call("POST", res, "create", namespace, body=body)
+        return await self._call("POST", resource, "create", namespace, body=body)
 
     async def merge_patch(
-        self, res: Resource, namespace: str | None, name: str, patch: Mapping[str, Any]
+        self, resource: Resource, namespace: str | None, name: str, patch: Mapping[str, Any]
     ) -> JsonDict:
         """RFC 7386 merge-patch of one object."""
-        return await self._call("PATCH", res, "patch", namespace, name, body=patch)
+        return await self._call("PATCH", resource, "patch", namespace, name, body=patch)
 
     async def patch_status(
-        self, res: Resource, namespace: str | None, name: str, status_patch: Mapping[str, Any]
+        self, resource: Resource, namespace: str | None, name: str, status_patch: Mapping[str, Any]
     ) -> JsonDict:
         """Merge-patch the status subresource; the main object where there is no subresource."""
         body = {"status": status_patch}
         try:
             return await self._call(
-                "PATCH", res, "patch", namespace, name, subresource="status", body=body
+                "PATCH", resource, "patch", namespace, name, subresource="status", body=body
             )
         except NotFoundError:
             # A CRD without the status subresource answers 404 on /status: the object itself
             # then carries the status. A missing object 404s again here, which is the truth.
-            return await self.merge_patch(res, namespace, name, body)
+            return await self.merge_patch(resource, namespace, name, body)
 
-    async def delete(self, res: Resource, namespace: str | None, name: str) -> bool:
+    async def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
         """Delete in the background (children go by GC); False when it was already gone."""
         try:
             await self._call(
                 "DELETE",
-                res,
+                resource,
                 "delete",
                 namespace,
                 name,
@@ -197,16 +199,16 @@ class KubeClient:
 
         Returns the object and what happened: "created", "patched" or "unchanged".
         """
-        res = resource_for(manifest["apiVersion"], manifest["kind"])
+        resource = resource_for(manifest["apiVersion"], manifest["kind"])
         name = manifest["metadata"]["name"]
         try:
-            return await self.create(res, namespace, manifest), "created"
+            return await self.create(resource, namespace, manifest), "created"
         except ConflictError:
-            existing = await self.get(res, namespace, name)
+            existing = await self.get(resource, namespace, name)
         patch = apply_patch_of(manifest)
         if merged(existing, patch) == existing:
             return existing, "unchanged"
-        return await self.merge_patch(res, namespace, name, patch), "patched"
+        return await self.merge_patch(resource, namespace, name, patch), "patched"
 
     # --- plumbing -------------------------------------------------------------------------------
     async def _ensure(self) -> tuple[aiohttp.ClientSession, Credentials]:
@@ -224,7 +226,7 @@ class KubeClient:
     async def _call(
         self,
         method: str,
-        res: Resource,
+        resource: Resource,
         verb: str,
         namespace: str | None,
         name: str | None = None,
@@ -233,9 +235,9 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> JsonDict:
-        path = res.path(namespace, name, subresource)
-        rbac_resource = f"{res.plural}/{subresource}" if subresource else res.plural
-        self.calls[(res.group, rbac_resource, verb)] += 1
+        path = resource.path(namespace, name, subresource)
+        rbac_resource = f"{resource.plural}/{subresource}" if subresource else resource.plural
+        self.calls[(resource.group, rbac_resource, verb)] += 1
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         content_type = MERGE_PATCH if method == "PATCH" else "application/json"
         reauthenticated = False

@@ -6,23 +6,16 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from ..decide.observed import Observed
-from ..render.names import label_value, service_name
+from ..decide.inputs import Observed
+from ..render.common import LABEL_MANAGED_BY, MANAGED_BY, owner_labels
+from ..render.names import service_name
 from .client import JsonDict, KubeClient, labels_match
 from .resources import CONFIGMAPS, DEPLOYMENTS, JOBS, PODS, SERVICES
 from .store import EngineStore
 
-DEPLOYMENT_LABEL = "modelops.dev/deployment"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "modelops"
 # Set by the Job controller on its pods (the older key first appeared in every version).
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 FINISHED_CONDITIONS = frozenset({"Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"})
-
-
-def child_labels(name: str) -> dict[str, str]:
-    """The labels every child of ModelDeployment `name` carries."""
-    return {DEPLOYMENT_LABEL: label_value(name), MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def job_finished(job: Mapping[str, Any]) -> bool:
@@ -75,7 +68,7 @@ class Observer:
 
     async def observe(self, namespace: str, name: str, desired_key: str | None) -> Observed:
         """Owned Jobs, Deployments (+ their pods), ConfigMaps, the Service and the store entry."""
-        labels = child_labels(name)
+        labels = owner_labels(name)
         jobs_l, deployments_l, configmaps_l, service, store_entry = await asyncio.gather(
             self._client.list(JOBS, namespace, labels),
             self._client.list(DEPLOYMENTS, namespace, labels),
@@ -89,7 +82,7 @@ class Observer:
         pod_items = await self._client.list(PODS, namespace, labels) if deployments else []
         pods = {d: pods_of(dep, pod_items) for d, dep in deployments.items()}
         await asyncio.gather(*(self._attach_message(namespace, j) for j in jobs.values()))
-        if service is not None and not labels_match(service, {MANAGED_BY_LABEL: MANAGED_BY}):
+        if service is not None and not labels_match(service, {LABEL_MANAGED_BY: MANAGED_BY}):
             service = None  # a user's Service of the same name is not ours to manage
         return Observed(
             jobs=jobs,

@@ -77,30 +77,32 @@ def _delta(new: float, old: float) -> float:
     return max(new - old, 0.0)
 
 
-def _was_reset(prev: ModelCounters, cur: ModelCounters) -> bool:
+def _was_reset(earlier: ModelCounters, later: ModelCounters) -> bool:
     pairs = [
-        (prev.success, cur.success),
-        (prev.inference_count, cur.inference_count),
-        (prev.exec_count, cur.exec_count),
-        (prev.queue_duration_us, cur.queue_duration_us),
-        (prev.request_duration_us, cur.request_duration_us),
+        (earlier.success, later.success),
+        (earlier.inference_count, later.inference_count),
+        (earlier.exec_count, later.exec_count),
+        (earlier.queue_duration_us, later.queue_duration_us),
+        (earlier.request_duration_us, later.request_duration_us),
     ]
-    pairs += [(v, cur.failures_by_reason.get(r, 0.0)) for r, v in prev.failures_by_reason.items()]
+    pairs += [
+        (v, later.failures_by_reason.get(r, 0.0)) for r, v in earlier.failures_by_reason.items()
+    ]
     return any(new < old for old, new in pairs)
 
 
-def interval(prev: TritonSample, cur: TritonSample) -> IntervalFigures:
-    """Figures between two samples of one pod; raises ValueError unless cur is later than prev.
+def interval(earlier: TritonSample, later: TritonSample) -> IntervalFigures:
+    """Figures between two samples of one pod; ValueError unless `later` follows `earlier`.
 
     A counter that went down means the pod (or Triton) restarted: the new sample is then taken
     as counting from zero, so no figure is ever negative.
     """
-    seconds = cur.timestamp - prev.timestamp
+    seconds = later.timestamp - earlier.timestamp
     if seconds <= 0:
-        raise ValueError(f"samples not in time order ({prev.timestamp} -> {cur.timestamp})")
-    reset = _was_reset(prev.counters, cur.counters)
-    old = ModelCounters() if reset else prev.counters
-    new = cur.counters
+        raise ValueError(f"samples not in time order ({earlier.timestamp} -> {later.timestamp})")
+    reset = _was_reset(earlier.counters, later.counters)
+    old = ModelCounters() if reset else earlier.counters
+    new = later.counters
     successes = _delta(new.success, old.success)
     reasons = {
         r: _delta(v, old.failures_by_reason.get(r, 0.0)) for r, v in new.failures_by_reason.items()
@@ -113,7 +115,7 @@ def interval(prev: TritonSample, cur: TritonSample) -> IntervalFigures:
     p99_ms = p99_us / 1000.0 if p99_us is not None and requests > 0 else None
     return IntervalFigures(
         seconds=seconds,
-        end=cur.timestamp,
+        end=later.timestamp,
         pods=1,
         successes=successes,
         failures_by_reason=reasons,
@@ -124,9 +126,9 @@ def interval(prev: TritonSample, cur: TritonSample) -> IntervalFigures:
         inferences_per_second=inferences / seconds,
         p99_ms=p99_ms,
         pending=new.pending,
-        gpu_utilization=cur.gpu_utilization,
+        gpu_utilization=later.gpu_utilization,
         counter_reset=reset,
-        gpu_pods=1 if cur.gpu_utilization is not None else 0,
+        gpu_pods=1 if later.gpu_utilization is not None else 0,
     )
 
 

@@ -191,12 +191,12 @@ class MetricsTracker:
             if isinstance(result, Missing):
                 missing[key] = result
                 continue
-            prev = self._previous.get(key)
-            if prev is None or result.sample.timestamp <= prev.timestamp:
+            previous = self._previous.get(key)
+            if previous is None or result.sample.timestamp <= previous.timestamp:
                 self._previous[key] = result.sample
                 missing[key] = Missing(key, MissingReason.BASELINE, "first sample of this pod")
                 continue
-            figures[key] = interval(prev, result.sample)
+            figures[key] = interval(previous, result.sample)
             self._previous[key] = result.sample
         return Poll(figures, missing, aggregate(list(figures.values())))
 

@@ -1,4 +1,4 @@
-"""Triton-aware autoscaling decision and canary replica split (PURE).
+"""The autoscaler's recommendation, made by the metrics daemon each interval (PURE).
 
 The HPA rule `desired = ceil(ready * observed / target)` with a 10% dead band, immediate but
 bounded scale-up, delayed scale-down (highest recommendation in the window), [min, max] bounds
@@ -173,17 +173,3 @@ def recommend(
         kept,
         observed,
     )
-
-
-def split_canary(total: int, step_percent: int) -> tuple[int, int]:
-    """(new, old) replicas for a canary step: new = ceil(total * pct / 100), >= 1 while pct > 0.
-
-    Keeps the step's proportion when the whole deployment scales; at 100% old is 0.
-    """
-    if total <= 0:
-        return 0, 0
-    pct = min(max(step_percent, 0), 100)
-    if pct == 0:
-        return 0, total
-    new = min(total, max(1, _ceil(total * pct / 100.0)))
-    return new, total - new

@@ -1,18 +1,23 @@
-"""The autoscaler's decision inside reconcile (PURE): desired replicas, lastScale, metrics, Event.
+"""The autoscaler's recommendation applied inside reconcile (PURE): replicas, lastScale, Event.
 
-The metrics daemon only gathers figures and calls `autoscale.recommend`; what the decision does
-to the children is decided here, with the same clamps as every other replica count, so a stale
-or out-of-bounds recommendation can never reach a Deployment.
+The metrics daemon only gathers figures and calls `scale_recommend.recommend`; what the decision
+does to the children is decided here, with the same clamps as every other replica count, so a
+stale or out-of-bounds recommendation can never reach a Deployment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api import MetricsStatus, ModelDeploymentSpec, ModelDeploymentStatus, ScaleRecord
-from ..api.spec import ScalingSpec
-from .observed import DecideContext
-from .plan import Emit
+from ..api import (
+    MetricsStatus,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ScaleRecord,
+    ScalingSpec,
+)
+from .inputs import DecideContext
+from .plan import Emit, EventReason
 
 REASON_LIMIT = 1024
 
@@ -55,5 +60,5 @@ def apply_scale(
         return unchanged
     reason = decision.reason[:REASON_LIMIT]
     record = ScaleRecord.model_validate({"from": base, "to": target, "reason": reason, "time": now})
-    event = Emit("Normal", "Scaled", f"{base} -> {target} replicas: {reason}")
+    event = Emit(EventReason.SCALED, f"{base} -> {target} replicas: {reason}")
     return Scaled(target, record, metrics, (event,))

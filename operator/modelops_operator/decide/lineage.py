@@ -1,0 +1,238 @@
+"""How the tracked revisions move: adopt, supersede, start, step, promote, roll back.
+
+Each function takes the facts and the lineage so far and returns a new lineage (frozen) with the
+Events that explain the move; none of them writes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..api import RevisionState, RolloutProgress
+from ..render.common import ANNOTATION_ROLLBACK_TO
+from ..render.names import revision_name
+from ..render.revision import render_configmap, render_deployment
+from .build import BuildOutcome, short_key
+from .facts import Facts, Lineage
+from .history import history_reason, next_revision, upsert
+from .plan import Emit, EventReason
+from .revisions import RevisionView
+from .rollout import Outcome, is_immediate, step_rollout, steps_of
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A lineage after one step of the rollout, and what the step asks of the children."""
+
+    lineage: Lineage
+    events: tuple[Emit, ...] = ()
+    targets: Mapping[int, int] = field(default_factory=dict)
+    new_objects: tuple[dict[str, Any], ...] = ()
+    requeue_after: float | None = None
+    failure: tuple[str, str] | None = None
+    message: str = ""
+
+
+def adopt_orphan(facts: Facts, lineage: Lineage) -> Lineage:
+    """A revision created by a plan whose status never landed becomes the candidate."""
+    known = max(
+        [e.revision for e in lineage.history]
+        + [n or 0 for n in (lineage.current, lineage.previous)]
+    )
+    orphans = [
+        number
+        for number, view in facts.revisions.items()
+        if number > known and view.generation == facts.generation and facts.wanted(view)
+    ]
+    if lineage.candidate is not None or facts.pinned is not None or not orphans:
+        return lineage
+    candidate = max(orphans)
+    history = upsert(
+        lineage.history,
+        candidate,
+        key=facts.key,
+        generation=facts.generation,
+        state=RevisionState.ROLLING_OUT,
+        reason=None,
+        time=facts.now,
+    )
+    return replace(
+        lineage,
+        candidate=candidate,
+        history=tuple(history),
+        progress=RolloutProgress(started_at=facts.now, step_started_at=facts.now),
+    )
+
+
+def supersede(facts: Facts, lineage: Lineage) -> tuple[Lineage, tuple[Emit, ...]]:
+    """A candidate that is no longer wanted stops; the current revision serves on."""
+    if lineage.candidate is None:
+        return lineage, ()
+    candidate = facts.revisions.get(lineage.candidate)
+    if (candidate is None and facts.pinned is None) or facts.wanted(candidate):
+        return lineage, ()
+    why = (
+        f"rollback-to revision {facts.pinned}"
+        if facts.pinned is not None
+        else f"generation {facts.generation}"
+    )
+    history = upsert(
+        lineage.history,
+        lineage.candidate,
+        state=RevisionState.SUPERSEDED,
+        reason=f"Superseded: replaced by {why}",
+        time=facts.now,
+    )
+    event = Emit(
+        EventReason.ROLLOUT_SUPERSEDED,
+        f"revision {lineage.candidate} stopped: superseded by {why}",
+    )
+    return replace(lineage, candidate=None, progress=None, history=tuple(history)), (event,)
+
+
+def start_candidate(
+    facts: Facts, lineage: Lineage, build: BuildOutcome
+) -> tuple[Lineage, tuple[Emit, ...]]:
+    """A new candidate when what should serve differs from what serves (and can be had)."""
+    if lineage.candidate is not None or facts.wanted(facts.current_view(lineage)):
+        return lineage, ()
+    if facts.pinned is not None:
+        number = facts.pinned
+        reason: str | None = history_reason(
+            "ManualRollback", f"requested by {ANNOTATION_ROLLBACK_TO}"
+        )
+        event = Emit(
+            EventReason.ROLLED_BACK,
+            f"rolling back to revision {number} ({ANNOTATION_ROLLBACK_TO})",
+        )
+    elif build.manifest is None:
+        return lineage, ()
+    else:
+        number = next_revision(lineage.history, lineage.current, lineage.previous, *facts.revisions)
+        reason = None
+        event = Emit(
+            EventReason.REVISION_CREATED,
+            f"revision {number} created for generation {facts.generation}: engine "
+            f"{short_key(facts.key)}, serving {facts.serving_hash[:8]}",
+        )
+    history = upsert(
+        lineage.history,
+        number,
+        key=None if facts.pinned else facts.key,
+        generation=None if facts.pinned else facts.generation,
+        state=RevisionState.ROLLING_OUT,
+        reason=reason,
+        time=facts.now,
+    )
+    started = replace(
+        lineage,
+        candidate=number,
+        history=tuple(history),
+        progress=RolloutProgress(started_at=facts.now, step_started_at=facts.now),
+    )
+    return started, (event,)
+
+
+def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired: int) -> Moved:
+    """Advance the candidate's rollout by one look: wait, next step, promote or roll back."""
+    number = lineage.candidate
+    assert number is not None
+    spec = facts.md.spec
+    current = facts.current_view(lineage)
+    candidate = facts.revisions.get(number)
+    immediate = is_immediate(spec.rollout, current is not None, facts.pinned is not None)
+    step = step_rollout(
+        spec=spec.rollout,
+        steps=steps_of(spec.rollout, immediate),
+        desired=desired,
+        current=current,
+        candidate=candidate,
+        progress=lineage.progress
+        or RolloutProgress(started_at=facts.now, step_started_at=facts.now),
+        analysis=facts.context.analyses.get(number),
+        analysis_enabled=facts.context.analysis_enabled,
+        immediate=immediate,
+        now=facts.context.now,
+    )
+    targets = {number: step.candidate_replicas}
+    if current is not None:
+        targets[current.number] = step.current_replicas
+    new_objects: tuple[dict[str, Any], ...] = ()
+    if candidate is None and build.manifest is not None and facts.pinned is None:
+        # Created now, or created before and gone since: (re)render it in full.
+        configmap = (
+            ()
+            if revision_name(facts.name, number) in facts.observed.configmaps
+            else (render_configmap(facts.md, number, build.manifest, facts.settings),)
+        )
+        deployment = render_deployment(
+            facts.md, number, build.manifest, facts.settings, step.candidate_replicas
+        )
+        new_objects = (*configmap, deployment)
+    moved = replace(lineage, progress=step.progress)
+    base = Moved(moved, (), targets, new_objects, step.requeue_after, None, step.message)
+    if step.outcome == Outcome.STEP_PROMOTED:
+        event = Emit(EventReason.STEP_PROMOTED, f"revision {number}: {step.message}")
+        return replace(base, events=(event,))
+    if step.outcome == Outcome.PROMOTED:
+        return promote(facts, base, number, desired)
+    if step.outcome == Outcome.ROLLED_BACK:
+        return roll_back(facts, base, number, current, desired, step.reason, step.message)
+    return base
+
+
+def promote(facts: Facts, moved: Moved, number: int, desired: int) -> Moved:
+    """The candidate becomes the current revision; the old current becomes the previous one."""
+    lineage = moved.lineage
+    history = list(lineage.history)
+    previous = lineage.previous
+    if lineage.current is not None and lineage.current != number:
+        history = upsert(
+            history,
+            lineage.current,
+            state=RevisionState.SUPERSEDED,
+            reason=f"Superseded: replaced by revision {number}",
+            time=facts.now,
+        )
+        previous = lineage.current
+    history = upsert(history, number, state=RevisionState.SERVING, reason=None, time=facts.now)
+    event = Emit(
+        EventReason.ROLLED_OUT,
+        f"revision {number} serves all {desired} replicas (engine {short_key(facts.key)})",
+    )
+    promoted = Lineage(number, None, previous, tuple(history), None)
+    return replace(moved, lineage=promoted, events=(event,))
+
+
+def roll_back(
+    facts: Facts,
+    moved: Moved,
+    number: int,
+    current: RevisionView | None,
+    desired: int,
+    reason: str,
+    message: str,
+) -> Moved:
+    """The candidate stops; the current revision, if any, takes all replicas again."""
+    state = RevisionState.ROLLED_BACK if current is not None else RevisionState.FAILED
+    history = upsert(
+        moved.lineage.history,
+        number,
+        generation=facts.generation,
+        state=state,
+        reason=history_reason(reason, message, facts.retry_token),
+        time=facts.now,
+    )
+    targets = dict(moved.targets)
+    if current is not None:
+        text = f"revision {number} rolled back to {current.number}: {message}"
+        targets[current.number] = desired
+        event = Emit(EventReason.ROLLED_BACK, text)
+    else:
+        text = f"revision {number} failed and nothing older serves: {message}"
+        event = Emit(EventReason.ROLLOUT_FAILED, text)
+    targets[number] = 0
+    lineage = replace(moved.lineage, candidate=None, progress=None, history=tuple(history))
+    return replace(moved, lineage=lineage, events=(event,), targets=targets, failure=(reason, text))
