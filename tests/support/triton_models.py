@@ -34,6 +34,7 @@ import triton_python_backend_utils as pb_utils
 
 FAIL_EVERY = {fail_every}
 SLEEP_S = {sleep_s!r}
+SCALE = {scale!r}
 
 
 class TritonPythonModel:
@@ -49,22 +50,34 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "{inp}").as_numpy()
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("{out}", x * 2.0)]))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("{out}", x * SCALE)]))
         return responses
 """
 
 
-def write_model(repo: Path, name: str, *, fail_every: int = 0, sleep_s: float = 0.0) -> Path:
-    """Write repo/NAME/{config.pbtxt,1/model.py}; fail_every=0 never fails."""
+def write_model(
+    repo: Path,
+    name: str,
+    *,
+    fail_every: int = 0,
+    sleep_s: float = 0.0,
+    scale: float = 2.0,
+    width: int = WIDTH,
+) -> Path:
+    """Write repo/NAME/{config.pbtxt,1/model.py}: y = x * scale; fail_every=0 never fails."""
     folder = repo / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     batching = "" if fail_every else "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
     config = _CONFIG.format(
-        name=name, inp=INPUT_NAME, out=OUTPUT_NAME, width=WIDTH, batching=batching
+        name=name, inp=INPUT_NAME, out=OUTPUT_NAME, width=width, batching=batching
     )
     (folder / "config.pbtxt").write_text(config)
     source = _MODEL.format(
-        fail_every=int(fail_every), sleep_s=float(sleep_s), inp=INPUT_NAME, out=OUTPUT_NAME
+        fail_every=int(fail_every),
+        sleep_s=float(sleep_s),
+        scale=float(scale),
+        inp=INPUT_NAME,
+        out=OUTPUT_NAME,
     )
     (folder / "1" / "model.py").write_text(source)
     return folder

@@ -1,0 +1,117 @@
+"""`modelops router-agent`: the agent's sources of route tables and its own small HTTP server.
+
+`/ready` answers 200 once HAProxy runs the newest table (the pod's readiness probe, so a router
+pod takes client connections only when it routes them); `/metrics` gives the per-revision
+figures the operator's canary analysis reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import aiohttp.web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+from pydantic import ValidationError
+
+from ..api.routes import RouteTable
+from .admin import HAProxyAdmin
+from .agent import Resolver, RouterAgent, TableSource, dns_resolver, follow
+
+logger = logging.getLogger(__name__)
+
+LONG_POLL_SECONDS = 25.0
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def file_source(path: Path) -> TableSource:
+    """The table in the mounted ConfigMap (kubelet refreshes it, slowly): checked every second."""
+
+    async def read(version: int) -> RouteTable | None:
+        await asyncio.sleep(1.0)
+        try:
+            table = RouteTable.model_validate_json(await asyncio.to_thread(path.read_text))
+        except (OSError, ValidationError):
+            return None
+        return table if table.version > version else None
+
+    return read
+
+
+def operator_source(url: str, session: aiohttp.ClientSession) -> TableSource:
+    """The operator's `/routes/<namespace>/<name>` endpoint, long-polled: it answers when the
+    table changes, or with 304 after LONG_POLL_SECONDS."""
+
+    async def poll(version: int) -> RouteTable | None:
+        timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
+        async with session.get(url, params={"after": str(version)}, timeout=timeout) as resp:
+            if resp.status == 304:
+                return None
+            if resp.status != 200:
+                await asyncio.sleep(1.0)
+                return None
+            return RouteTable.model_validate_json(await resp.text())
+
+    return poll
+
+
+class _Figures(Collector):
+    def __init__(self, agent: RouterAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> list[Metric]:
+        return self.agent.ledger.metrics(self.agent.table.weights(), self.agent.applied_version)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How one agent runs."""
+
+    admin_socket: str
+    routes_url: str | None
+    boot_file: Path | None
+    host: str = "0.0.0.0"  # noqa: S104 - the pod's probe and metrics port
+    port: int = 8405
+
+
+async def serve_agent(
+    options: AgentOptions, stop: asyncio.Event, resolve: Resolver = dns_resolver
+) -> RouterAgent:
+    """Run the agent until `stop` is set (returns it, for tests)."""
+    agent = RouterAgent(HAProxyAdmin(options.admin_socket), resolve)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(agent))
+
+    async def ready(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        text = f"table {agent.table.version} applied {agent.applied_version}\n"
+        return aiohttp.web.Response(text=text, status=200 if agent.ready else 503)
+
+    async def metrics(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(body=generate_latest(registry), content_type="text/plain")
+
+    app = aiohttp.web.Application()
+    app.add_routes([aiohttp.web.get("/ready", ready), aiohttp.web.get("/metrics", metrics)])
+    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, options.host, options.port).start()
+    tasks = [asyncio.create_task(agent.run(stop))]
+    async with aiohttp.ClientSession() as session:
+        if options.boot_file is not None:
+            tasks.append(asyncio.create_task(follow(file_source(options.boot_file), agent, stop)))
+        if options.routes_url:
+            source = operator_source(options.routes_url, session)
+            tasks.append(asyncio.create_task(follow(source, agent, stop)))
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    await runner.cleanup()
+    return agent

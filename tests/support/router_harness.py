@@ -1,0 +1,199 @@
+"""Real HAProxy routers and a stand-in for kube-proxy, on loopback, for router and drain tests.
+
+`ServiceProxy` plays a revision's Service the way kube-proxy does: it balances *connections*
+(TCP mode) across the revision's pods, and removing an endpoint stops new connections to that
+pod while established ones carry on. `Router` is the real router: HAProxy started from the
+operator's own haproxy.cfg, with the real router agent applying route tables to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelops_builder.triton_local import free_port
+from modelops_operator.api.routes import Route, RouteTable
+from modelops_operator.render.haproxy import RouterConfig, render_haproxy_config
+from modelops_operator.router.admin import HAProxyAdmin
+from modelops_operator.router.agent import Endpoint, RouterAgent
+
+
+def _wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"haproxy exited: {process.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"haproxy did not open {path}")
+        time.sleep(0.02)
+
+
+def _admin(path: Path, command: str) -> str:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+@dataclass
+class ServiceProxy:
+    """One revision Service: connection balancing over pods (tcp mode), like kube-proxy."""
+
+    name: str
+    pods: Mapping[str, Any]  # pod name -> TritonProcess
+    workdir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / f"{self.name}.sock"
+
+    def start(self) -> ServiceProxy:
+        self.ports = {kind: free_port() for kind in ("http", "grpc", "metrics")}
+        lines = [
+            "global",
+            f"  stats socket {self.socket} mode 600 level admin",
+            "defaults",
+            "  mode tcp",
+            "  timeout connect 2s",
+            "  timeout client 300s",
+            "  timeout server 300s",
+        ]
+        for kind, port in self.ports.items():
+            lines += [f"listen {kind}", f"  bind 127.0.0.1:{port}", "  balance roundrobin"]
+            for pod, server in self.pods.items():
+                url = {"http": server.http_url, "grpc": server.grpc_url}.get(kind)
+                target = url or server.metrics_url.removeprefix("http://").split("/")[0]
+                lines.append(f"  server {pod} {target}")
+        config = self.workdir / f"{self.name}.cfg"
+        config.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        _wait_for_socket(self.socket, self.process)
+        return self
+
+    def remove_endpoint(self, pod: str) -> None:
+        """The pod left the Service's endpoints: no new connections, open ones carry on."""
+        for kind in self.ports:
+            _admin(self.socket, f"set server {kind}/{pod} state maint")
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.ports["http"], self.ports["grpc"], self.ports["metrics"])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@dataclass
+class Router:
+    """HAProxy from the operator's haproxy.cfg, driven by the real router agent."""
+
+    services: dict[str, ServiceProxy]
+    namespace: str = "ml"
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="router-")))
+    config: RouterConfig | None = None
+    process: subprocess.Popen[bytes] | None = None
+    agent: RouterAgent | None = None
+    version: int = 0
+
+    def start(self) -> Router:
+        self.config = RouterConfig(
+            bind="127.0.0.1",
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=free_port(),
+            stats_port=free_port(),
+            admin_socket=str(self.workdir / "admin.sock"),
+        )
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(render_haproxy_config(self.config))
+        self.process = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        _wait_for_socket(Path(self.config.admin_socket), self.process)
+
+        async def resolve(service: str, namespace: str) -> Endpoint | None:
+            proxy = self.services.get(service)
+            return proxy.endpoint() if proxy is not None else None
+
+        self.agent = RouterAgent(HAProxyAdmin(self.config.admin_socket), resolve)
+        return self
+
+    @property
+    def http_url(self) -> str:
+        assert self.config is not None
+        return f"127.0.0.1:{self.config.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        assert self.config is not None
+        return f"127.0.0.1:{self.config.grpc_port}"
+
+    async def route(self, weights: Mapping[str, int]) -> None:
+        """Apply a new table {service: weight} (revision numbers from the `-r<N>` suffix)."""
+        assert self.agent is not None
+        self.version += 1
+        routes = [
+            Route(revision=int(service.rsplit("-r", 1)[1]), service=service, weight=weight)
+            for service, weight in weights.items()
+        ]
+        self.agent.offer(RouteTable(version=self.version, namespace=self.namespace, routes=routes))
+        assert await self.agent.sync(), "the router did not apply the table"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def services(
+    workdir: Path, layout: Mapping[str, Mapping[str, Any]]
+) -> Iterator[dict[str, ServiceProxy]]:
+    """Start a ServiceProxy per {service: {pod: triton}}; stop them all."""
+    started: dict[str, ServiceProxy] = {}
+    try:
+        for name, pods in layout.items():
+            started[name] = ServiceProxy(name, pods, workdir).start()
+        yield started
+    finally:
+        for proxy in started.values():
+            proxy.stop()
+
+
+@contextlib.asynccontextmanager
+async def router(proxies: dict[str, ServiceProxy]) -> AsyncIterator[Router]:
+    """A started Router over the given Services; stopped at the end."""
+    running = Router(proxies).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def count_by(values: Sequence[Any]) -> dict[Any, int]:
+    """value -> occurrences."""
+    out: dict[Any, int] = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
+    return out
+
+
+async def settle(seconds: float = 0.2) -> None:
+    """Let HAProxy's health checks and slot changes take effect."""
+    await asyncio.sleep(seconds)
