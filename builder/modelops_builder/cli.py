@@ -40,6 +40,7 @@ exit codes:
   3  infrastructure: download, store, GPU or TensorRT missing, unexpected errors
 """
 PULL_COMMAND = "pull"
+VALIDATE_COMMAND = "validate"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -199,11 +200,47 @@ def _pull_main(argv: list[str]) -> int:
     return code
 
 
+def _validate_main(argv: list[str]) -> int:
+    """`modelops-build validate --request JSON`: the validation Job; one summary line."""
+    from modelops_contract.validation import ValidationRequest, ValidationSummary
+
+    from .validate import validate
+
+    parser = argparse.ArgumentParser(prog="modelops-build validate")
+    parser.add_argument("--request", required=True, help="ValidationRequest JSON, inline or a file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    code = EXIT_OK
+    try:
+        text = args.request
+        if not text.lstrip().startswith("{"):
+            text = Path(text).read_text()
+        summary = validate(ValidationRequest.model_validate_json(text))
+    except BuildError as exc:
+        code = EXIT_INPUT if exc.kind == "input" else EXIT_INFRA
+        summary = ValidationSummary(ok=False, reason=exc.reason, message=exc.message)
+    except (ValidationError, OSError) as exc:
+        code = EXIT_INPUT
+        summary = ValidationSummary(ok=False, reason="InvalidRequest", message=str(exc)[:2000])
+    except Exception as exc:  # the summary must still reach the operator
+        logging.getLogger(__name__).exception("unexpected failure")
+        code = EXIT_INFRA
+        summary = ValidationSummary(
+            ok=False, reason="InternalError", message=f"{type(exc).__name__}: {exc}"
+        )
+    line = summary.to_line()
+    _write_termination_log(line)
+    print(line, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, 2 bad input, 3 infrastructure)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [PULL_COMMAND]:
         return _pull_main(argv[1:])
+    if argv[:1] == [VALIDATE_COMMAND]:
+        return _validate_main(argv[1:])
     args = _parser().parse_args(argv)
     job_mode = args.request is not None
     if job_mode == (args.model is not None):

@@ -26,6 +26,7 @@ from modelops_contract.layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR,
 from modelops_contract.manifest import EngineManifest, summary_of
 from modelops_contract.request import BuildRequest, BuildSummary, TensorSig
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
+from modelops_contract.validation import VALIDATION_SET_NAME
 
 from . import __version__
 from .engines import BuiltEngine, EnginePlan, TimingCache, build_engine, plan_engine
@@ -156,6 +157,7 @@ def _build_into(
     from .gate import check_accuracy, gate_batches, tolerances
     from .precision import convert_fp16
     from .profile import profile
+    from .validation_set import write_validation_set
 
     with stage("fetch") as s:
         # The suffix matters: torch.export.load only reads the pt2 archive from a *.pt2 name.
@@ -207,6 +209,10 @@ def _build_into(
             rtol=rtol,
         )
         s.detail = f"max abs {accuracy.max_abs_error:.3g}, max rel {accuracy.max_rel_error:.3g}"
+        samples = write_validation_set(
+            staging / VALIDATION_SET_NAME, model.path, inputs, request.max_batch_size
+        )
+        s.detail += f"; validation set of {samples}"
     with stage("profile") as s:
         points = profile(built.runner, inputs, request.max_batch_size, opt, request.profile_seconds)
         at_opt = next(p for p in points if p.batch == opt)

@@ -6,15 +6,11 @@ the one line the Job leaves as its termination message, which the operator parse
 
 from __future__ import annotations
 
-import json
-
 from pydantic import Field
 
 from .enums import DataType, EngineKind, ModelFormat, Precision, ServingBackend
+from .termination import parse_termination, termination_line
 from .wire import WireModel
-
-# Termination messages are capped by the kubelet at 4096 bytes.
-SUMMARY_LIMIT_BYTES = 4000
 
 
 class TensorSig(WireModel):
@@ -109,30 +105,13 @@ class BuildSummary(WireModel):
     cached: bool | None = None
     fallback: str | None = None
     reason: str | None = Field(default=None, max_length=128)
-    message: str | None = None
+    message: str | None = Field(default=None, max_length=4096)
 
     def to_line(self) -> str:
-        """Compact JSON, truncating the message so the whole line fits the kubelet's limit."""
-        data = self.to_wire()
-        line = _dumps(data)
-        if len(line.encode()) > SUMMARY_LIMIT_BYTES and "message" in data:
-            overflow = len(line.encode()) - SUMMARY_LIMIT_BYTES + 16
-            data["message"] = data["message"][: max(0, len(data["message"]) - overflow)] + "..."
-            line = _dumps(data)
-        return line
-
-
-def _dumps(data: dict[str, object]) -> str:
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+        """The termination message: compact JSON that fits the kubelet's limit."""
+        return termination_line(self)
 
 
 def parse_summary(text: str) -> BuildSummary | None:
-    """Parse a termination message; None when it is empty or not a summary."""
-    text = text.strip()
-    if not text:
-        return None
-    last = text.splitlines()[-1]
-    try:
-        return BuildSummary.model_validate(json.loads(last))
-    except (ValueError, TypeError):
-        return None
+    """Parse a build Job's termination message; None when it is empty or not a summary."""
+    return parse_termination(text, BuildSummary)

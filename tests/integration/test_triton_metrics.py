@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from modelops_operator.api.spec import CanarySpec
+from modelops_operator.api import CanarySpec
 from modelops_operator.decide.analysis import Verdict, analyse
 from modelops_operator.metrics.prometheus import Target, queries, query_figures
 from modelops_operator.metrics.scrape import (

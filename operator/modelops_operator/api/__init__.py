@@ -7,20 +7,30 @@ from .conditions import find_condition, is_true, set_condition
 from .enums import RolloutStrategy, ScalingMetric
 from .errors import format_validation_error
 from .resource import ModelDeployment, ObjectMeta
+from .rollout import (
+    CanarySpec,
+    GatewayApiSpec,
+    GatewayParentRef,
+    NoTrafficPolicy,
+    RolloutSpec,
+    RouterSpec,
+    TrafficMode,
+    TrafficSpec,
+)
+from .routes import Route, RouteTable
 from .spec import (
     AccuracySpec,
     BuildSpec,
-    CanarySpec,
     DynamicBatching,
     GpuSpec,
     ModelDeploymentSpec,
     ModelSpec,
     ResourceRequirements,
-    RolloutSpec,
     ScalingSpec,
     ServingSpec,
     Source,
     TensorSpec,
+    ValidationSpec,
 )
 from .status import (
     HISTORY_LIMIT,
@@ -39,6 +49,9 @@ from .status import (
     RevisionStatus,
     RolloutProgress,
     ScaleRecord,
+    TrafficStatus,
+    TrafficWeight,
+    ValidationStatus,
 )
 
 __all__ = [
@@ -61,6 +74,8 @@ __all__ = [
     "EndpointStatus",
     "EngineKind",
     "EngineStatus",
+    "GatewayApiSpec",
+    "GatewayParentRef",
     "GpuSpec",
     "HistoryEntry",
     "LatencyFigures",
@@ -70,6 +85,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelFormat",
     "ModelSpec",
+    "NoTrafficPolicy",
     "ObjectMeta",
     "Phase",
     "Precision",
@@ -79,12 +95,21 @@ __all__ = [
     "RolloutProgress",
     "RolloutSpec",
     "RolloutStrategy",
+    "Route",
+    "RouteTable",
+    "RouterSpec",
     "ScaleRecord",
     "ScalingMetric",
     "ScalingSpec",
     "ServingSpec",
     "Source",
     "TensorSpec",
+    "TrafficMode",
+    "TrafficSpec",
+    "TrafficStatus",
+    "TrafficWeight",
+    "ValidationSpec",
+    "ValidationStatus",
     "find_condition",
     "format_validation_error",
     "is_true",

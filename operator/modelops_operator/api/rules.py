@@ -43,6 +43,14 @@ MSG_GPU_METRIC = (
 )
 MSG_STEPS_INCREASING = "spec.rollout.canary.steps must be strictly increasing, e.g. [10, 50, 100]"
 MSG_STEPS_END = "spec.rollout.canary.steps must end at 100"
+MSG_GATEWAY_REQUIRED = (
+    "spec.rollout.traffic.gatewayAPI is required when spec.rollout.traffic.mode is GatewayAPI: "
+    "name the Gateway(s) in gatewayAPI.parentRefs"
+)
+MSG_VALIDATION_GOAL = (
+    "spec.validation needs exactly one of minAccuracy (a labelled set: inputs and labels) or "
+    "minAgreement (inputs and expected outputs)"
+)
 
 HTTPS_URI_PATTERN = "^https://[^/]+/.+$"
 S3_URI_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"

@@ -12,7 +12,8 @@ from modelops_contract.wire import WireModel
 
 from . import rules
 from .base import DNS1123_SUBDOMAIN, cel
-from .enums import RolloutStrategy, ScalingMetric
+from .enums import ScalingMetric
+from .rollout import RolloutSpec
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 URI_PATTERN = r"^(https://|s3://|pvc://|file://)[^\s]+$"
@@ -63,6 +64,42 @@ class Source(WireModel):
         for scheme, pattern, message in rules.URI_SHAPES:
             if self.uri.startswith(scheme) and not re.match(pattern, self.uri):
                 raise ValueError(message)
+        return self
+
+
+class ValidationSpec(WireModel):
+    """A set of your own every new revision must pass before it gets client traffic."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.minAccuracy) != has(self.minAgreement)",
+                    rules.MSG_VALIDATION_GOAL,
+                    ".minAccuracy",
+                )
+            ]
+        }
+    )
+
+    source: Source = Field(
+        description="An .npz file: one array per input name, and `labels` (integer class per "
+        "sample) or one array per output name (expected outputs)."
+    )
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Share of samples whose argmax equals the label."
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of samples whose outputs match within the build's tolerances.",
+    )
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> ValidationSpec:
+        if (self.min_accuracy is None) == (self.min_agreement is None):
+            raise ValueError(rules.MSG_VALIDATION_GOAL)
         return self
 
 
@@ -295,68 +332,6 @@ class ScalingSpec(WireModel):
         return self
 
 
-class CanarySpec(WireModel):
-    """Canary steps and the analysis that gates each one."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.steps) || (self.steps.isSorted() && "
-                    "self.steps.all(s, self.steps.exists_one(t, t == s)))",
-                    rules.MSG_STEPS_INCREASING,
-                    ".steps",
-                ),
-                cel(
-                    "!has(self.steps) || self.steps[size(self.steps) - 1] == 100",
-                    rules.MSG_STEPS_END,
-                    ".steps",
-                ),
-            ]
-        }
-    )
-
-    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
-        default_factory=lambda: [10, 50, 100],
-        min_length=1,
-        max_length=10,
-        description="Percent of the desired replicas on the new revision, step by step.",
-        json_schema_extra={"default": [10, 50, 100]},
-    )
-    analysis_interval_seconds: int = Field(
-        default=15, ge=1, le=3600, description="Seconds between two analyses of the canary."
-    )
-    failure_threshold: int = Field(
-        default=2, ge=1, le=100, description="Consecutive failed analyses before rollback."
-    )
-    max_error_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Failed / all requests over one interval."
-    )
-    max_p99_latency_ms: float | None = Field(
-        default=None, gt=0, le=3_600_000, description="p99 latency gate; omitted: none."
-    )
-
-    @model_validator(mode="after")
-    def _steps(self) -> CanarySpec:
-        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError(rules.MSG_STEPS_INCREASING)
-        if self.steps[-1] != 100:
-            raise ValueError(rules.MSG_STEPS_END)
-        return self
-
-
-class RolloutSpec(WireModel):
-    """How a new revision replaces the serving one."""
-
-    strategy: RolloutStrategy = Field(
-        default=RolloutStrategy.CANARY, description="Canary (stepwise) or Recreate (at once)."
-    )
-    canary: CanarySpec = Field(default_factory=CanarySpec, description="Used by Canary.")
-    progress_deadline_seconds: int = Field(
-        default=600, ge=30, le=86400, description="A new revision not ready by then is rolled back."
-    )
-
-
 class ModelDeploymentSpec(WireModel):
     """The desired state a user writes."""
 
@@ -381,6 +356,10 @@ class ModelDeploymentSpec(WireModel):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How new revisions replace the serving one."
+    )
+    validation: ValidationSpec | None = Field(
+        default=None,
+        description="A labelled set of your own every new revision must pass before traffic.",
     )
 
     @model_validator(mode="after")

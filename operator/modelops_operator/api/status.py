@@ -138,6 +138,14 @@ class RolloutProgress(WireModel):
     passes: int = Field(default=0, ge=0, description="Consecutive passed analyses at this step.")
     failures: int = Field(default=0, ge=0, description="Consecutive failed analyses.")
     note: str | None = Field(default=None, max_length=1024, description="Last analysis verdict.")
+    validated: bool = Field(
+        default=False, description="The candidate passed its validation run: it may get traffic."
+    )
+    cut_over: bool = Field(
+        default=False,
+        description="An accepted signature change: the candidate replaces the serving revision "
+        "at once once validated, with no canary steps.",
+    )
 
 
 class MetricsStatus(WireModel):
@@ -168,6 +176,41 @@ class EndpointStatus(WireModel):
 
     http: str | None = Field(default=None, max_length=512, description="HOST:8000 (HTTP/REST).")
     grpc: str | None = Field(default=None, max_length=512, description="HOST:8001 (gRPC).")
+
+
+class TrafficWeight(WireModel):
+    """One revision's share of client requests."""
+
+    revision: int = Field(ge=0, description="Revision number.")
+    weight: int = Field(ge=0, le=100, description="Percent of requests.")
+
+
+class TrafficStatus(WireModel):
+    """How requests are split now (Router and GatewayAPI modes)."""
+
+    mode: str = Field(max_length=16, description="Router, GatewayAPI or Replicas.")
+    version: int = Field(default=0, ge=0, description="Grows with every change of the weights.")
+    weights: list[TrafficWeight] = Field(
+        default_factory=list, max_length=16, description="Each revision's share."
+    )
+    applied: str | None = Field(
+        default=None, max_length=256, description="What the router or gateway reports applied."
+    )
+
+
+class ValidationStatus(WireModel):
+    """The last validation run: a candidate's answers to a known set, before any traffic."""
+
+    revision: int = Field(ge=0, description="The revision that was validated.")
+    passed: bool = Field(description="Whether it may get traffic.")
+    samples: int | None = Field(default=None, ge=0, description="Samples sent to each pod.")
+    pods: int | None = Field(default=None, ge=0, description="Candidate pods that answered.")
+    max_abs_error: float | None = Field(default=None, description="Largest |served - expected|.")
+    max_rel_error: float | None = Field(default=None, description="Largest relative error.")
+    accuracy: float | None = Field(default=None, description="spec.validation: top-1 accuracy.")
+    agreement: float | None = Field(default=None, description="spec.validation: agreement.")
+    message: str | None = Field(default=None, max_length=1024, description="What it found.")
+    time: str | None = Field(default=None, max_length=64, description="When it finished.")
 
 
 class ModelDeploymentStatus(WireModel):
@@ -205,4 +248,6 @@ class ModelDeploymentStatus(WireModel):
     metrics: MetricsStatus | None = Field(default=None, description="Triton's latest figures.")
     last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
     endpoint: EndpointStatus | None = Field(default=None, description="Service addresses.")
+    traffic: TrafficStatus | None = Field(default=None, description="The traffic split.")
+    validation: ValidationStatus | None = Field(default=None, description="Last validation run.")
     message: str | None = Field(default=None, max_length=4096, description="Human summary.")
