@@ -69,9 +69,8 @@ async def one_run(
 ) -> tuple[float, list[int]]:
     """Seconds from the load step to the scaled Deployment, and the counts seen under load."""
     await cluster.create_md(name, spec(name))
-    await build_and_serve(cluster, store, settings, name)
+    await build_and_serve(cluster, store, settings, name, ip="10.3.0.1")
     rev = revision_name(name, 1)
-    await cluster.add_pod(rev, "10.3.0.1")
     await eventually(lambda: cluster.md(name)["status"].get("metrics"), 4 * interval, "baseline")
 
     def replicas() -> int:

@@ -41,6 +41,12 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(Path(args.file), store=Path(args.store), once=args.once)
 
 
+def _cmd_router_agent(args: argparse.Namespace) -> int:
+    from .router_agent import run_router_agent
+
+    return run_router_agent(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `modelops`."""
     parser = argparse.ArgumentParser(prog="modelops", description=__doc__)
@@ -61,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the controller (settings from MODELOPS_* env)")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_cmd_operator)
+
+    agent = sub.add_parser(
+        "router-agent", help="keep one HAProxy's slots equal to a ModelDeployment's route table"
+    )
+    agent.add_argument("--socket", required=True, help="HAProxy's admin socket")
+    agent.add_argument("--boot", help="the route table file the pod mounts (its ConfigMap)")
+    agent.add_argument("--routes", help="the operator's /routes/<namespace>/<name> URL")
+    agent.add_argument("--host", default="0.0.0.0", help="listen address of /ready and /metrics")  # noqa: S104
+    agent.add_argument("--port", type=int, default=8405)
+    agent.set_defaults(func=_cmd_router_agent)
 
     dev = sub.add_parser(
         "dev", help="build a ModelDeployment's engine locally and serve it with Triton"

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,9 +128,15 @@ async def evaluate(probes: Mapping[str, Probe]) -> tuple[bool, dict[str, Any]]:
 class MetricsServer:
     """`/metrics` and `/healthz` on one port."""
 
-    def __init__(self, metrics: OperatorMetrics, probes: Mapping[str, Probe]) -> None:
+    def __init__(
+        self,
+        metrics: OperatorMetrics,
+        probes: Mapping[str, Probe],
+        extra_routes: Sequence[aiohttp.web.RouteDef] = (),
+    ) -> None:
         self._metrics = metrics
         self._probes = probes
+        self._extra = list(extra_routes)
         self._runner: aiohttp.web.AppRunner | None = None
         self.port: int | None = None
 
@@ -141,6 +147,7 @@ class MetricsServer:
             [
                 aiohttp.web.get("/metrics", self._serve_metrics),
                 aiohttp.web.get("/healthz", self._health),
+                *self._extra,
             ]
         )
         self._runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)

@@ -38,6 +38,29 @@ class Settings(BaseSettings):
     builder_image: str = Field(
         default="ghcr.io/modelops/builder:0.1.0", description="Engine builder image."
     )
+    router_image: str = Field(
+        default="docker.io/library/haproxy:2.8",
+        description="HAProxy image of the traffic routers (the official image).",
+    )
+    agent_image: str = Field(
+        default="ghcr.io/modelops/operator:0.1.0",
+        description="Image of the router agent beside HAProxy (the operator's own image).",
+    )
+    routes_url: str | None = Field(
+        default=None,
+        description="Base URL the router agents long-poll for route tables, e.g. "
+        "http://modelops-operator.modelops-system.svc:8080; unset: they read their ConfigMap.",
+    )
+    drain_seconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="preStop delay of Triton and router pods: the time the Service endpoints "
+        "take to drop a terminating pod everywhere before it stops accepting connections.",
+    )
+    validation_deadline_seconds: int = Field(
+        default=300, ge=30, le=3600, description="activeDeadlineSeconds of a validation Job."
+    )
     tensorrt_version: str = Field(
         default="11.4", description="TensorRT version of the builder image (part of the key)."
     )

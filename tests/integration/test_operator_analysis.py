@@ -9,6 +9,7 @@ failureThreshold analyses; a healthy one is promoted step by step by the analyse
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.support.operator_flow import (
     phase,
     publish,
     summary,
+    validate_revision,
 )
 from tests.support.triton_load import FAIL_EVERY, Load, ip_router, tritons
 
@@ -61,6 +63,8 @@ def canary_spec() -> Obj:
         "build": {"engine": "onnxruntime", "precision": "fp32", "maxBatchSize": 8},
         "serving": {"replicas": 2},
         "rollout": {
+            # Judged on the canary pods' own Triton counters (test_router_rollout: the router's).
+            "traffic": {"mode": "Replicas"},
             "strategy": "Canary",
             "canary": {
                 "steps": [50, 100],
@@ -82,10 +86,8 @@ def replicas(cluster: Cluster, name: str) -> int:
 async def start_canary(cluster: Cluster, store: Path, settings: Settings, name: str) -> str:
     """Serve r1 (two healthy pods), change the model, finish the build: r2 is the canary."""
     await cluster.create_md(name, canary_spec())
-    await build_and_serve(cluster, store, settings, name)
-    r1 = revision_name(name, 1)
-    for i in range(2):
-        await cluster.add_pod(r1, f"10.1.0.{i + 1}", index=i)
+    await build_and_serve(cluster, store, settings, name, ip="10.1.0.1")
+    await cluster.add_pod(revision_name(name, 1), "10.1.0.2", index=1)
     await cluster.update_spec(name, {"model": {"source": {"sha256": "b" * 64}}})
     key = key_of(cluster, name, settings)
     job = build_job_name(name, key)
@@ -106,8 +108,7 @@ async def test_failing_canary_is_rolled_back_on_its_metrics(
     servers: dict[str, Any],
 ) -> None:
     r2 = await start_canary(cluster, store, settings, "bad")
-    await cluster.ready_deployment(r2)
-    await cluster.add_pod(r2, f"{FAULTY_PREFIX}0.1")
+    await validate_revision(cluster, "bad", 2, ip=f"{FAULTY_PREFIX}0.1")
     with Load(servers["faulty"].grpc_url, max_seconds=20) as load:
         await eventually(lambda: phase(cluster, "bad") == "RolledBack", 15, "RolledBack")
         rolled_back_at = time.monotonic()
@@ -118,7 +119,8 @@ async def test_failing_canary_is_rolled_back_on_its_metrics(
 
     degraded = condition(cluster, "bad", "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "AnalysisFailed")
-    assert "errorRate 0.25 > maxErrorRate 0.01" in degraded["message"]
+    # One request in four fails; the interval's edges can shift the count by a request.
+    assert re.search(r"errorRate 0\.2[0-9]* > maxErrorRate 0\.01", degraded["message"])
     assert "BACKEND" in degraded["message"], "the figures name Triton's failure reason"
     status = cluster.md("bad")["status"]
     assert status["revision"]["current"] == 1
@@ -146,8 +148,7 @@ async def test_healthy_canary_is_promoted_by_its_analyses(
     servers: dict[str, Any],
 ) -> None:
     r2 = await start_canary(cluster, store, settings, "good")
-    await cluster.ready_deployment(r2)
-    await cluster.add_pod(r2, "10.2.0.1")
+    await validate_revision(cluster, "good", 2, ip="10.2.0.1")
     with Load(servers["healthy"].grpc_url, max_seconds=30):
         await eventually(lambda: replicas(cluster, r2) == 2, 10, "step 2 (100%)")
         await eventually(

@@ -26,6 +26,7 @@ from tests.support.operator_flow import (
     key_of,
     phase,
     publish,
+    serve_revision,
     spec,
     summary,
 )
@@ -45,7 +46,8 @@ async def test_create_build_rollout_ready(
     assert status["observedGeneration"] == 1
     assert condition(cluster, "resnet", "Ready")["status"] == "True"
     # Exactly one create of each child, whatever the number of events and reconciles.
-    for plural in ("jobs", "deployments", "configmaps", "services"):
+    assert cluster.created("jobs") == [build_job_name("resnet", key), "resnet-validate-r1"]
+    for plural in ("deployments", "configmaps", "services"):
         assert cluster.posts(plural) == 1, plural
     assert cluster.events("resnet"), "the operator posts its own Events"
     # Every call the operator and kopf made is granted by REQUIRED_RULES (the chart's RBAC).
@@ -68,14 +70,9 @@ async def test_serving_change_rolls_out_without_build(
     await cluster.update_spec(
         "svc", {"serving": {"dynamicBatching": {"maxQueueDelayMicroseconds": 500}}}
     )
-    rev2 = revision_name("svc", 2)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev2), what="revision 2")
-    await cluster.ready_deployment(rev2)
-    await eventually(
-        lambda: cluster.md("svc")["status"]["revision"].get("current") == 2, what="current 2"
-    )
+    await serve_revision(cluster, "svc", 2, ip="10.9.0.2")
     await eventually(lambda: phase(cluster, "svc") == "Ready", what="Ready again")
-    assert cluster.posts("jobs") == 1, "a serving-only change never rebuilds"
+    assert cluster.posts("jobs", "svc-build-") == 1, "a serving-only change never rebuilds"
     assert cluster.posts("deployments") == 2
     assert cluster.md("svc")["status"]["observedGeneration"] == 2
 
@@ -91,7 +88,7 @@ async def test_model_change_builds_again(
     assert second != first
     await eventually(lambda: cluster.get(r.JOBS, build_job_name("mc", second)), what="new Job")
     await eventually(lambda: phase(cluster, "mc") == "Building", what="Building")
-    assert cluster.posts("jobs") == 2
+    assert cluster.posts("jobs", "mc-build-") == 2
 
 
 async def test_build_failure_first_revision_is_failed(
@@ -145,11 +142,9 @@ async def test_store_hit_deploys_without_build(
     probe = {"metadata": {"name": "hit"}, "spec": spec()}
     publish(store, desired_key(ModelDeployment.from_body(probe).spec, settings))
     await cluster.create_md("hit", spec())
-    rev = revision_name("hit", 1)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what="revision 1")
-    await cluster.ready_deployment(rev)
+    await serve_revision(cluster, "hit", 1)
     await eventually(lambda: phase(cluster, "hit") == "Ready", what="Ready")
-    assert cluster.posts("jobs") == 0
+    assert cluster.posts("jobs", "hit-build-") == 0
 
 
 async def test_delete_removes_children(
@@ -182,10 +177,11 @@ async def test_restart_mid_rollout_converges_without_duplicates(
     # Stopped mid-rollout; a new process resumes from the status and the children alone.
     async with run_operator() as second:
         await eventually(lambda: second.reconciles > 0, what="a reconcile after restart")
-        await cluster.ready_deployment(revision_name("rs", 1))
+        await serve_revision(cluster, "rs", 1)
         await eventually(lambda: phase(cluster, "rs") == "Ready", what="Ready after restart")
 
-    for plural in ("jobs", "deployments", "configmaps", "services"):
+    assert cluster.created("jobs") == [job, "rs-validate-r1"]
+    for plural in ("deployments", "configmaps", "services"):
         assert cluster.posts(plural) == 1, plural
 
 
@@ -209,7 +205,7 @@ async def test_scale_subresource_replicas_scale_the_deployment(
     )
     await eventually(lambda: cluster.md("sc")["status"]["replicas"] == 3, what="status 3")
     status = cluster.md("sc")["status"]
-    assert status["selector"] == "modelops.dev/deployment=sc"
+    assert status["selector"] == "modelops.dev/deployment=sc,app.kubernetes.io/name=triton"
     assert status["observedGeneration"] == 2
     assert cluster.posts("deployments") == 1, "a replica change is no new revision"
     await cluster.ready_deployment(rev)

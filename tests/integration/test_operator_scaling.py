@@ -61,7 +61,7 @@ def scaled_spec() -> dict[str, Any]:
             "target": TARGET,
             "scaleDownDelaySeconds": DELAY,
         },
-        "rollout": {"strategy": "Recreate"},
+        "rollout": {"strategy": "Recreate", "traffic": {"mode": "Replicas"}},
     }
 
 
@@ -80,8 +80,7 @@ async def test_load_step_scales_up_then_down_after_the_delay(
     servers: dict[str, Any],
 ) -> None:
     await cluster.create_md("auto", scaled_spec())
-    await build_and_serve(cluster, store, settings, "auto")
-    await cluster.add_pod(revision_name("auto", 1), "10.3.0.1")
+    await build_and_serve(cluster, store, settings, "auto", ip="10.3.0.1")
     # status.metrics appears once the pod has a baseline and one interval: idle, no change.
     await eventually(lambda: cluster.md("auto")["status"].get("metrics"), 5, "status.metrics")
     assert replicas(cluster) == 1
@@ -129,8 +128,7 @@ async def test_status_metrics_are_kept_current_without_scaling(
     spec = scaled_spec()
     del spec["scaling"]
     await cluster.create_md("plain", spec)
-    await build_and_serve(cluster, store, settings, "plain")
-    await cluster.add_pod(revision_name("plain", 1), "10.4.0.1")
+    await build_and_serve(cluster, store, settings, "plain", ip="10.4.0.1")
     with Load(servers["healthy"].grpc_url, max_seconds=10):
         await eventually(
             lambda: (

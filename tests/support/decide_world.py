@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildSummary
+from modelops_contract.validation import ValidationSummary
 from modelops_operator.api import ModelDeployment, ModelDeploymentSpec
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.body import parse_body
@@ -23,6 +24,8 @@ from modelops_operator.decide.build import desired_key
 from modelops_operator.decide.inputs import DecideContext, Observed
 from modelops_operator.decide.plan import Apply, Delete, Plan
 from modelops_operator.decide.reconcile import reconcile
+from modelops_operator.decide.traffic import RouterReport
+from modelops_operator.decide.writes import with_applied_hash
 from modelops_operator.render.revision import render_deployment
 from modelops_operator.settings import Settings
 
@@ -109,6 +112,7 @@ def ready_pod(name: str, since: datetime, restarts: int = 0, waiting: str | None
     return {
         "metadata": {"name": name},
         "status": {
+            "podIP": f"10.0.{sum(map(ord, name)) % 250}.{len(name)}",
             "conditions": [
                 {
                     "type": "Ready",
@@ -130,10 +134,15 @@ class World:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
         self.configmaps: dict[str, dict[str, Any]] = {}
-        self.service: dict[str, Any] | None = None
+        self.services: dict[str, dict[str, Any]] = {}
+        self.routes: dict[str, dict[str, Any]] = {}
         self.store: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, list[dict[str, Any]]] = {}
         self.plans: list[Plan] = []
+        # A validation Job finishes as soon as it is created: "pass", "fail", or None (runs on).
+        self.validation: str | None = "pass"
+        # The router pods run the table the previous reconcile published (one look behind).
+        self.router_follows = True
 
     # --- observing and deciding ----------------------------------------------------------------
     def observed(self) -> Observed:
@@ -142,18 +151,45 @@ class World:
             wanted = self.store.get(key_of(self.body))
         except ValueError:  # an invalid spec has no key
             wanted = None
+        status = self.body.get("status") or {}
+        current = (status.get("revision") or {}).get("current")
+        serving_key = next(
+            (e["engineKey"] for e in status.get("history", []) if e["revision"] == current), None
+        )
+        router = next((d for d in self.deployments.values() if _app(d) == "modelops-router"), None)
         return Observed(
-            jobs=copy.deepcopy(self.jobs),
-            deployments=copy.deepcopy(self.deployments),
+            jobs=copy.deepcopy({n: j for n, j in self.jobs.items() if _component(j) != "validate"}),
+            validation_jobs=copy.deepcopy(
+                {n: j for n, j in self.jobs.items() if _component(j) == "validate"}
+            ),
+            deployments=copy.deepcopy(
+                {n: d for n, d in self.deployments.items() if _app(d) != "modelops-router"}
+            ),
             pods=copy.deepcopy(self.pods),
             configmaps=frozenset(self.configmaps),
-            service=copy.deepcopy(self.service),
+            services=copy.deepcopy(self.services),
+            service=copy.deepcopy(self.services.get(self.body["metadata"]["name"])),
+            router=copy.deepcopy(router),
+            router_config=copy.deepcopy(
+                self.configmaps.get(f"{self.body['metadata']['name']}-router")
+            ),
+            routes=copy.deepcopy(self.routes),
             store_entry=copy.deepcopy(wanted),
+            serving_entry=copy.deepcopy(self.store.get(serving_key)) if serving_key else None,
         )
+
+    def router_report(self) -> RouterReport | None:
+        """What the router pods report: the table the last status published."""
+        traffic = (self.body.get("status") or {}).get("traffic")
+        if not self.router_follows or not traffic:
+            return None
+        return RouterReport(pods=2, ready_pods=2, applied_versions=(traffic["version"],) * 2)
 
     def decide(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
         """One reconcile, without applying it."""
-        ctx = DecideContext(self.now, SETTINGS, analyses or {}, enabled)
+        ctx = DecideContext(
+            self.now, SETTINGS, analyses or {}, enabled, router=self.router_report()
+        )
         return reconcile(parse_body(copy.deepcopy(self.body)), self.observed(), ctx)
 
     def step(self, analyses: dict[int, Any] | None = None, enabled: bool = False) -> Plan:
@@ -172,28 +208,58 @@ class World:
                     "Job": self.jobs,
                     "Deployment": self.deployments,
                     "ConfigMap": self.configmaps,
+                    "Service": self.services,
                 }
-                if action.kind == "Service":
-                    self.service = None
+                if action.kind in ("HTTPRoute", "GRPCRoute"):
+                    self.routes.pop(f"{action.kind}/{action.name}", None)
                 else:
                     store[action.kind].pop(action.name, None)
+                if action.kind == "Deployment":
                     self.pods.pop(action.name, None)
                 continue
             assert isinstance(action, Apply)
-            manifest = copy.deepcopy(action.manifest)
+            # What the k8s layer writes: the manifest with the hash of its owned fields.
+            manifest, _ = with_applied_hash(copy.deepcopy(action.manifest))
             kind, name = manifest["kind"], manifest["metadata"]["name"]
             if kind == "Service":
-                self.service = manifest
+                self.services[name] = manifest
             elif kind == "ConfigMap":
                 self.configmaps[name] = manifest
+            elif kind in ("HTTPRoute", "GRPCRoute"):
+                self.routes[f"{kind}/{name}"] = manifest
             else:
                 objects = self.jobs if kind == "Job" else self.deployments
                 if name in objects:
                     objects[name]["spec"].update(manifest["spec"])
                     objects[name]["metadata"]["labels"] = manifest["metadata"]["labels"]
+                    objects[name]["metadata"]["annotations"] = manifest["metadata"]["annotations"]
                 else:
                     manifest["status"] = {}
                     objects[name] = manifest
+                    if _component(manifest) == "validate" and self.validation is not None:
+                        self.finish_validation(name, self.validation == "pass")
+
+    @property
+    def service(self) -> dict[str, Any] | None:
+        """The ModelDeployment's own Service."""
+        return self.services.get(self.body["metadata"]["name"])
+
+    def finish_validation(self, name: str, ok: bool) -> None:
+        """A validation Job completes with a passing or failing summary."""
+        summary = ValidationSummary(
+            ok=ok,
+            samples=8,
+            pods=2,
+            max_abs_error=1e-7 if ok else 0.5,
+            reason=None if ok else "ValidationFailed",
+            message=None if ok else "pod 10.0.0.1:8001 serves wrong answers: output 'logits'",
+        )
+        condition = "Complete" if ok else "Failed"
+        self.jobs[name]["status"] = {
+            "conditions": [{"type": condition, "status": "True"}],
+            "succeeded" if ok else "failed": 1,
+            "terminationMessage": summary.to_line(),
+        }
 
     # --- what the cluster does -----------------------------------------------------------------
     def tick(self, seconds: float) -> None:
@@ -235,6 +301,9 @@ class World:
         """Every Deployment's pods become ready (at `since`, default now)."""
         for name, dep in self.deployments.items():
             replicas = dep["spec"]["replicas"]
+            if _app(dep) == "modelops-router":
+                dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
+                continue
             dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
             # Pods that were already ready keep their transition time, as the kubelet does.
             kept = [
@@ -255,7 +324,11 @@ class World:
 
     def replicas(self) -> dict[str, int]:
         """spec.replicas of every Deployment."""
-        return {n: d["spec"]["replicas"] for n, d in sorted(self.deployments.items())}
+        return {
+            n: d["spec"]["replicas"]
+            for n, d in sorted(self.deployments.items())
+            if _app(d) != "modelops-router"
+        }
 
     def status(self) -> dict[str, Any]:
         """The current status."""
@@ -270,8 +343,25 @@ class World:
         self.step()
         self.finish_build()
         self.step()
-        self.settle()
-        return self.step()
+        return self.roll_on()
+
+    def roll_on(self, looks: int = 6) -> Plan:
+        """Settle and look again until the rollout is done (validation, router, promotion)."""
+        plan = self.plans[-1]
+        for _ in range(looks):
+            self.settle()
+            plan = self.step()
+            if self.status()["phase"] != "RollingOut" and not plan.changes:
+                break
+        return plan
+
+
+def _component(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+def _app(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/name", ""))
 
 
 def reasons(plan: Plan) -> list[str]:

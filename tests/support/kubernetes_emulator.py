@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import threading
 import uuid
 from collections import Counter
@@ -88,15 +89,20 @@ class Cluster:
         """Every request the API server saw except the test's own."""
         return [q for q in self.api if not _agent(q).startswith(TEST_AGENT)]
 
-    def posts(self, plural: str) -> int:
-        """How many creates the operator sent for a resource."""
-        return sum(
-            1
-            for q in self.api
-            if _agent(q).startswith(OPERATOR_AGENT)
-            and rbac_call(q) is not None
-            and rbac_call(q)[1:] == (plural, "create")  # type: ignore[index]
-        )
+    def posts(self, plural: str, prefix: str = "") -> int:
+        """How many creates the operator sent for a resource (of names starting with prefix)."""
+        return sum(1 for name in self.created(plural) if name.startswith(prefix))
+
+    def created(self, plural: str) -> list[str]:
+        """The names the operator sent creates for, in order (a name twice: created twice)."""
+        names = []
+        for q in self.api:
+            call = rbac_call(q)
+            mine = _agent(q).startswith(OPERATOR_AGENT) and call is not None
+            if mine and call is not None and call[1:] == (plural, "create"):
+                body = q.data if isinstance(q.data, dict) else {}
+                names.append(str((body.get("metadata") or {}).get("name", "")))
+        return names
 
     def calls(self) -> Counter[tuple[str, str, str]]:
         """RBAC calls of the operator and kopf, counted."""
@@ -158,9 +164,7 @@ class Cluster:
     async def finish_job(
         self, name: str, summary: Obj, ok: bool = True, namespace: str = "default"
     ) -> Obj:
-        """The Job controller's final status, with the build pod's termination message on it."""
-        import json
-
+        """The Job controller's final status, with its pod's termination message on it."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         cond = "Complete" if ok else "Failed"
         status = {
@@ -199,18 +203,28 @@ class Cluster:
         index: int = 0,
         namespace: str = "default",
     ) -> Obj:
-        """A running pod of a revision Deployment at `ip` (what metrics scraping addresses)."""
+        """A running pod of a Deployment at `ip`, made by its ReplicaSet as a real one is."""
         dep = self.get(r.DEPLOYMENTS, deployment, namespace)
         assert dep is not None, f"no Deployment {deployment}"
         labels = dict(dep["spec"]["selector"].get("matchLabels") or {})
         labels |= dict(dep["spec"]["template"]["metadata"].get("labels") or {})
         labels.setdefault(LABEL_MANAGED_BY, MANAGED_BY)
         labels.setdefault(LABEL_DEPLOYMENT, dep["metadata"]["labels"][LABEL_DEPLOYMENT])
+        labels["pod-template-hash"] = "5f7c9b"
+        owner = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": f"{deployment}-5f7c9b",
+            "uid": str(uuid.uuid4()),
+            "controller": True,
+        }
         flag = "True" if ready else "False"
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": self._meta(f"{deployment}-{index}", namespace, labels=labels),
+            "metadata": self._meta(
+                f"{deployment}-{index}", namespace, labels=labels, ownerReferences=[owner]
+            ),
             "spec": dep["spec"]["template"]["spec"],
             "status": {
                 "phase": "Running",
@@ -227,6 +241,24 @@ class Cluster:
             },
         }
         return await self._send("POST", r.PODS.path(namespace), body)
+
+    async def finish_validation(
+        self, name: str, ok: bool = True, message: str = "", namespace: str = "default"
+    ) -> Obj:
+        """A validation Job's end, with the summary its pod leaves (no Triton involved)."""
+        from modelops_contract.validation import ValidationSummary
+
+        summary = ValidationSummary(
+            ok=ok,
+            samples=8,
+            pods=1,
+            max_abs_error=0.0 if ok else 0.5,
+            reason=None if ok else "ValidationFailed",
+            message=message or None,
+        )
+        return await self.finish_job(
+            name, json.loads(summary.to_line()), ok=ok, namespace=namespace
+        )
 
     # --- reads (straight from the emulator's memory) ----------------------------------------
     def get(self, res: r.Resource, name: str, namespace: str = "default") -> Obj | None:

@@ -17,7 +17,7 @@ from modelops_operator.api import ModelDeployment
 from modelops_operator.decide.build import desired_key
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
-from modelops_operator.render.names import build_job_name, revision_name
+from modelops_operator.render.names import build_job_name, revision_name, validation_job_name
 from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually
 
@@ -27,13 +27,14 @@ MODEL_SHA = hashlib.sha256(b"tiny model").hexdigest()
 RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[Operator]]
 
 
-def spec(sha: str = MODEL_SHA, replicas: int = 1, delay: int = 100) -> Obj:
-    """A valid ONNX Runtime spec that rolls out at once (Recreate)."""
+def spec(sha: str = MODEL_SHA, replicas: int = 1, delay: int = 100, mode: str = "Replicas") -> Obj:
+    """A valid ONNX Runtime spec that rolls out at once (Recreate); traffic by replicas unless
+    a test is about the router."""
     return {
         "model": {"source": {"uri": "https://models.example.com/m.onnx", "sha256": sha}},
         "build": {"engine": "onnxruntime", "precision": "fp32", "maxBatchSize": 8},
         "serving": {"replicas": replicas, "dynamicBatching": {"maxQueueDelayMicroseconds": delay}},
-        "rollout": {"strategy": "Recreate"},
+        "rollout": {"strategy": "Recreate", "traffic": {"mode": mode}},
     }
 
 
@@ -95,7 +96,9 @@ def summary(key: str, ok: bool = True) -> Obj:
     ).to_wire()
 
 
-async def build_and_serve(cluster: Cluster, store: Path, settings: Settings, name: str) -> str:
+async def build_and_serve(
+    cluster: Cluster, store: Path, settings: Settings, name: str, ip: str = "10.250.1.1"
+) -> str:
     """Create -> build Job -> (test finishes it) -> revision 1 -> (test readies it) -> Ready."""
     key = key_of(cluster, name, settings)
     job = build_job_name(name, key)
@@ -103,8 +106,34 @@ async def build_and_serve(cluster: Cluster, store: Path, settings: Settings, nam
     await eventually(lambda: phase(cluster, name) == "Building", what="phase Building")
     publish(store, key)
     await cluster.finish_job(job, summary(key))
-    rev = revision_name(name, 1)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what=f"Deployment {rev}")
-    await cluster.ready_deployment(rev)
-    await eventually(lambda: phase(cluster, name) == "Ready", what="phase Ready")
+    await serve_revision(cluster, name, 1, ip=ip)
     return key
+
+
+async def validate_revision(
+    cluster: Cluster, name: str, revision: int, ip: str | None = None, ok: bool = True
+) -> None:
+    """The revision's Deployment becomes ready with one pod; its validation run finishes."""
+    rev = revision_name(name, revision)
+    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what=f"Deployment {rev}")
+    if cluster.get(r.PODS, f"{rev}-0") is None:
+        await cluster.add_pod(rev, ip or f"10.250.{revision}.1")
+    await cluster.ready_deployment(rev)
+    job = validation_job_name(name, revision)
+    await eventually(lambda: cluster.get(r.JOBS, job), what=f"validation Job {job}")
+    await cluster.finish_validation(job, ok=ok)
+
+
+async def serve_revision(
+    cluster: Cluster, name: str, revision: int, ip: str | None = None, ok: bool = True
+) -> None:
+    """validate_revision, then wait until the revision serves (when the run passed)."""
+    await validate_revision(cluster, name, revision, ip, ok)
+    if ok:
+        await eventually(
+            lambda: (
+                (cluster.md(name).get("status") or {}).get("revision", {}).get("current")
+                == revision
+            ),
+            what=f"revision {revision} serving",
+        )

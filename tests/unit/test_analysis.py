@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelops_operator.api import CanarySpec, RolloutProgress
+from modelops_operator.api import CanarySpec, NoTrafficPolicy, RolloutProgress
 from modelops_operator.decide.analysis import Analysis, Verdict, analyse
 from modelops_operator.decide.pod_health import crash_loop, deployment_gave_up
 from modelops_operator.decide.revisions import view_revision
@@ -75,10 +75,14 @@ FAIL = Analysis(Verdict.FAIL, ("errorRate 0.5 > maxErrorRate 0.01",))
 INC = Analysis(Verdict.INCONCLUSIVE, note="canary received no traffic in the last 15s")
 
 
-def counted(seq: list[Analysis]) -> RolloutProgress:
-    progress = RolloutProgress()
+def counted(
+    seq: list[Analysis],
+    policy: NoTrafficPolicy = NoTrafficPolicy.PROMOTE,
+    validated: bool = True,
+) -> RolloutProgress:
+    progress = RolloutProgress(validated=validated)
     for analysis in seq:
-        progress = count_analysis(progress, analysis)
+        progress = count_analysis(progress, analysis, policy)
     return progress
 
 
@@ -96,6 +100,30 @@ def counted(seq: list[Analysis]) -> RolloutProgress:
 def test_counting_in_a_row(seq: list[Analysis], passes: int, failures: int) -> None:
     progress = counted(seq)
     assert (progress.passes, progress.failures) == (passes, failures)
+
+
+NO_TRAFFIC = Analysis(Verdict.INCONCLUSIVE, note="no client traffic", no_traffic=True)
+
+
+@pytest.mark.parametrize(
+    ("policy", "validated", "passes"),
+    [
+        (NoTrafficPolicy.PROMOTE, True, 2),  # judged by its validation run
+        (NoTrafficPolicy.WAIT, True, 0),  # today's wait for traffic
+        (NoTrafficPolicy.PROMOTE, False, 0),  # nothing proved yet: no pass without traffic
+    ],
+)
+def test_no_traffic_counts_only_for_a_validated_candidate_under_promote(
+    policy: NoTrafficPolicy, validated: bool, passes: int
+) -> None:
+    progress = counted([NO_TRAFFIC, NO_TRAFFIC], policy, validated)
+    assert (progress.passes, progress.failures) == (passes, 0)
+
+
+@pytest.mark.parametrize("policy", list(NoTrafficPolicy))
+def test_no_traffic_never_forgives_a_failure(policy: NoTrafficPolicy) -> None:
+    progress = counted([FAIL, NO_TRAFFIC, NO_TRAFFIC], policy)
+    assert (progress.passes, progress.failures) == (0, 1)
 
 
 def test_counted_note_says_why() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.plan import Apply, Delete
 from tests.support.decide_world import (
     World,
@@ -61,7 +62,7 @@ def test_pending_to_building_creates_the_job_once() -> None:
     assert running.requeue_after is not None
 
 
-def test_build_success_creates_revision_one_then_ready() -> None:
+def test_build_success_creates_revision_one_then_validates_then_ready() -> None:
     world = World(body())
     world.step()
     world.finish_build()
@@ -69,19 +70,31 @@ def test_build_success_creates_revision_one_then_ready() -> None:
     assert reasons(plan) == ["BuildSucceeded", "RevisionCreated"]
     assert applied(plan) == [
         ("ConfigMap", "resnet-r1", None),
-        ("Service", "resnet", None),
         ("Deployment", "resnet-r1", 2),
+        ("Service", "resnet-r1", None),
+        ("ConfigMap", "resnet-router", None),
+        ("Deployment", "resnet-router", 2),
+        ("Service", "resnet", None),
     ]
     status = plan.status
     assert status["phase"] == "RollingOut"
     assert status["engine"]["key"] == key_of(world.body)
     assert status["engine"]["throughput"] == 4000.0
     assert status["revision"] == {"candidate": 1}
+    # No client request before the validation run: the router gives revision 1 nothing.
+    assert status["traffic"]["weights"] == [{"revision": 1, "weight": 0}]
     world.settle()
+    validating = world.step()
+    assert [k for k, n, _ in applied(validating)][:1] == ["Service"]  # now the router's pods
+    assert ("Job", "resnet-validate-r1", None) in applied(validating)
+    assert "validating before any client request" in validating.status["message"]
     done = world.step()
-    assert reasons(done) == ["RolledOut"]
+    assert reasons(done) == ["ValidationPassed", "RolledOut", "TrafficShifted"]
     status = done.status
     assert status["phase"] == "Ready"
+    assert status["traffic"]["weights"] == [{"revision": 1, "weight": 100}]
+    assert status["validation"]["passed"] is True
+    assert status["validation"]["samples"] == 8
     assert conds(status) == {
         "Degraded": ("False", "AsExpected"),
         "EngineBuilt": ("True", "Built"),
@@ -91,19 +104,21 @@ def test_build_success_creates_revision_one_then_ready() -> None:
     assert status["revision"] == {"current": 1}
     assert status["ready"] == "2/2"
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
-    assert status["selector"] == "modelops.dev/deployment=resnet"
+    assert status["selector"] == "modelops.dev/deployment=resnet,app.kubernetes.io/name=triton"
     assert status["endpoint"] == {"http": "resnet.ml.svc:8000", "grpc": "resnet.ml.svc:8001"}
     assert status["observedGeneration"] == 1
     assert [(h["revision"], h["state"]) for h in status["history"]] == [(1, "Serving")]
-    assert done.requeue_after is None
-    assert world.decide().actions == ()
+    world.roll_on()
+    assert world.decide().changes == ()
+    assert world.decide().requeue_after is None
 
 
 def test_cache_hit_rolls_out_without_a_job() -> None:
     world = World(body())
     world.store[key_of(world.body)] = entry(key_of(world.body))
     plan = world.step()
-    assert [k for k, _, _ in applied(plan)] == ["ConfigMap", "Service", "Deployment"]
+    assert [k for k, _, _ in applied(plan)][:2] == ["ConfigMap", "Deployment"]
+    assert "Job" not in [k for k, _, _ in applied(plan)]
     assert "found in the store" in plan.events[0].message
     assert plan.status["engine"]["latencyMs"] == {"p50": 1.0, "p99": 2.0}
 
@@ -200,28 +215,48 @@ def canary_world(replicas: int = 4, steps: list[int] | None = None) -> World:
     return world
 
 
-def test_canary_steps_surge_then_split_then_promote() -> None:
+def weights(plan: object) -> dict[int, int]:
+    """status.traffic as revision -> weight."""
+    return {w["revision"]: w["weight"] for w in plan.status["traffic"]["weights"]}  # type: ignore[attr-defined]
+
+
+def test_canary_validates_then_steps_weights_and_replicas_then_promotes() -> None:
     world = canary_world(4, [25, 50, 100])
     plan = world.step()
-    assert applied(plan)[-1] == ("Deployment", "resnet-r2", 1)
+    assert reasons(plan) == ["RevisionCreated"]
+    assert ("Deployment", "resnet-r2", 1) in applied(plan)
+    assert ("Service", "resnet-r2", None) in applied(plan)
+    assert weights(plan) == {1: 100, 2: 0}
     assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 1}  # old keeps all until new ready
     world.settle()
-    plan = world.step()
+    plan = world.step()  # ready: the validation run starts, still no traffic
+    assert ("Job", "resnet-validate-r2", None) in applied(plan)
+    assert weights(plan) == {1: 100, 2: 0}
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 1}
+    plan = world.step()  # validated: 25% of requests, the old revision shrinks to its share
+    assert reasons(plan) == ["ValidationPassed", "TrafficShifted"]
+    assert weights(plan) == {1: 75, 2: 25}
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 1}
-    assert reasons(plan) == []
+    assert Delete("batch/v1", "Job", "resnet-validate-r2") in plan.changes
     assert plan.requeue_after == pytest.approx(10.0)
     world.tick(10)
     plan = world.step()
     assert reasons(plan) == ["StepPromoted"]
     assert plan.status["rollout"]["step"] == 1
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 2}
+    assert weights(plan) == {1: 75, 2: 25}  # 50% only once the new pods are ready
     world.settle()
-    world.step()
+    plan = world.step()
+    assert weights(plan) == {1: 50, 2: 50}
     assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 2}
     world.tick(10)
     assert reasons(world.step()) == ["StepPromoted"]
     world.settle()
-    world.step()
+    plan = world.step()
+    assert weights(plan) == {1: 0, 2: 100}
+    # The router still runs the table that gives revision 1 requests: its pods stay.
+    assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 4}
+    plan = world.step()
     assert world.replicas() == {"resnet-r1": 0, "resnet-r2": 4}
     world.tick(10)
     plan = world.step()
@@ -234,10 +269,20 @@ def test_canary_steps_surge_then_split_then_promote() -> None:
     ]
 
 
-def test_readiness_alone_never_advances_when_analysis_is_fed() -> None:
-    world = canary_world()
+def validated_canary(replicas: int = 4) -> World:
+    """A canary whose first step is ready and validated: it takes its share of requests."""
+    world = canary_world(replicas)
     world.step(enabled=True)
     world.settle()
+    world.step(enabled=True)  # the validation run
+    world.step(enabled=True)  # validated
+    world.settle()
+    assert world.status()["rollout"]["validated"] is True
+    return world
+
+
+def test_readiness_alone_never_advances_when_analysis_is_fed() -> None:
+    world = validated_canary()
     world.tick(100)
     plan = world.step(enabled=True)
     assert reasons(plan) == []
@@ -245,27 +290,80 @@ def test_readiness_alone_never_advances_when_analysis_is_fed() -> None:
     plan = world.step({2: analysis("pass")}, enabled=True)
     assert plan.status["rollout"]["passes"] == 1
     assert reasons(plan) == []
-    plan = world.step({2: analysis("inconclusive", "no traffic")}, enabled=True)
+    plan = world.step({2: analysis("inconclusive", "metrics unreachable")}, enabled=True)
     assert plan.status["rollout"]["passes"] == 1
     plan = world.step({2: analysis("pass")}, enabled=True)
     assert reasons(plan) == ["StepPromoted"]
     assert plan.status["rollout"]["passes"] == 0
 
 
-def test_failed_analyses_roll_back() -> None:
+def test_analyses_before_validation_count_for_nothing() -> None:
     world = canary_world()
     world.step(enabled=True)
     world.settle()
+    world.validation = None  # the validation run takes its time
     world.step(enabled=True)
+    plan = world.step({2: analysis("fail", "errorRate 1 > maxErrorRate 0.01")}, enabled=True)
+    plan = world.step({2: analysis("fail", "errorRate 1 > maxErrorRate 0.01")}, enabled=True)
+    assert plan.status["rollout"]["failures"] == 0
+    assert plan.status["phase"] == "RollingOut"
+
+
+def test_a_step_without_client_traffic_passes_on_its_validation_run() -> None:
+    world = validated_canary()
+    no_traffic = Analysis(Verdict.INCONCLUSIVE, note="no client traffic", no_traffic=True)
+    plan = world.step({2: no_traffic}, enabled=True)
+    assert plan.status["rollout"]["passes"] == 1
+    assert "passed on its validation run" in plan.status["rollout"]["note"]
+    plan = world.step({2: no_traffic}, enabled=True)
+    assert reasons(plan) == ["StepPromoted"]
+
+
+def test_wait_keeps_a_step_without_client_traffic_waiting() -> None:
+    world = validated_canary()
+    world.body["spec"]["rollout"]["noTraffic"] = "Wait"
+    no_traffic = Analysis(Verdict.INCONCLUSIVE, note="no client traffic", no_traffic=True)
+    for _ in range(5):
+        plan = world.step({2: no_traffic}, enabled=True)
+    assert plan.status["rollout"]["passes"] == 0
+    assert plan.status["rollout"]["step"] == 0
+
+
+def test_failed_analyses_roll_back_weight_first_capacity_kept() -> None:
+    world = validated_canary()
     plan = world.step({2: analysis("fail", "errorRate 0.2 > maxErrorRate 0.01")}, enabled=True)
     assert plan.status["rollout"]["failures"] == 1
     plan = world.step({2: analysis("fail", "errorRate 0.3 > maxErrorRate 0.01")}, enabled=True)
-    assert reasons(plan) == ["RolledBack"]
+    assert reasons(plan) == ["RolledBack", "TrafficShifted"]
     assert conds(plan.status)["Degraded"] == ("True", "AnalysisFailed")
     assert "errorRate 0.3" in plan.events[0].message
     assert plan.status["phase"] == "RolledBack"
-    # Previous revision back to all replicas first, then the candidate to 0.
-    assert applied(plan) == [("Deployment", "resnet-r1", 4), ("Deployment", "resnet-r2", 0)]
+    # Its weight goes to 0 at once; the old revision scales back up first, and the candidate
+    # keeps its pods until the router runs the new weights and the old revision is back.
+    assert weights(plan) == {1: 100, 2: 0}
+    assert applied(plan)[-1] == ("Deployment", "resnet-r1", 4)
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 2}
+    world.step()
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 2}  # r1 not ready at 4 yet
+    world.settle()
+    world.step()
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 0}
+
+
+def test_validation_failure_rolls_back_with_zero_client_requests() -> None:
+    world = canary_world()
+    world.validation = "fail"
+    world.step()
+    world.settle()
+    world.step()  # the validation run fails
+    plan = world.step()
+    assert reasons(plan) == ["RolledBack"]
+    assert conds(plan.status)["Degraded"] == ("True", "ValidationFailed")
+    assert "serves wrong answers" in plan.events[0].message
+    assert plan.status["validation"]["passed"] is False
+    # The candidate never had a weight above 0.
+    for earlier in world.plans:
+        assert dict(weights(earlier)).get(2, 0) == 0
 
 
 def test_crash_loop_rolls_back_and_the_generation_is_not_retried() -> None:
@@ -286,6 +384,7 @@ def test_crash_loop_rolls_back_and_the_generation_is_not_retried() -> None:
     assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 0}
     world.settle()
     world.tick(600)
+    world.step()  # the router's table drops revision 2
     again = world.step()
     assert again.changes == ()
     assert again.events == ()
@@ -317,6 +416,7 @@ def test_retry_annotation_starts_a_new_attempt() -> None:
     world.crash("resnet-r3")
     plan = world.step()
     assert "[retry=again]" in plan.status["history"][-1]["reason"]
+    world.step()  # the router's table drops revision 3
     assert world.step().changes == ()
 
 
@@ -343,15 +443,19 @@ def test_spec_change_mid_canary_supersedes_the_candidate() -> None:
     assert world.replicas()["resnet-r1"] >= 2
 
 
-def test_recreate_replaces_at_once_once_ready() -> None:
+def test_recreate_validates_then_replaces_at_once() -> None:
     world = World(body(spec(**{"rollout.strategy": "Recreate", "serving.replicas": 3})))
     world.serve()
     change(world, **{"serving.instancesPerReplica": 2})
     world.step()
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 3}
     world.settle()
+    world.step()  # the validation run
     plan = world.step()
-    assert reasons(plan) == ["RolledOut"]
+    assert reasons(plan) == ["ValidationPassed", "RolledOut", "TrafficShifted"]
+    assert weights(plan) == {1: 0, 2: 100}
+    assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 3}  # until the router runs it
+    world.step()
     assert world.replicas() == {"resnet-r1": 0, "resnet-r2": 3}
 
 
@@ -373,7 +477,7 @@ def test_rollback_to_annotation_serves_an_older_revision() -> None:
     world = canary_world(2)
     world.step()
     world.settle()
-    for _ in range(4):
+    for _ in range(6):
         world.tick(10)
         world.step()
         world.settle()
@@ -383,14 +487,18 @@ def test_rollback_to_annotation_serves_an_older_revision() -> None:
     assert reasons(plan) == ["RolledBack"]
     assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 2}
     world.settle()
-    plan = world.step()
-    assert reasons(plan) == ["RolledOut"]
+    plan = world.step()  # it served before: no validation run, all requests at once
+    assert reasons(plan) == ["RolledOut", "TrafficShifted"]
+    assert weights(plan) == {1: 100, 2: 0}
+    world.step()
     assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 0}
+    world.step()
+    plan = world.step()
     assert plan.status["revision"] == {"current": 1, "previous": 2}
     assert plan.status["phase"] == "RolledBack"
     assert conds(plan.status)["Ready"] == ("True", "Serving")
     assert conds(plan.status)["RolledOut"] == ("True", "Pinned")
-    assert world.step().changes == ()
+    assert plan.changes == ()
 
 
 def test_rollback_to_an_unknown_revision_is_a_warning() -> None:
@@ -433,7 +541,13 @@ def test_partial_apply_is_finished_by_the_next_reconcile() -> None:
     plan = world.decide()
     world.apply(plan, limit=1)  # only the ConfigMap landed, and the status patch was lost
     retry = world.step()
-    assert [k for k, _, _ in applied(retry)] == ["Service", "Deployment"]
+    assert [(k, n) for k, n, _ in applied(retry)] == [
+        ("Deployment", "resnet-r1"),
+        ("Service", "resnet-r1"),
+        ("ConfigMap", "resnet-router"),
+        ("Deployment", "resnet-router"),
+        ("Service", "resnet"),
+    ]
     assert retry.status["revision"] == {"candidate": 1}
 
 

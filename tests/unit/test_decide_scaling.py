@@ -111,7 +111,10 @@ def test_scaling_during_a_canary_keeps_the_steps_proportion() -> None:
     change(world, **{"serving.instancesPerReplica": 2})  # canary steps 50/100
     world.step(enabled=True)
     world.settle()
+    world.step(enabled=True)  # the validation run
+    assert world.replicas() == {"resnet-r1": 4, "resnet-r2": 2}  # no traffic to r2 yet
     world.step(enabled=True)
+    world.settle()
     assert world.replicas() == {"resnet-r1": 2, "resnet-r2": 2}
     plan = step(world, decision(4, 2))
     assert plan.status["replicas"] == 2

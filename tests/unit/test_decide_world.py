@@ -10,7 +10,8 @@ def test_world_serves_a_first_revision() -> None:
     plan = world.serve()
     assert world.status()["phase"] == "Ready", world.status()
     assert world.replicas() == {"resnet-r1": 2}
-    assert "RolledOut" in reasons(plan)
+    assert "RolledOut" in [r for p in world.plans for r in reasons(p)]
+    assert plan.changes == ()
 
 
 def test_world_applies_only_a_prefix_when_asked() -> None:

@@ -8,11 +8,10 @@ from typing import Any
 from modelops_operator.api import MetricsStatus
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.scale_recommend import ScaleDecision
+from modelops_operator.handlers.pods import default_metrics_url, pod_ready
 from modelops_operator.handlers.telemetry import (
     Telemetry,
     _State,
-    default_metrics_url,
-    pod_ready,
 )
 from tests.support.decide_world import SETTINGS
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from ..api import CanarySpec
 from ..metrics.rates import IntervalFigures
+from ..metrics.router import RevisionTraffic
 
 
 class Verdict(StrEnum):
@@ -27,6 +28,7 @@ class Analysis:
     verdict: Verdict
     reasons: tuple[str, ...] = ()
     note: str | None = None
+    no_traffic: bool = False  # the interval had no client request at all
 
     @property
     def message(self) -> str:
@@ -47,6 +49,7 @@ def analyse(figures: IntervalFigures | None, spec: CanarySpec, min_requests: int
     if figures.requests < max(min_requests, 1):
         return Analysis(
             Verdict.INCONCLUSIVE,
+            no_traffic=figures.requests == 0,
             note=f"canary received no traffic in the last {figures.seconds:.0f}s"
             if figures.requests == 0
             else f"canary received {figures.requests:.0f} requests in {figures.seconds:.0f}s, "
@@ -77,4 +80,48 @@ def analyse(figures: IntervalFigures | None, spec: CanarySpec, min_requests: int
     return Analysis(
         Verdict.PASS,
         note=f"errorRate {error_rate:.3g} over {figures.requests:.0f} requests{p99}",
+    )
+
+
+def analyse_clients(
+    canary: RevisionTraffic | None,
+    stable: RevisionTraffic | None,
+    triton: IntervalFigures | None,
+    spec: CanarySpec,
+) -> Analysis:
+    """Judge one interval by what the router's clients saw (Router traffic mode).
+
+    The canary fails when its error rate exceeds the stable revision's by more than
+    maxErrorRate (errors both revisions share, such as clients sending a wrong shape to both,
+    are not the canary's fault). Latency comes from Triton's summary on the canary's pods.
+    """
+    if canary is None or canary.requests <= 0:
+        return Analysis(
+            Verdict.INCONCLUSIVE,
+            note="canary received no client traffic through the router",
+            no_traffic=True,
+        )
+    rate = canary.failures / canary.requests
+    baseline = (stable.error_rate if stable is not None else None) or 0.0
+    reasons: list[str] = []
+    if rate - baseline > spec.max_error_rate:
+        reasons.append(
+            f"client errorRate {rate:.3g} ({canary.failures:.0f} of {canary.requests:.0f} "
+            f"requests failed at the router) exceeds the stable revision's {baseline:.3g} by "
+            f"more than maxErrorRate {spec.max_error_rate:g}"
+        )
+    limit = spec.max_p99_latency_ms
+    p99 = triton.p99_ms if triton is not None else None
+    if limit is not None and p99 is not None and p99 > limit:
+        reasons.append(f"p99LatencyMs {p99:.3g} > maxP99LatencyMs {limit:g}")
+    if reasons:
+        return Analysis(Verdict.FAIL, tuple(reasons))
+    if limit is not None and p99 is None:
+        return Analysis(
+            Verdict.INCONCLUSIVE, note="no p99 latency from Triton; maxP99LatencyMs unchecked"
+        )
+    return Analysis(
+        Verdict.PASS,
+        note=f"client errorRate {rate:.3g} over {canary.requests:.0f} requests "
+        f"(stable {baseline:.3g})",
     )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..render.names import revision_name, revision_of
 from ..render.revision import render_configmap
-from ..render.service import render_service
 from .build import BuildOutcome
 from .facts import Facts, Lineage
+from .lineage import Moved
 from .plan import Action, Apply, Delete
 from .replicas import replica_plan
+from .routing import TrafficPlan, traffic_writes
+from .validation import stale_jobs
 
 
 @dataclass(frozen=True)
@@ -54,36 +55,43 @@ def _lost_configmaps(facts: Facts, build: BuildOutcome, keep: set[int]) -> list[
     ]
 
 
-def _service(facts: Facts, new_objects: tuple[dict[str, Any], ...]) -> list[Action]:
-    """The Service, written when revisions exist and it differs in selector or ports."""
-    if not facts.revisions and not new_objects:
-        return []
-    wanted = render_service(facts.md)
-    have = (facts.observed.service or {}).get("spec") or {}
-    if any(have.get(part) != wanted["spec"][part] for part in ("selector", "ports")):
-        return [Apply(wanted)]
-    return []
+def capacity_holds(facts: Facts, lineage: Lineage, desired: int) -> frozenset[int]:
+    """Other revisions keep their pods while the serving one is short of its ready replicas
+    (a rollback keeps the candidate's capacity until the old revision is back)."""
+    current = facts.current_view(lineage)
+    if current is None or current.ready >= desired:
+        return frozenset()
+    return frozenset(n for n in facts.revisions if n != current.number)
 
 
 def child_writes(
     facts: Facts,
     lineage: Lineage,
     build: BuildOutcome,
-    targets: Mapping[int, int],
-    new_objects: tuple[dict[str, Any], ...],
+    moved: Moved,
+    traffic: TrafficPlan,
+    desired: int,
 ) -> ChildWrites:
-    """Build Job writes, ConfigMaps, the Service, new Deployments, then scale-ups before
-    scale-downs, then deletions."""
+    """Build and validation Jobs, ConfigMaps, the router, Services and routes, new
+    Deployments, then scale-ups before scale-downs, then deletions."""
     keep = kept_revisions(lineage)
-    replicas = replica_plan(facts.revisions, targets, keep)
-    configmaps = [o for o in new_objects if o["kind"] == "ConfigMap"]
+    holds = traffic.holds | capacity_holds(facts, lineage, desired)
+    replicas = replica_plan(facts.revisions, moved.targets, keep, holds)
+    configmaps = [o for o in moved.new_objects if o["kind"] == "ConfigMap"]
     configmaps += _lost_configmaps(facts, build, keep)
-    deployments = [Apply(o) for o in new_objects if o["kind"] == "Deployment"]
+    deployments = [Apply(o) for o in moved.new_objects if o["kind"] == "Deployment"]
+    waiting = (
+        [lineage.candidate]
+        if lineage.candidate is not None and not (lineage.progress and lineage.progress.validated)
+        else []
+    )
     actions: tuple[Action, ...] = (
         *build.actions,
+        *stale_jobs(facts.observed.validation_jobs, facts.name, waiting),
         *(Apply(o) for o in configmaps),
-        *_service(facts, new_objects),
         *deployments,
+        *traffic_writes(facts, traffic, bool(facts.revisions or moved.new_objects)),
+        *moved.actions,
         *replicas.ups,
         *replicas.downs,
         *replicas.deletes,

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..api import HistoryEntry, ModelDeployment, ModelDeploymentStatus, RolloutProgress
+from ..api import (
+    HistoryEntry,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    RolloutProgress,
+    TrafficMode,
+)
 from ..render.common import ANNOTATION_RETRY, ANNOTATION_ROLLBACK_TO
 from ..render.revision import serving_hash
 from ..settings import Settings
 from .build import desired_key
 from .history import SERVED_STATES
-from .inputs import DecideContext, Observed
+from .inputs import DecideContext, Observed, ObserveKeys
 from .plan import Emit, EventReason
 from .revisions import RevisionView, revision_views
 
@@ -79,6 +85,18 @@ class Lineage:
             history=tuple(status.history),
             progress=status.rollout,
         )
+
+
+def observe_keys(md: ModelDeployment, settings: Settings) -> ObserveKeys:
+    """What the k8s layer reads besides the children: the wanted engine's entry, the serving
+    revision's entry (to compare signatures), and the routes in GatewayAPI mode."""
+    current = md.status.revision.current
+    serving = next((e.engine_key for e in md.status.history if e.revision == current), None)
+    return ObserveKeys(
+        desired=desired_key(md.spec, settings),
+        serving=serving or None,
+        gateway=md.spec.rollout.traffic.mode == TrafficMode.GATEWAY_API,
+    )
 
 
 def pin_target(

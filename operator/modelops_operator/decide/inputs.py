@@ -11,25 +11,45 @@ from ..api import MetricsStatus
 from ..settings import Settings
 from .analysis import Analysis
 from .scale_recommend import ScaleDecision
+from .traffic import RouterReport
+
+
+@dataclass(frozen=True)
+class ObserveKeys:
+    """What the k8s layer must read besides the children: two store entries, the routes."""
+
+    desired: str | None  # the engine key the spec wants
+    serving: str | None  # the engine key of the revision serving now
+    gateway: bool = False  # read HTTPRoutes and GRPCRoutes (GatewayAPI traffic mode)
 
 
 @dataclass(frozen=True)
 class Observed:
-    """Children owned by the ModelDeployment as the API server returned them.
+    """Children the ModelDeployment controls, as the API server returned them.
 
-    jobs: build Jobs by name; a terminated builder's termination message is attached by the
-    k8s layer as job["status"]["terminationMessage"]. deployments: revision Deployments by name
-    (with status). pods: the pods of each revision Deployment, by Deployment name. configmaps:
-    names of the revision ConfigMaps. service: the Service, or None. store_entry: engine.json of
-    the desired engine key when the store holds a complete entry for it, else None.
+    jobs: build Jobs by name; a terminated pod's termination message is attached by the k8s
+    layer as job["status"]["terminationMessage"] (validation Jobs likewise, in validation_jobs).
+    deployments: revision Deployments by name; pods: each one's pods. router, router_config and
+    router_pods: the traffic router's Deployment, ConfigMap and pods. configmaps: names of the
+    ConfigMaps. services: the Services by name (service: the ModelDeployment's own). routes:
+    HTTPRoutes and GRPCRoutes by
+    "Kind/name". store_entry and serving_entry: engine.json of the desired and of the serving
+    engine key when the store holds a complete entry, else None.
     """
 
     jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    validation_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     deployments: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     configmaps: frozenset[str] = frozenset()
+    services: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     service: dict[str, Any] | None = None
+    router: dict[str, Any] | None = None
+    router_config: dict[str, Any] | None = None
+    router_pods: tuple[dict[str, Any], ...] = ()
+    routes: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     store_entry: dict[str, Any] | None = None
+    serving_entry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,7 +61,8 @@ class DecideContext:
     that such analyses are being fed: readiness held for one analysisIntervalSeconds then no
     longer advances a canary step on its own. scale is the autoscaler's newest decision (applied
     once, only if it was made against the replica count reconcile still sees); metrics is the
-    newest status.metrics (None: keep the old one).
+    newest status.metrics (None: keep the old one). router is what the router pods last said
+    they run (None: not known), so a revision leaves only once no router sends it a request.
     """
 
     now: datetime
@@ -50,3 +71,4 @@ class DecideContext:
     analysis_enabled: bool = False
     scale: ScaleDecision | None = None
     metrics: MetricsStatus | None = None
+    router: RouterReport | None = None

@@ -10,16 +10,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..api import RevisionState, RolloutProgress
+from ..api import (
+    ConditionType,
+    RevisionState,
+    RolloutProgress,
+    ValidationStatus,
+    find_condition,
+)
 from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
-from .build import BuildOutcome, short_key
+from .build import BuildOutcome, short_key, store_manifest
 from .facts import Facts, Lineage
-from .history import history_reason, next_revision, upsert
-from .plan import Emit, EventReason
+from .history import REASON_LIMIT, history_reason, next_revision, upsert
+from .plan import Action, Emit, EventReason
 from .revisions import RevisionView
-from .rollout import Outcome, is_immediate, step_rollout, steps_of
+from .rollout import Outcome, StepInput, is_immediate, step_rollout, steps_of
+from .signature import differences, signature_digest
+from .validation import ValidationState, start_job, validation_status, view_validation
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,10 @@ class Moved:
     requeue_after: float | None = None
     failure: tuple[str, str] | None = None
     message: str = ""
+    canary_weight: int = 0
+    actions: tuple[Action, ...] = ()
+    validation: ValidationStatus | None = None
+    blocked: tuple[str, str] | None = None
 
 
 def adopt_orphan(facts: Facts, lineage: Lineage) -> Lineage:
@@ -92,12 +104,28 @@ def supersede(facts: Facts, lineage: Lineage) -> tuple[Lineage, tuple[Emit, ...]
     return replace(lineage, candidate=None, progress=None, history=tuple(history)), (event,)
 
 
+def signature_block(facts: Facts, build: BuildOutcome) -> tuple[str, str] | None:
+    """(digest, differences) when the wanted engine would fail the serving revision's clients."""
+    serving = store_manifest(facts.observed.serving_entry, "")
+    candidate = build.manifest
+    if serving is None or candidate is None or facts.pinned is not None:
+        return None
+    found = differences(serving, candidate)
+    return (signature_digest(candidate), "; ".join(found)) if found else None
+
+
 def start_candidate(
     facts: Facts, lineage: Lineage, build: BuildOutcome
-) -> tuple[Lineage, tuple[Emit, ...]]:
-    """A new candidate when what should serve differs from what serves (and can be had)."""
-    if lineage.candidate is not None or facts.wanted(facts.current_view(lineage)):
-        return lineage, ()
+) -> tuple[Lineage, tuple[Emit, ...], tuple[str, str] | None]:
+    """A new candidate when what should serve differs from what serves (and can be had).
+
+    Returns the lineage, its Events, and (reason, message) when an incompatible signature
+    holds the new revision back until spec.rollout.acceptSignature names its digest.
+    """
+    current = facts.current_view(lineage)
+    if lineage.candidate is not None or facts.wanted(current):
+        return lineage, (), None
+    cut_over = False
     if facts.pinned is not None:
         number = facts.pinned
         reason: str | None = history_reason(
@@ -108,14 +136,21 @@ def start_candidate(
             f"rolling back to revision {number} ({ANNOTATION_ROLLBACK_TO})",
         )
     elif build.manifest is None:
-        return lineage, ()
+        return lineage, (), None
     else:
+        block = signature_block(facts, build) if current is not None else None
+        if block is not None:
+            digest, diff = block
+            if facts.md.spec.rollout.accept_signature != digest:
+                return lineage, *held_back(facts, digest, diff)
+            cut_over = True
         number = next_revision(lineage.history, lineage.current, lineage.previous, *facts.revisions)
         reason = None
+        how = " (accepted signature change: cut over at once)" if cut_over else ""
         event = Emit(
             EventReason.REVISION_CREATED,
             f"revision {number} created for generation {facts.generation}: engine "
-            f"{short_key(facts.key)}, serving {facts.serving_hash[:8]}",
+            f"{short_key(facts.key)}, serving {facts.serving_hash[:8]}{how}",
         )
     history = upsert(
         lineage.history,
@@ -126,41 +161,61 @@ def start_candidate(
         reason=reason,
         time=facts.now,
     )
-    started = replace(
-        lineage,
-        candidate=number,
-        history=tuple(history),
-        progress=RolloutProgress(started_at=facts.now, step_started_at=facts.now),
+    progress = RolloutProgress(
+        started_at=facts.now,
+        step_started_at=facts.now,
+        # A manual rollback returns to a revision that served before: no validation run.
+        validated=facts.pinned is not None,
+        cut_over=cut_over,
     )
-    return started, (event,)
+    started = replace(lineage, candidate=number, history=tuple(history), progress=progress)
+    return started, (event,), None
+
+
+def held_back(facts: Facts, digest: str, diff: str) -> tuple[tuple[Emit, ...], tuple[str, str]]:
+    """The Event (once per difference) and the status of a signature change held back."""
+    message = (
+        f"the new engine changes the inputs or outputs clients use: {diff}. It gets no traffic; "
+        f'to cut over at once anyway, set spec.rollout.acceptSignature: "{digest}"'
+    )[:REASON_LIMIT]
+    prior = find_condition(facts.md.status.conditions, ConditionType.DEGRADED)
+    seen = prior is not None and (prior.reason, prior.message) == ("IncompatibleSignature", message)
+    events = () if seen else (Emit(EventReason.INCOMPATIBLE_SIGNATURE, message),)
+    return events, ("IncompatibleSignature", message)
 
 
 def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired: int) -> Moved:
-    """Advance the candidate's rollout by one look: wait, next step, promote or roll back."""
+    """Advance the candidate's rollout by one look: validate, wait, next step, promote or
+    roll back."""
     number = lineage.candidate
     assert number is not None
     spec = facts.md.spec
     current = facts.current_view(lineage)
     candidate = facts.revisions.get(number)
-    immediate = is_immediate(spec.rollout, current is not None, facts.pinned is not None)
+    progress = lineage.progress or RolloutProgress(started_at=facts.now, step_started_at=facts.now)
+    pinned = facts.pinned is not None
+    immediate = is_immediate(spec.rollout, current is not None, pinned) or progress.cut_over
+    validation = view_validation(facts.observed.validation_jobs, facts.name, number)
     step = step_rollout(
-        spec=spec.rollout,
-        steps=steps_of(spec.rollout, immediate),
-        desired=desired,
-        current=current,
-        candidate=candidate,
-        progress=lineage.progress
-        or RolloutProgress(started_at=facts.now, step_started_at=facts.now),
-        analysis=facts.context.analyses.get(number),
-        analysis_enabled=facts.context.analysis_enabled,
-        immediate=immediate,
-        now=facts.context.now,
+        StepInput(
+            spec=spec.rollout,
+            steps=steps_of(spec.rollout, immediate),
+            desired=desired,
+            current=current,
+            candidate=candidate,
+            progress=progress,
+            analysis=facts.context.analyses.get(number),
+            analysis_enabled=facts.context.analysis_enabled,
+            immediate=immediate,
+            validation=validation,
+            now=facts.context.now,
+        )
     )
     targets = {number: step.candidate_replicas}
     if current is not None:
         targets[current.number] = step.current_replicas
     new_objects: tuple[dict[str, Any], ...] = ()
-    if candidate is None and build.manifest is not None and facts.pinned is None:
+    if candidate is None and build.manifest is not None and not pinned:
         # Created now, or created before and gone since: (re)render it in full.
         configmap = (
             ()
@@ -171,11 +226,32 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
             facts.md, number, build.manifest, facts.settings, step.candidate_replicas
         )
         new_objects = (*configmap, deployment)
+    actions: tuple[Action, ...] = ()
+    if step.start_validation and candidate is not None and build.manifest is not None:
+        actions = start_job(facts.md, number, candidate, build.manifest, facts.settings)
+    events: tuple[Emit, ...] = ()
+    record = None
+    if not progress.validated and step.progress.validated:
+        record = validation_status(number, validation, facts.now)
+        events = (Emit(EventReason.VALIDATION_PASSED, f"revision {number}: {validation.message}"),)
+    elif validation.state == ValidationState.FAILED and step.outcome == Outcome.ROLLED_BACK:
+        record = validation_status(number, validation, facts.now)
     moved = replace(lineage, progress=step.progress)
-    base = Moved(moved, (), targets, new_objects, step.requeue_after, None, step.message)
+    base = Moved(
+        moved,
+        events,
+        targets,
+        new_objects,
+        step.requeue_after,
+        None,
+        step.message,
+        step.canary_weight,
+        actions,
+        record,
+    )
     if step.outcome == Outcome.STEP_PROMOTED:
         event = Emit(EventReason.STEP_PROMOTED, f"revision {number}: {step.message}")
-        return replace(base, events=(event,))
+        return replace(base, events=(*events, event))
     if step.outcome == Outcome.PROMOTED:
         return promote(facts, base, number, desired)
     if step.outcome == Outcome.ROLLED_BACK:
@@ -203,7 +279,7 @@ def promote(facts: Facts, moved: Moved, number: int, desired: int) -> Moved:
         f"revision {number} serves all {desired} replicas (engine {short_key(facts.key)})",
     )
     promoted = Lineage(number, None, previous, tuple(history), None)
-    return replace(moved, lineage=promoted, events=(event,))
+    return replace(moved, lineage=promoted, events=(*moved.events, event))
 
 
 def roll_back(
@@ -235,4 +311,11 @@ def roll_back(
         event = Emit(EventReason.ROLLOUT_FAILED, text)
     targets[number] = 0
     lineage = replace(moved.lineage, candidate=None, progress=None, history=tuple(history))
-    return replace(moved, lineage=lineage, events=(event,), targets=targets, failure=(reason, text))
+    return replace(
+        moved,
+        lineage=lineage,
+        events=(*moved.events, event),
+        targets=targets,
+        failure=(reason, text),
+        canary_weight=0,
+    )

@@ -22,6 +22,9 @@ class EventReason(StrEnum):
     ROLLOUT_SUPERSEDED = "RolloutSuperseded"
     ROLLBACK_TARGET_INVALID = "RollbackTargetInvalid"
     SCALED = "Scaled"
+    VALIDATION_PASSED = "ValidationPassed"
+    INCOMPATIBLE_SIGNATURE = "IncompatibleSignature"
+    TRAFFIC_SHIFTED = "TrafficShifted"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.
@@ -32,6 +35,7 @@ WARNING_REASONS = frozenset(
         EventReason.ROLLED_BACK,
         EventReason.ROLLOUT_FAILED,
         EventReason.ROLLBACK_TARGET_INVALID,
+        EventReason.INCOMPATIBLE_SIGNATURE,
     }
 )
 

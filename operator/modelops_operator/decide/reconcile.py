@@ -7,7 +7,7 @@ step is a pure function returning a frozen result; nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..api import EndpointStatus, ModelDeployment, RevisionStatus
 from ..render.common import ANNOTATION_RETRY, pod_selector
@@ -22,6 +22,7 @@ from .inputs import DecideContext, Observed
 from .lineage import Moved, adopt_orphan, start_candidate, step_candidate, supersede
 from .plan import Emit, EventReason, Plan
 from .replicas import desired_replicas
+from .routing import TrafficPlan, plan_traffic
 from .scale_apply import Scaled, apply_scale
 from .status import Situation, compose_status, invalid_status
 
@@ -101,25 +102,18 @@ def roll(
 ) -> Moved:
     """Start a candidate when one is wanted and allowed, then step it once."""
     events: tuple[Emit, ...] = ()
+    blocked = None
     if need.blocked_failure is None:
-        lineage, events = start_candidate(facts, lineage, build)
+        lineage, events, blocked = start_candidate(facts, lineage, build)
     if lineage.candidate is None:
         targets = {} if lineage.current is None else {lineage.current: desired}
-        return Moved(lineage, events, targets, failure=need.blocked_failure)
+        return Moved(lineage, events, targets, failure=need.blocked_failure, blocked=blocked)
     moved = step_candidate(facts, lineage, build, desired)
     targets = dict(moved.targets)
     if moved.lineage.candidate is None and moved.lineage.current is not None:
         # Promoted or rolled back: the serving revision runs the desired replicas.
         targets.setdefault(moved.lineage.current, desired)
-    return Moved(
-        moved.lineage,
-        (*events, *moved.events),
-        targets,
-        moved.new_objects,
-        moved.requeue_after,
-        moved.failure,
-        moved.message,
-    )
+    return replace(moved, events=(*events, *moved.events), targets=targets)
 
 
 def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, now: str) -> Plan:
@@ -133,8 +127,16 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
         md, facts.key, observed, needed=need.needed, now=context.now, settings=facts.settings
     )
     moved = roll(facts, lineage, build, need, sizing.desired)
-    writes = child_writes(facts, moved.lineage, build, moved.targets, moved.new_objects)
-    events = (*build.events, *pin_warnings, *superseded, *sizing.scaled.events, *moved.events)
+    traffic = plan_traffic(facts, moved)
+    writes = child_writes(facts, moved.lineage, build, moved, traffic, sizing.desired)
+    events = (
+        *build.events,
+        *pin_warnings,
+        *superseded,
+        *sizing.scaled.events,
+        *moved.events,
+        *traffic.events,
+    )
     requeues = [
         delay
         for delay in (
@@ -144,12 +146,17 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
         )
         if delay is not None
     ]
-    status = new_status(facts, moved, build, need, sizing)
+    status = new_status(facts, moved, build, need, sizing, traffic)
     return Plan((*writes.actions, *events), status, min(requeues) if requeues else None)
 
 
 def new_status(
-    facts: Facts, moved: Moved, build: BuildOutcome, need: EngineNeed, sizing: Sizing
+    facts: Facts,
+    moved: Moved,
+    build: BuildOutcome,
+    need: EngineNeed,
+    sizing: Sizing,
+    traffic: TrafficPlan,
 ) -> dict[str, object]:
     """The full status in wire form: phase, conditions, revisions, replicas, endpoint."""
     lineage = moved.lineage
@@ -169,6 +176,7 @@ def new_status(
         candidate=lineage.candidate,
         rollout_message=f"revision {lineage.candidate}: {moved.message}",
         failure=moved.failure,
+        blocked=moved.blocked,
         pinned=facts.pinned,
         desired=desired,
         ready=serving.ready if serving is not None else 0,
@@ -191,5 +199,7 @@ def new_status(
         endpoint=EndpointStatus(http=http, grpc=grpc),
         metrics=sizing.scaled.metrics,
         last_scale=sizing.scaled.last_scale,
+        traffic=traffic.status,
+        validation=moved.validation or facts.md.status.validation,
     )
     return status.to_wire()

@@ -80,25 +80,28 @@ class ReplicaPlan:
 
 
 def replica_plan(
-    revisions: Mapping[int, RevisionView], wanted: Mapping[int, int], keep: set[int]
+    revisions: Mapping[int, RevisionView],
+    wanted: Mapping[int, int],
+    keep: set[int],
+    holds: frozenset[int] = frozenset(),
 ) -> ReplicaPlan:
     """Scale every observed revision to its target (0 when none), delete those out of history.
 
-    A revision that would lose its ready pods while no other revision serves is left as it is.
+    A revision keeps its pods while taking them would cost requests: when no other revision
+    serves, or when it is in `holds` (the router still sends it requests, or the serving
+    revision is not back at its desired ready replicas).
     """
     targets = {number: wanted.get(number, 0) for number in revisions}
     held, deletes = False, list[Delete]()
     for number, view in sorted(revisions.items()):
-        if (
-            targets[number] == 0
-            and view.replicas > 0
-            and not safe_to_zero(revisions, targets, number)
-        ):
+        kept_back = number in holds or not safe_to_zero(revisions, targets, number)
+        if targets[number] == 0 and view.replicas > 0 and kept_back:
             targets[number], held = view.replicas, True
-        elif number not in keep and safe_to_zero(revisions, targets, number):
+        elif number not in keep and not kept_back:
             deletes += [
                 Delete("apps/v1", "Deployment", view.name),
                 Delete("v1", "ConfigMap", view.name),
+                Delete("v1", "Service", view.name),
             ]
             targets.pop(number)
     ups: list[Apply] = []

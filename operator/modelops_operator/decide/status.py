@@ -33,6 +33,7 @@ class Situation:
     candidate: int | None
     rollout_message: str
     failure: tuple[str, str] | None
+    blocked: tuple[str, str] | None
     pinned: int | None
     desired: int
     ready: int
@@ -44,6 +45,8 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.ROLLING_OUT
     if situation.failure is not None:
         return Phase.ROLLED_BACK if situation.current is not None else Phase.FAILED
+    if situation.blocked is not None:
+        return Phase.DEGRADED
     if situation.build_failed:
         return Phase.DEGRADED if situation.current is not None else Phase.FAILED
     if situation.building:
@@ -61,6 +64,8 @@ def _why_not(situation: Situation) -> tuple[str, str]:
         return "RollingOut", situation.rollout_message
     if situation.failure is not None:
         return situation.failure
+    if situation.blocked is not None:
+        return situation.blocked
     if situation.build_failed:
         return situation.engine_reason, situation.engine_message
     if situation.building:
@@ -80,7 +85,10 @@ def compose_status(
     gen = situation.generation
     phase = phase_of(situation)
     rolled_out = (
-        situation.candidate is None and situation.failure is None and situation.current_matches
+        situation.candidate is None
+        and situation.failure is None
+        and situation.blocked is None
+        and situation.current_matches
     )
     serving = (
         f"{situation.ready}/{situation.desired} replicas of revision {situation.current} ready"
@@ -122,6 +130,8 @@ def compose_status(
         conds = set_condition(conds, ConditionType.READY, "False", reason, ready_message, now, gen)
     if situation.failure is not None:
         degraded: tuple[str, str, str] = ("True", *situation.failure)
+    elif situation.blocked is not None:
+        degraded = ("True", *situation.blocked)
     elif situation.build_failed and situation.current is not None:
         degraded = (
             "True",

@@ -30,8 +30,11 @@ class RouterReport:
     applied_versions: tuple[int, ...]
 
     def runs(self, version: int) -> bool:
-        """Every router pod that reported runs `version` or newer, and at least one reported."""
-        return bool(self.applied_versions) and min(self.applied_versions) >= version
+        """Every ready router pod reported, and each runs `version` or newer."""
+        reported = len(self.applied_versions)
+        return (
+            reported > 0 and reported >= self.ready_pods and min(self.applied_versions) >= version
+        )
 
 
 def split(current: int | None, candidate: int | None, canary_weight: int) -> dict[int, int]:

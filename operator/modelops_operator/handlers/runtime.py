@@ -14,8 +14,8 @@ from typing import Any
 from ..api import ModelDeployment
 from ..decide.analysis import Analysis
 from ..decide.body import parse_body
-from ..decide.build import desired_key
-from ..decide.inputs import DecideContext, Observed
+from ..decide.facts import observe_keys
+from ..decide.inputs import DecideContext, Observed, ObserveKeys
 from ..decide.plan import Apply, Emit, EventReason, Plan
 from ..decide.reconcile import reconcile
 from ..k8s.apply import Applied, Applier
@@ -25,10 +25,12 @@ from ..k8s.observe import Observer
 from ..k8s.resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES
 from ..k8s.store import EngineStore, store_from_settings
 from ..observability import Health, OperatorMetrics, log_ref
-from ..render.common import owner_labels
+from ..render.common import LABEL_COMPONENT, owner_labels
 from ..render.names import label_value
 from ..settings import Settings
-from .telemetry import MetricsUrl, Telemetry, default_metrics_url
+from .pods import MetricsUrl, default_metrics_url
+from .route_feed import RouteFeed
+from .telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Operator:
         self.store: EngineStore = store_from_settings(self.settings)
         self.observer = Observer(self.client, self.store)
         self.applier = Applier(self.client, self.events)
+        self.routes = RouteFeed(self.latest)
         self.telemetry = Telemetry(
             self.client, self.settings, options.metrics_url, self.latest, self.trigger
         )
@@ -128,8 +131,10 @@ class Operator:
         """Remember the newest body of a ModelDeployment (from its watch events)."""
         meta = body.get("metadata") or {}
         self.health.watch_event()
-        self._bodies[(meta.get("namespace") or "default", meta.get("name", ""))] = dict(body)
+        key = (meta.get("namespace") or "default", meta.get("name", ""))
+        self._bodies[key] = dict(body)
         self.health.objects = len(self._bodies)
+        self.routes.notify(key)
 
     def forget(self, namespace: str, name: str) -> None:
         """Release everything kept about a deleted ModelDeployment."""
@@ -199,10 +204,11 @@ class Operator:
         body = self._with_own_status(key, body)
         parsed = parse_body(body)
         valid = isinstance(parsed, ModelDeployment)
-        wanted = (
-            desired_key(parsed.spec, self.settings) if isinstance(parsed, ModelDeployment) else None
-        )
-        observed = await self.observer.observe(namespace, name, wanted)
+        keys = ObserveKeys(desired=None, serving=None)
+        if isinstance(parsed, ModelDeployment):
+            keys = observe_keys(parsed, self.settings)
+        uid = (body.get("metadata") or {}).get("uid")
+        observed = await self.observer.observe(namespace, name, uid, keys)
         # Taken once: a result lost to a failed apply is replaced by the next interval's.
         fed = self.telemetry.take(key)
         analyses: dict[int, Analysis] = dict(fed.analyses)
@@ -215,11 +221,13 @@ class Operator:
             analysis_enabled=self.options.telemetry or self.options.analyses is not None,
             scale=fed.scale,
             metrics=fed.metrics,
+            router=fed.router,
         )
         plan = reconcile(parsed, observed, ctx)
         applied = await self.applier.apply(body, observed, plan)
         self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
+        self.routes.notify(key)
         self._count(plan, applied)
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         self._requeue(key, plan.requeue_after)
@@ -252,7 +260,8 @@ class Operator:
         for action in plan.actions:
             if isinstance(action, Apply) and action.manifest.get("kind") == JOBS.kind:
                 ref = f"{JOBS.kind}/{action.manifest['metadata']['name']}"
-                if ref in applied.created:
+                labels = action.manifest["metadata"].get("labels") or {}
+                if ref in applied.created and labels.get(LABEL_COMPONENT) == "build":
                     self.metrics.builds.labels("started").inc()
             elif isinstance(action, Apply) and action.manifest.get("kind") == DEPLOYMENTS.kind:
                 ref = f"{DEPLOYMENTS.kind}/{action.manifest['metadata']['name']}"

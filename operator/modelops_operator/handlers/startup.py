@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp.web
 import kopf
 
 from ..observability import MetricsServer, Probe
@@ -64,7 +65,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
         host = op.options.metrics_host
         if host is not None:
             port = op.options.metrics_port
-            server = MetricsServer(op.metrics, op.health.probes())
+            routes = [aiohttp.web.get("/routes/{namespace}/{name}", op.routes.handle)]
+            server = MetricsServer(op.metrics, op.health.probes(), routes)
             await server.start(host, op.settings.metrics_port if port is None else port)
             logger.info("serving /metrics and /healthz on %s:%s", host, server.port)
 

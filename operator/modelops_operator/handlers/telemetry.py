@@ -20,48 +20,31 @@ from typing import Any
 
 import aiohttp
 
-from ..api import MetricsStatus, ModelDeployment
-from ..decide.analysis import Analysis, analyse
+from ..api import MetricsStatus, ModelDeployment, TrafficMode
+from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
 from ..decide.clock import rfc3339
 from ..decide.rollout import is_immediate
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
+from ..decide.traffic import RouterReport
 from ..k8s.client import KubeClient
-from ..k8s.resources import PODS
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
+from ..metrics.router import RouterSample
 from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
 from ..observability import log_ref
-from ..render.common import ANNOTATION_ROLLBACK_TO, LABEL_REVISION, owner_labels
-from ..render.revision import METRICS_PORT
+from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..settings import Settings
+from .pods import MetricsUrl, Pod, ready_revision_pods
+from .router_watch import RouterReading, read_router
 
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-Pod = Mapping[str, Any]
-# Where a pod's Triton metrics page is; None when the pod has no address yet.
-MetricsUrl = Callable[[Pod], str | None]
 FIRST = asyncio.FIRST_COMPLETED
 IDLE_SECONDS = 60.0  # nothing to watch: a poke (every reconcile) wakes the daemon sooner
 NO_PODS_RETRY_SECONDS = 5.0  # a candidate without ready pods: pod events poke sooner
-
-
-def default_metrics_url(pod: Pod) -> str | None:
-    """`http://<podIP>:8002/metrics` (IPv6 in brackets)."""
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip:
-        return None
-    host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"http://{host}:{METRICS_PORT}/metrics"
-
-
-def pod_ready(pod: Pod) -> bool:
-    """Ready=True and not terminating."""
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+ROUTER_SECONDS = 2.0  # router pods are read this often, and after every reconcile
 
 
 @dataclass(frozen=True)
@@ -71,6 +54,7 @@ class Fed:
     analyses: Mapping[int, Analysis] = field(default_factory=dict)
     scale: ScaleDecision | None = None
     metrics: MetricsStatus | None = None
+    router: RouterReport | None = None
 
 
 @dataclass
@@ -87,6 +71,9 @@ class _State:
     analysis: tuple[int, Analysis] | None = None
     scale: ScaleDecision | None = None
     metrics: MetricsStatus | None = None
+    router: RouterReport | None = None  # the newest reading, kept until the next one
+    router_base: dict[str, RouterSample] = field(default_factory=dict)  # at the last analysis
+    router_reading: RouterReading | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +115,7 @@ class Telemetry:
         if state is None:
             return Fed()
         analyses = dict([state.analysis]) if state.analysis is not None else {}
-        fed = Fed(analyses, state.scale, state.metrics)
+        fed = Fed(analyses, state.scale, state.metrics, state.router)
         state.analysis, state.scale, state.metrics = None, None, None
         return fed
 
@@ -175,6 +162,9 @@ class Telemetry:
         if not isinstance(md, ModelDeployment):
             return IDLE_SECONDS
         delays, news = [IDLE_SECONDS], False
+        if md.spec.rollout.traffic.mode == TrafficMode.ROUTER:
+            news |= await self._read_router(key, state)
+            delays.append(ROUTER_SECONDS)
         now = self._clock()
         candidate = self._analysed_candidate(md)
         if candidate is None:
@@ -216,9 +206,7 @@ class Telemetry:
         state.canary_due = self._clock() + interval
         if found.baseline_only:
             return False
-        analysis = analyse(found.aggregate, md.spec.rollout.canary)
-        if found.aggregate is None and found.missing:
-            analysis = replace(analysis, note=f"{analysis.note}: {found.missing[0].message}")
+        analysis = self._judge(md, state, revision, found)
         state.analysis = (revision, analysis)
         logger.info(
             "canary revision %s analysis: %s (%s)",
@@ -228,6 +216,36 @@ class Telemetry:
             extra=log_ref(*key),
         )
         return True
+
+    def _judge(self, md: ModelDeployment, state: _State, revision: int, found: _Round) -> Analysis:
+        """Router mode: what clients saw, against the stable revision; else Triton's counters."""
+        spec = md.spec.rollout.canary
+        if md.spec.rollout.traffic.mode != TrafficMode.ROUTER:
+            analysis = analyse(found.aggregate, spec)
+            if found.aggregate is None and found.missing:
+                analysis = replace(analysis, note=f"{analysis.note}: {found.missing[0].message}")
+            return analysis
+        reading, base = state.router_reading, state.router_base
+        state.router_base = dict(reading.samples) if reading is not None else {}
+        traffic = md.status.traffic
+        if reading is None or traffic is None or not reading.report.runs(traffic.version):
+            return Analysis(Verdict.INCONCLUSIVE, note="the router has not applied the weights yet")
+        seen = reading.since(base)
+        if seen is None:
+            return Analysis(Verdict.INCONCLUSIVE, note="first reading of the router pods")
+        current = md.status.revision.current
+        stable = seen.get(current) if current is not None else None
+        return analyse_clients(seen.get(revision), stable, found.aggregate, spec)
+
+    async def _read_router(self, key: Key, state: _State) -> bool:
+        """Read the router pods; True when what they run changed (the reconcile may go on)."""
+        if self._session is None:
+            self._session = new_session()
+        namespace, name = key
+        reading = await read_router(self._client, self._session, namespace, name, self._url)
+        changed = state.router != reading.report
+        state.router, state.router_reading = reading.report, reading
+        return changed
 
     async def _scale(self, key: Key, md: ModelDeployment, state: _State) -> bool:
         """Read the serving pods: status.metrics always, a scaling decision with spec.scaling."""
@@ -269,15 +287,7 @@ class Telemetry:
 
     # --- I/O --------------------------------------------------------------------------------
     async def _ready_pods(self, key: Key, revisions: set[int]) -> list[Pod]:
-        namespace, name = key
-        wanted = {str(n) for n in revisions}
-        pods = await self._client.list(PODS, namespace, owner_labels(name))
-        return [
-            p
-            for p in pods
-            if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION) in wanted
-            and pod_ready(p)
-        ]
+        return await ready_revision_pods(self._client, *key, revisions)
 
     async def _gather(
         self, key: Key, tracker: MetricsTracker, pods: Sequence[Pod], window_s: float

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,16 +9,23 @@ from typing import Any
 
 from ..decide.inputs import Observed
 from ..decide.plan import Apply, Delete, Emit, Plan
+from ..decide.writes import apply_patch_of, unchanged, with_applied_hash
 from ..observability import log_ref
-from .client import KubeClient, apply_patch_of, merged
+from .client import KubeClient
 from .events import EventRecorder
-from .resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES, resource_for
+from .resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    GRPCROUTES,
+    HTTPROUTES,
+    JOBS,
+    MODELDEPLOYMENTS,
+    SERVICES,
+    resource_for,
+)
 
 logger = logging.getLogger(__name__)
 
-# Hash of the owned fields last applied: lets a re-apply skip objects the API server has
-# defaulted (their lists then differ from the manifest although nothing needs to change).
-APPLIED_HASH = "modelops.dev/applied-hash"
 # Status keys written by others (kopf's progress storage, if ever enabled) are never removed.
 FOREIGN_STATUS_KEYS = frozenset({"kopf"})
 
@@ -63,27 +68,19 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return patch
 
 
-def with_applied_hash(manifest: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """A copy of the manifest annotated with the hash of its owned fields, and the hash."""
-    digest = hashlib.sha256(
-        json.dumps(apply_patch_of(manifest), sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()[:16]
-    meta = dict(manifest.get("metadata") or {})
-    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_HASH: digest}
-    return {**manifest, "metadata": meta}, digest
-
-
 def _known(observed: Observed, kind: str, name: str) -> Mapping[str, Any] | None:
-    found: Mapping[str, Any] | None = None
+    """The observed object a manifest would write, when the observation has it whole."""
     if kind == JOBS.kind:
-        found = observed.jobs.get(name)
-    elif kind == DEPLOYMENTS.kind:
-        found = observed.deployments.get(name)
-    if found is not None:
-        return found
-    if kind == SERVICES.kind and observed.service is not None:
-        service_name = (observed.service.get("metadata") or {}).get("name")
-        return observed.service if service_name == name else None
+        return observed.jobs.get(name) or observed.validation_jobs.get(name)
+    if kind == DEPLOYMENTS.kind:
+        router = observed.router
+        if router is not None and (router.get("metadata") or {}).get("name") == name:
+            return router
+        return observed.deployments.get(name)
+    if kind == SERVICES.kind:
+        return observed.services.get(name)
+    if kind in (HTTPROUTES.kind, GRPCROUTES.kind):
+        return observed.routes.get(f"{kind}/{name}")
     return None
 
 
@@ -128,7 +125,7 @@ class Applier:
         log: Mapping[str, Any],
     ) -> None:
         kind, child = manifest["kind"], manifest["metadata"]["name"]
-        annotated, digest = with_applied_hash(manifest)
+        annotated, _ = with_applied_hash(manifest)
         existing = _known(observed, kind, child)
         if existing is None and kind == CONFIGMAPS.kind and child in observed.configmaps:
             # Observed keeps only ConfigMap names: their content is read by nobody else.
@@ -139,9 +136,8 @@ class Applier:
                 (done.created if outcome == "created" else done.patched).append(f"{kind}/{child}")
                 logger.info("%s %s/%s", outcome, kind, child, extra=log)
             return
-        annotations = (existing.get("metadata") or {}).get("annotations") or {}
         patch = apply_patch_of(annotated)
-        if annotations.get(APPLIED_HASH) == digest or merged(existing, patch) == existing:
+        if unchanged(existing, manifest):
             return
         res = resource_for(manifest["apiVersion"], kind)
         await self._client.merge_patch(res, namespace, child, patch)

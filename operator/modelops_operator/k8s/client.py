@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from ..decide.writes import apply_patch_of, merged
 from .errors import (
     TRANSIENT_STATUSES,
     ApiError,
@@ -31,9 +32,6 @@ JsonDict = dict[str, Any]
 # (apiGroup, resource or resource/subresource, RBAC verb): what one request needs from RBAC.
 ApiCall = tuple[str, str, str]
 MERGE_PATCH = "application/merge-patch+json"
-# The parts of a child the operator owns; a merge-patch of these is what "apply" means here.
-APPLIED_FIELDS = ("spec", "data")
-APPLIED_METADATA = ("labels", "annotations")
 
 
 @dataclass(frozen=True)
@@ -60,29 +58,6 @@ class Credentials:
 
 
 Connect = Callable[[], Awaitable[Credentials]]
-
-
-def merged(existing: Mapping[str, Any], patch: Mapping[str, Any]) -> JsonDict:
-    """RFC 7386 merge-patch applied to a copy (None deletes a key, lists are replaced)."""
-    out = dict(existing)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_patch_of(manifest: Mapping[str, Any]) -> JsonDict:
-    """The merge-patch that makes an existing object match the manifest's owned fields."""
-    patch: JsonDict = {k: manifest[k] for k in APPLIED_FIELDS if k in manifest}
-    meta = manifest.get("metadata") or {}
-    owned_meta = {k: meta[k] for k in APPLIED_METADATA if k in meta}
-    if owned_meta:
-        patch["metadata"] = owned_meta
-    return patch
 
 
 def labels_match(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -309,7 +284,5 @@ __all__ = [
     "Connect",
     "Credentials",
     "KubeClient",
-    "apply_patch_of",
     "labels_match",
-    "merged",
 ]

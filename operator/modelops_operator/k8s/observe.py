@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from ..decide.inputs import Observed
-from ..render.common import LABEL_MANAGED_BY, MANAGED_BY, owner_labels
-from ..render.names import service_name
+from ..decide.inputs import Observed, ObserveKeys
+from ..render.common import LABEL_COMPONENT, LABEL_NAME, ROUTER_APP, owner_labels
+from ..render.names import router_name, service_name
 from .client import JsonDict, KubeClient, labels_match
-from .resources import CONFIGMAPS, DEPLOYMENTS, JOBS, PODS, SERVICES
+from .errors import NotFoundError
+from .resources import CONFIGMAPS, DEPLOYMENTS, GRPCROUTES, HTTPROUTES, JOBS, PODS, SERVICES
 from .store import EngineStore
 
 # Set by the Job controller on its pods (the older key first appeared in every version).
@@ -29,10 +30,43 @@ def job_finished(job: Mapping[str, Any]) -> bool:
     )
 
 
-def termination_message(pods: list[JsonDict]) -> str | None:
-    """The newest terminated container's message among a Job's pods."""
+def owned_by(obj: Mapping[str, Any], uid: str | None, kind: str | None = None) -> bool:
+    """True when `obj`'s controller ownerReference is the object `uid` (of `kind`).
+
+    Labels are only a filter: an object that carries our labels but not our reference was made
+    by someone else, and is never read, adopted, changed or deleted as ours.
+    """
+    if not uid:
+        return True  # an owner that was never stored (tests that build bodies by hand)
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if (
+            ref.get("uid") == uid
+            and ref.get("controller")
+            and (kind is None or ref.get("kind") == kind)
+        ):
+            return True
+    return False
+
+
+def replica_set_pod(pod: Mapping[str, Any], deployment_name: str) -> bool:
+    """A pod a Deployment's ReplicaSet made: controlled by `<deployment>-<pod-template-hash>`."""
+    meta = pod.get("metadata") or {}
+    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "ReplicaSet":
+            return (
+                template_hash is not None
+                and ref.get("name") == f"{deployment_name}-{template_hash}"
+            )
+    return False
+
+
+def termination_message(pods: list[JsonDict], job_uid: str | None = None) -> str | None:
+    """The newest terminated container's message among the pods the Job itself made."""
     found: list[tuple[str, str]] = []
     for pod in pods:
+        if job_uid and not owned_by(pod, job_uid, "Job"):
+            continue
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (cs.get("state") or {}).get("terminated") or {}
             message = terminated.get("message")
@@ -42,11 +76,12 @@ def termination_message(pods: list[JsonDict]) -> str | None:
 
 
 def pods_of(deployment: Mapping[str, Any], pods: list[JsonDict]) -> list[JsonDict]:
-    """The pods a Deployment's selector (matchLabels) selects."""
+    """The pods the Deployment's ReplicaSets made (its selector, then the owner reference)."""
     selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not selector:
         return []
-    return [p for p in pods if labels_match(p, selector)]
+    name = str((deployment.get("metadata") or {}).get("name", ""))
+    return [p for p in pods if labels_match(p, selector) and replica_set_pod(p, name)]
 
 
 def _by_name(items: list[JsonDict]) -> dict[str, JsonDict]:
@@ -66,32 +101,64 @@ class Observer:
         for uid in job_uids:
             self._messages.pop(uid, None)
 
-    async def observe(self, namespace: str, name: str, desired_key: str | None) -> Observed:
-        """Owned Jobs, Deployments (+ their pods), ConfigMaps, the Service and the store entry."""
+    async def observe(
+        self, namespace: str, name: str, uid: str | None, keys: ObserveKeys
+    ) -> Observed:
+        """Owned Jobs, Deployments (+ their pods), ConfigMaps, Services, routes, store entries."""
         labels = owner_labels(name)
-        jobs_l, deployments_l, configmaps_l, service, store_entry = await asyncio.gather(
-            self._client.list(JOBS, namespace, labels),
-            self._client.list(DEPLOYMENTS, namespace, labels),
-            self._client.list(CONFIGMAPS, namespace, labels),
-            self._client.get_or_none(SERVICES, namespace, service_name(name)),
-            self._store.entry(desired_key) if desired_key else _none(),
+        lists, entries = await asyncio.gather(
+            asyncio.gather(
+                self._client.list(JOBS, namespace, labels),
+                self._client.list(DEPLOYMENTS, namespace, labels),
+                self._client.list(CONFIGMAPS, namespace, labels),
+                self._client.list(SERVICES, namespace, labels),
+                self._routes(namespace, labels) if keys.gateway else _empty(),
+            ),
+            asyncio.gather(
+                self._store.entry(keys.desired) if keys.desired else _none(),
+                self._store.entry(keys.serving) if keys.serving else _none(),
+            ),
         )
-        jobs = _by_name(jobs_l)
-        deployments = _by_name(deployments_l)
+        store_entry, serving = entries
+        mine = [_by_name([o for o in objs if owned_by(o, uid)]) for objs in lists]
+        jobs_all, deployments_all, configmaps, services, routes = mine
+        jobs = {n: j for n, j in jobs_all.items() if _component(j) != "validate"}
+        validation_jobs = {n: j for n, j in jobs_all.items() if _component(j) == "validate"}
+        deployments = {n: d for n, d in deployments_all.items() if _app(d) != ROUTER_APP}
+        router = next((d for d in deployments_all.values() if _app(d) == ROUTER_APP), None)
         # Pods matter only once there are revisions: skip the list before the first rollout.
-        pod_items = await self._client.list(PODS, namespace, labels) if deployments else []
+        pod_items = await self._client.list(PODS, namespace, labels) if deployments_all else []
         pods = {d: pods_of(dep, pod_items) for d, dep in deployments.items()}
-        await asyncio.gather(*(self._attach_message(namespace, j) for j in jobs.values()))
-        if service is not None and not labels_match(service, {LABEL_MANAGED_BY: MANAGED_BY}):
-            service = None  # a user's Service of the same name is not ours to manage
+        router_pods = pods_of(router, pod_items) if router is not None else []
+        await asyncio.gather(*(self._attach_message(namespace, j) for j in jobs_all.values()))
         return Observed(
             jobs=jobs,
+            validation_jobs=validation_jobs,
             deployments=deployments,
             pods=pods,
-            configmaps=frozenset(_by_name(configmaps_l)),
-            service=service,
+            configmaps=frozenset(configmaps),
+            services=services,
+            service=services.get(service_name(name)),
+            router=router,
+            router_config=configmaps.get(router_name(name)),
+            router_pods=tuple(router_pods),
+            routes={f"{r['kind']}/{n}": r for n, r in routes.items()},
             store_entry=store_entry,
+            serving_entry=serving,
         )
+
+    async def _routes(self, namespace: str, labels: dict[str, str]) -> list[JsonDict]:
+        """HTTPRoutes and GRPCRoutes; none when the cluster has no Gateway API CRDs."""
+        found: list[JsonDict] = []
+        for resource in (HTTPROUTES, GRPCROUTES):
+            try:
+                found += [
+                    {**item, "kind": resource.kind}
+                    for item in await self._client.list(resource, namespace, labels)
+                ]
+            except NotFoundError:
+                continue
+        return found
 
     async def _attach_message(self, namespace: str, job: JsonDict) -> None:
         status = job.setdefault("status", {})
@@ -106,7 +173,7 @@ class Observer:
                 pods = await self._client.list(PODS, namespace, {label: meta["name"]})
                 if pods:
                     break
-            message = termination_message(pods)
+            message = termination_message(pods, meta.get("uid"))
             if message is None:
                 return
             self._messages[uid] = message
@@ -115,3 +182,15 @@ class Observer:
 
 async def _none() -> None:
     return None
+
+
+async def _empty() -> list[JsonDict]:
+    return []
+
+
+def _component(obj: Mapping[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT, ""))
+
+
+def _app(obj: Mapping[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_NAME, ""))

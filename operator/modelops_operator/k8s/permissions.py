@@ -35,6 +35,12 @@ REQUIRED_RULES: list[PolicyRule] = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": CHILD_VERBS},
     {"apiGroups": [""], "resources": ["services"], "verbs": CHILD_VERBS},
+    # Only used in GatewayAPI traffic mode; a cluster without the CRDs answers 404, handled.
+    {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes", "grpcroutes"],
+        "verbs": CHILD_VERBS,
+    },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     # Cluster-scoped, needed by kopf even for a single watched namespace.

@@ -99,6 +99,20 @@ async def fetch_text(
         raise _ScrapeError(MissingReason.UNREACHABLE, f"GET {url}: {exc!r}") from exc
 
 
+async def fetch_page(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> str:
+    """A page's text, size- and time-bounded; ValueError naming the failure otherwise."""
+    try:
+        return await fetch_text(session, url, timeout_s=timeout_s, max_bytes=max_bytes)
+    except _ScrapeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 async def scrape_pod(
     session: aiohttp.ClientSession,
     key: str,

@@ -27,7 +27,9 @@ ANNOTATION_ROLLBACK_TO = "modelops.dev/rollback-to"
 
 MANAGED_BY = "modelops"
 TRITON_APP = "triton"
+ROUTER_APP = "modelops-router"
 BUILDER_APP = "modelops-builder"
+VALIDATOR_APP = "modelops-validator"
 ENGINE_LABEL_CHARS = 40
 
 # Non-root uid/gid of the NGC tritonserver image's `triton-server` user; the builder image uses
@@ -52,8 +54,8 @@ def owner_selector(md_name: str) -> str:
 
 
 def pod_selector(md_name: str) -> str:
-    """status.selector: the serving pods of every revision, for the /scale subresource."""
-    return f"{LABEL_DEPLOYMENT}={label_value(md_name)}"
+    """status.selector: the Triton pods of every revision (never the router's), for /scale."""
+    return f"{LABEL_DEPLOYMENT}={label_value(md_name)},{LABEL_NAME}={TRITON_APP}"
 
 
 def triton_labels(md_name: str, revision: int, key: str) -> dict[str, str]:

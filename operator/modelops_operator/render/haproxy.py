@@ -48,6 +48,7 @@ class RouterConfig:
     admin_socket: str = ADMIN_SOCKET
     request_timeout_seconds: int = 300
     slots: int = SLOTS
+    hard_stop_seconds: int = 30
 
 
 def slot_name(index: int) -> str:
@@ -64,6 +65,8 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "global",
         f"  stats socket {config.admin_socket} mode 660 level admin",
         "  stats timeout 30s",
+        # A soft stop (SIGUSR1, the pod's preStop) waits this long for requests in flight.
+        f"  hard-stop-after {config.hard_stop_seconds}s",
         "  log stdout format raw local0 notice",
         "",
         "defaults",

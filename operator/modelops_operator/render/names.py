@@ -55,6 +55,18 @@ def revision_name(md_name: str, revision: int) -> str:
     return _fit(md_name, MAX_NAME - len(suffix)) + suffix
 
 
+def router_name(md_name: str) -> str:
+    """`<name>-router`: the router's Deployment and ConfigMap."""
+    suffix = "-router"
+    return _fit(md_name, MAX_NAME - len(suffix)) + suffix
+
+
+def validation_job_name(md_name: str, revision: int) -> str:
+    """`<name>-validate-r<N>`: the one validation Job of a revision."""
+    suffix = f"-validate-r{revision}"
+    return _fit(md_name, MAX_NAME - len(suffix)) + suffix
+
+
 def revision_of(child_name: str) -> int | None:
     """The revision number at the end of a `<name>-r<N>` child name, or None."""
     match = _REVISION_SUFFIX.search(child_name)

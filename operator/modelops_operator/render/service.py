@@ -27,9 +27,8 @@ def endpoint(md_name: str, namespace: str) -> tuple[str, str]:
     return f"{host}:{HTTP_PORT}", f"{host}:{GRPC_PORT}"
 
 
-def render_service(md: ModelDeployment) -> dict[str, Any]:
-    """Service `<name>` on ports 8000 (HTTP), 8001 (gRPC) and 8002 (metrics)."""
-    name = md.metadata.name
+def service_ports() -> list[dict[str, Any]]:
+    """Ports 8000 (HTTP), 8001 (gRPC) and 8002 (metrics), named after what they carry."""
     ports = []
     for port_name, port, protocol in SERVICE_PORTS:
         entry: dict[str, Any] = {
@@ -42,10 +41,21 @@ def render_service(md: ModelDeployment) -> dict[str, Any]:
             # Lets service meshes and gateways balance gRPC per request, not per connection.
             entry["appProtocol"] = "grpc"
         ports.append(entry)
+    return ports
+
+
+def render_service(md: ModelDeployment, selector: dict[str, str] | None = None) -> dict[str, Any]:
+    """Service `<name>` on ports 8000, 8001 and 8002: the router's pods, or every revision's
+    Triton pods (`service_selector`) when there is no router."""
+    name = md.metadata.name
     labels = {LABEL_NAME: TRITON_APP, **owner_labels(name)}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": object_meta(md, service_name(name), labels),
-        "spec": {"type": "ClusterIP", "selector": service_selector(name), "ports": ports},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector or service_selector(name),
+            "ports": service_ports(),
+        },
     }

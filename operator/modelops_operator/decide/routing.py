@@ -1,0 +1,167 @@
+"""How requests reach the revisions: the weights, and the router, Services and routes that carry
+them, in the ModelDeployment's traffic mode.
+
+- Router: a revision Service per revision, the router's ConfigMap (with the route table) and
+  Deployment; the ModelDeployment's Service selects the router's pods once one is ready (before
+  that, and after a switch back, it selects the Triton pods directly, so nothing that served
+  stops serving).
+- GatewayAPI: a revision Service per revision, and an HTTPRoute and a GRPCRoute with weights.
+- Replicas: the Service selects every revision's Triton pods; nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import TrafficMode, TrafficStatus
+from ..render.gateway import render_routes
+from ..render.names import revision_name, router_name
+from ..render.router import (
+    render_revision_service,
+    render_router_configmap,
+    render_router_deployment,
+    router_selector,
+)
+from ..render.service import render_service
+from .facts import Facts
+from .lineage import Moved
+from .plan import Action, Apply, Delete, Emit, EventReason
+from .revisions import as_int
+from .traffic import (
+    RouterReport,
+    applied_note,
+    next_status,
+    route_table,
+    router_synced,
+    split,
+    with_draining,
+)
+from .writes import unchanged
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    """The new status.traffic, whether the router runs it, and revisions it still needs."""
+
+    status: TrafficStatus
+    synced: bool
+    events: tuple[Emit, ...]
+    holds: frozenset[int]
+
+
+def _running(facts: Facts, targets: Mapping[int, int]) -> list[int]:
+    """Revisions with pods now or after this reconcile."""
+    return sorted(
+        {n for n, view in facts.revisions.items() if view.replicas > 0}
+        | {n for n, target in targets.items() if target > 0}
+    )
+
+
+def _describe(weights: Mapping[int, int]) -> str:
+    return ", ".join(f"revision {n} {w}%" for n, w in sorted(weights.items()) if w > 0) or "none"
+
+
+def plan_traffic(facts: Facts, moved: Moved) -> TrafficPlan:
+    """Weights of this reconcile: the candidate's share, the rest to the current revision, 0 to
+    revisions that still run pods."""
+    mode = facts.md.spec.rollout.traffic.mode
+    old = facts.md.status.traffic
+    lineage = moved.lineage
+    report = facts.context.router
+    if mode == TrafficMode.REPLICAS:
+        status = TrafficStatus(mode=mode, version=old.version if old else 0, applied=None)
+        return TrafficPlan(status, True, (), frozenset())
+    weights = with_draining(
+        split(lineage.current, lineage.candidate, moved.canary_weight),
+        _running(facts, moved.targets),
+    )
+    status = next_status(mode, old, weights, None)
+    synced = router_synced(mode, status, report)
+    status = status.model_copy(update={"applied": applied_note(mode, status, report)})
+    events: tuple[Emit, ...] = ()
+    before = {w.revision: w.weight for w in old.weights} if old else {}
+    if {n: w for n, w in before.items() if w} != {n: w for n, w in weights.items() if w}:
+        events = (Emit(EventReason.TRAFFIC_SHIFTED, f"requests: {_describe(weights)}"),)
+    return TrafficPlan(status, synced, events, _holds(weights, before, synced, old, report))
+
+
+def _holds(
+    weights: Mapping[int, int],
+    before: Mapping[int, int],
+    synced: bool,
+    old: TrafficStatus | None,
+    report: RouterReport | None,
+) -> frozenset[int]:
+    """Revisions that keep their pods: a revision leaves only once the router runs a table
+    that gives it nothing (the new one, or the previous one when that already did)."""
+    if synced:
+        return frozenset(n for n, w in weights.items() if w > 0)
+    if old is not None and report is not None and report.runs(old.version):
+        return frozenset(n for n in weights if weights[n] > 0 or before.get(n, 0) > 0)
+    return frozenset(weights)
+
+
+def _router_ready(facts: Facts) -> bool:
+    router = facts.observed.router
+    return router is not None and as_int((router.get("status") or {}).get("readyReplicas")) > 0
+
+
+def _write(existing: Mapping[str, Any] | None, manifest: dict[str, Any]) -> list[Action]:
+    return [] if unchanged(existing, manifest) else [Apply(manifest)]
+
+
+def traffic_writes(facts: Facts, plan: TrafficPlan, serving: bool) -> list[Action]:
+    """The router, Services and routes of the mode; leftovers of another mode deleted.
+
+    `serving` says revisions exist (or are being created): before that there is nothing to
+    route, and no router runs for a ModelDeployment that is still building.
+    """
+    md, observed = facts.md, facts.observed
+    mode = md.spec.rollout.traffic.mode
+    actions: list[Action] = []
+    if not serving:
+        return actions
+    routed = [w.revision for w in plan.status.weights]
+    if mode != TrafficMode.REPLICAS:
+        for number in routed:
+            service = render_revision_service(md, number)
+            actions += _write(observed.services.get(service["metadata"]["name"]), service)
+    if mode == TrafficMode.ROUTER:
+        table = route_table(facts.name, md.metadata.namespace, plan.status)
+        actions += _write(observed.router_config, render_router_configmap(md, table))
+        actions += _write(observed.router, render_router_deployment(md, facts.settings))
+    elif observed.router is not None:
+        actions += [Delete("apps/v1", "Deployment", router_name(facts.name))]
+        actions += [Delete("v1", "ConfigMap", router_name(facts.name))]
+    gateway = md.spec.rollout.traffic.gateway_api
+    if mode == TrafficMode.GATEWAY_API and gateway is not None:
+        weights = {w.revision: w.weight for w in plan.status.weights}
+        for route in render_routes(md, gateway, weights):
+            key = f"{route['kind']}/{route['metadata']['name']}"
+            actions += _write(observed.routes.get(key), route)
+    else:
+        actions += [
+            Delete(*_route_ref(route), name) for name, route in _named_routes(observed.routes)
+        ]
+    routed_by_router = mode == TrafficMode.ROUTER and _router_ready(facts)
+    wanted = render_service(md, router_selector(facts.name) if routed_by_router else None)
+    have = (observed.service or {}).get("spec") or {}
+    if any(have.get(part) != wanted["spec"][part] for part in ("selector", "ports")):
+        actions.append(Apply(wanted))
+    if mode == TrafficMode.REPLICAS:
+        actions += [
+            Delete("v1", "Service", name)
+            for name in sorted(observed.services)
+            if any(name == revision_name(facts.name, n) for n in facts.revisions)
+        ]
+    return actions
+
+
+def _named_routes(routes: Mapping[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(key.split("/", 1)[1], route) for key, route in sorted(routes.items())]
+
+
+def _route_ref(route: Mapping[str, Any]) -> tuple[str, str]:
+    return "gateway.networking.k8s.io/v1", str(route.get("kind", "HTTPRoute"))

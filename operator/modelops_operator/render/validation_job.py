@@ -1,0 +1,182 @@
+"""PURE: the validation Job of a candidate revision, and the request it runs.
+
+The Job (builder image, no Kubernetes credentials) sends the entry's validation set, and the
+user's own set when spec.validation names one, to every ready candidate pod over gRPC, before
+the candidate gets any client request. Its termination message carries the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelops_contract.key import key_digest
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.validation import (
+    VALIDATION_SET_NAME,
+    UserValidationSet,
+    ValidationRequest,
+)
+
+from ..api import ModelDeployment
+from ..settings import Settings
+from .common import (
+    ANNOTATION_ENGINE_KEY,
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_REVISION,
+    MANAGED_BY,
+    VALIDATOR_APP,
+    container_security_context,
+    object_meta,
+    owner_labels,
+    pod_security_context,
+    tmp_volume,
+)
+from .names import validation_job_name
+
+SET_DIR = "/var/lib/modelops/validation"
+PVC_ROOT = "/mnt/pvc"
+# Tolerances when the manifest records none (an entry built before they were recorded).
+DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
+RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+
+
+def tolerances(manifest: EngineManifest) -> tuple[float, float]:
+    """The build's accuracy tolerances: the validation run holds the served engine to them."""
+    atol, rtol = DEFAULT_TOLERANCES.get(str(manifest.precision), DEFAULT_TOLERANCES["fp16"])
+    accuracy = manifest.accuracy
+    if accuracy is not None:
+        atol = accuracy.atol if accuracy.atol is not None else atol
+        rtol = accuracy.rtol if accuracy.rtol is not None else rtol
+    return atol, rtol
+
+
+def validation_request(
+    md: ModelDeployment, manifest: EngineManifest, targets: Sequence[str]
+) -> ValidationRequest:
+    """What the Job checks: both sets, every target, the build's tolerances."""
+    atol, rtol = tolerances(manifest)
+    user = md.spec.validation
+    return ValidationRequest(
+        model_name=md.metadata.name,
+        targets=list(targets),
+        reference_set=f"{SET_DIR}/{VALIDATION_SET_NAME}",
+        inputs=[s.name for s in manifest.inputs],
+        outputs=[s.name for s in manifest.outputs],
+        user_set=None
+        if user is None
+        else UserValidationSet(
+            source_uri=user.source.uri,
+            sha256=user.source.sha256,
+            min_accuracy=user.min_accuracy,
+            min_agreement=user.min_agreement,
+        ),
+        atol=atol,
+        rtol=rtol,
+        max_batch_size=manifest.max_batch_size,
+    )
+
+
+def _user_set_access(md: ModelDeployment) -> tuple[list[Any], list[Any], list[Any]]:
+    """(volumes, mounts, envFrom) that reach spec.validation's file."""
+    user = md.spec.validation
+    if user is None:
+        return [], [], []
+    parts = urlsplit(user.source.uri)
+    volumes: list[Any] = []
+    mounts: list[Any] = []
+    if parts.scheme == "pvc" and parts.netloc:
+        claim = parts.netloc
+        volumes.append(
+            {"name": "user-set", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "user-set", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    secret = user.source.credentials_secret
+    env_from = [{"secretRef": {"name": secret}}] if secret else []
+    return volumes, mounts, env_from
+
+
+def render_validation_job(
+    md: ModelDeployment,
+    revision: int,
+    manifest: EngineManifest,
+    targets: Sequence[str],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Job `<name>-validate-r<N>`: the entry's set mounted read-only, the user's set fetched."""
+    name = md.metadata.name
+    request = validation_request(md, manifest, targets)
+    labels = {
+        LABEL_NAME: VALIDATOR_APP,
+        LABEL_COMPONENT: "validate",
+        **owner_labels(name),
+        LABEL_REVISION: str(revision),
+    }
+    pod_labels = {
+        LABEL_NAME: VALIDATOR_APP,
+        LABEL_COMPONENT: "validate",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_REVISION: str(revision),
+    }
+    volumes, mounts, env_from = _user_set_access(md)
+    entry = f"{key_digest(manifest.key)}/{VALIDATION_SET_NAME}"
+    volumes += [
+        tmp_volume(),
+        {
+            "name": "set",
+            "persistentVolumeClaim": {"claimName": settings.store_pvc, "readOnly": True},
+        },
+    ]
+    mounts += [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable place
+        {
+            "name": "set",
+            "mountPath": f"{SET_DIR}/{VALIDATION_SET_NAME}",
+            "subPath": entry,
+            "readOnly": True,
+        },
+    ]
+    container: dict[str, Any] = {
+        "name": "validate",
+        "image": settings.builder_image,
+        "command": ["modelops-build"],
+        "args": ["validate", "--request", request.model_dump_json(by_alias=True)],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108
+            {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+        ],
+        "resources": RESOURCES,
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(
+            md,
+            validation_job_name(name, revision),
+            labels,
+            {ANNOTATION_ENGINE_KEY: manifest.key},
+        ),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.validation_deadline_seconds,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
