@@ -1,16 +1,14 @@
 """Build the engine file (model.onnx for ONNX Runtime, model.plan for TensorRT) and run it.
 
-GPU detection never imports tensorrt: it looks for the NVIDIA device node or a working
-nvidia-smi, so a CPU node learns it has no GPU without loading CUDA libraries. The TensorRT
-build itself lives in `tensorrt_engine` and is imported only when a GPU is present.
+GPU detection (gpu.py) never imports tensorrt or CUDA: it asks nvidia-smi, so a CPU node learns
+it has no GPU cheaply. The TensorRT build itself lives in `tensorrt_engine` and is imported only
+when a GPU is present.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +17,25 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import BuildError
+from .gpu import NO_GPU_ENV, GpuInfo, detect_gpu
 from .request import BuildRequest
+
+__all__ = [
+    "NO_GPU_ENV",
+    "BuiltEngine",
+    "EnginePlan",
+    "GpuInfo",
+    "OrtRunner",
+    "Runner",
+    "TimingCache",
+    "build_engine",
+    "detect_gpu",
+    "plan_engine",
+]
 
 log = logging.getLogger(__name__)
 
 ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
-# Set to "1" to behave as if no GPU were present (a CPU-only dry run on a GPU node).
-NO_GPU_ENV = "MODELOPS_NO_GPU"
 
 
 class Runner(Protocol):
@@ -36,40 +46,6 @@ class Runner(Protocol):
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Outputs in `output_names` order."""
         ...
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """What the node has: a GPU or not, its name and compute capability when known."""
-
-    present: bool
-    name: str | None = None
-    compute_capability: str | None = None
-    why_absent: str | None = None
-
-
-def detect_gpu() -> GpuInfo:
-    """Find an NVIDIA GPU without importing CUDA libraries."""
-    if os.environ.get(NO_GPU_ENV) == "1":
-        return GpuInfo(False, why_absent=f"{NO_GPU_ENV}=1")
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            return GpuInfo(False, why_absent=f"nvidia-smi failed: {exc}")
-        if out:
-            name, _, capability = out.splitlines()[0].partition(",")
-            return GpuInfo(True, name.strip(), capability.strip() or None)
-    if Path("/dev/nvidia0").exists():
-        return GpuInfo(True)
-    return GpuInfo(False, why_absent="no /dev/nvidia0 and no working nvidia-smi")
 
 
 def ort_providers() -> list[str]:
