@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,10 +151,10 @@ def plan_engine(request: BuildRequest) -> EnginePlan:
     why = gpu.why_absent
     version = None
     if gpu.present:
-        try:
-            from .tensorrt_engine import tensorrt_version
+        from .tensorrt_versions import installed_version
 
-            version = tensorrt_version()
+        try:
+            version = installed_version()
         except ImportError as exc:
             why = f"tensorrt is not importable in this image: {exc}"
     if version is not None:
@@ -178,14 +178,23 @@ def build_engine(
     inputs: list[Any],
     version_dir: Path,
     timing_cache: TimingCache | None = None,
+    ranges: Mapping[str, Any] | None = None,
 ) -> BuiltEngine:
-    """Write the engine file into `version_dir` and return a runner over it."""
+    """Write the engine file into `version_dir` and return a runner over it.
+
+    `ranges` (input name -> tensorrt_profiles.DimRange) widens dynamic non-batch dims of a
+    TensorRT profile; without it they are pinned to the size the gate and profiler use.
+    """
     import onnxruntime as ort
 
     if plan.engine == "tensorrt":
         from .tensorrt_engine import build_plan
+        from .tensorrt_profiles import profile_shapes
 
-        return build_plan(request, onnx_path, inputs, version_dir, plan.gpu, timing_cache)
+        shapes = profile_shapes(
+            inputs, request.max_batch_size, request.effective_opt_batch_size, ranges
+        )
+        return build_plan(request, onnx_path, version_dir, plan.gpu, timing_cache, shapes)
     dest = version_dir / ONNX_FILE
     shutil.copyfile(onnx_path, dest)
     providers = ort_providers()
