@@ -2,7 +2,8 @@
 
 GPU detection (gpu.py) never imports tensorrt or CUDA: it asks nvidia-smi, so a CPU node learns
 it has no GPU cheaply. The TensorRT build itself lives in `tensorrt_engine` and is imported only
-when a GPU is present.
+when a GPU is present; the image's TensorRT must be the version the serving Triton runs
+(tensorrt_versions), or nothing is built.
 """
 
 from __future__ import annotations
@@ -151,13 +152,16 @@ def plan_engine(request: BuildRequest) -> EnginePlan:
     why = gpu.why_absent
     version = None
     if gpu.present:
-        from .tensorrt_versions import installed_version
+        from .tensorrt_versions import check_alignment, expected_version, installed_version
 
         try:
             version = installed_version()
         except ImportError as exc:
             why = f"tensorrt is not importable in this image: {exc}"
     if version is not None:
+        # A plan of another TensorRT version would never load in Triton: refuse, even with
+        # allowFallback (the images are misconfigured; no node would do better).
+        check_alignment(version, expected_version())
         return EnginePlan("tensorrt", gpu, tensorrt_version=version)
     reason = "GpuUnavailable" if not gpu.present else "TensorRTUnavailable"
     if request.allow_fallback:

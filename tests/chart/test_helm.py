@@ -372,7 +372,7 @@ def test_env_is_what_the_operator_reads(
     assert settings.prometheus_url == (values["operator"]["prometheusUrl"] or None)
     assert settings.build_backoff_limit == values["build"]["backoffLimit"]
     assert settings.build_deadline_seconds == values["build"]["deadlineSeconds"]
-    assert settings.tensorrt_version == values["build"]["tensorrtVersion"]
+    assert settings.tensorrt_version == values["tensorrt"]["version"]
     assert settings.triton_startup_seconds == values["triton"]["startupSeconds"]
     assert settings.onnx_serving_backend == values["triton"]["onnxServingBackend"]
     op = values["operator"]
