@@ -125,3 +125,25 @@ def test_operator_defaults_are_the_chart_s_pair() -> None:
 
 def test_operator_and_builder_name_the_same_env() -> None:
     assert EXPECTED_TENSORRT_ENV == EXPECTED_VERSION_ENV
+
+
+def test_trt_e2e_script_parses_and_reads_the_chart() -> None:
+    script = REPO / "hack" / "trt-e2e.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    text = script.read_text()
+    reader = re.search(r"^chart_value\(\) \{.*?^\}$", text, re.MULTILINE | re.DOTALL)
+    assert reader
+    for key, want in [
+        ("tensorrt.version", TRT_VERSION),
+        ("images.triton.tag", VALUES["images"]["triton"]["tag"]),
+        ("images.builder.repository", VALUES["images"]["builder"]["repository"]),
+        ("images.builder.tag", VALUES["images"]["builder"]["tag"]),
+    ]:
+        got = subprocess.run(
+            ["bash", "-c", f"{reader.group(0)}\nchart_value {key}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert got == want, key
