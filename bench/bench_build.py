@@ -90,7 +90,7 @@ def save_torchscript(path: Path, seed: int = 0) -> str:
 
 def build_request(source: Path, sha256: str, store: Path, precision: str, **extra: Any) -> Any:
     """A BuildRequest for the ResNet-18 TorchScript file (ONNX Runtime engine, batch 1..8)."""
-    from modelops_builder.request import BuildRequest, TensorSig
+    from modelops_contract.request import BuildRequest, TensorSig
 
     return BuildRequest(
         source_uri=source.as_uri(),

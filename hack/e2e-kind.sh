@@ -52,8 +52,12 @@ kubectl config use-context "kind-$CLUSTER"
 log "images"
 docker build -f operator/Dockerfile -t "$OPERATOR_IMAGE" .
 if [ -z "$BUILDER_IMAGE" ]; then
-  BUILDER_IMAGE=ghcr.io/modelops/builder:$TAG
-  docker build -f builder/Dockerfile -t "$BUILDER_IMAGE" .
+  # The chart requires the builder tag to end in -ngc<YY.MM> of the Triton image's release.
+  triton_tag=${TRITON_IMAGE:+${TRITON_IMAGE##*:}}
+  triton_tag=${triton_tag:-$(sed -n 's/^    tag: "\([0-9][0-9]\.[0-9][0-9]\)-py3"$/\1/p' charts/modelops/values.yaml)}
+  ngc_release=${triton_tag:0:5}
+  BUILDER_IMAGE=ghcr.io/modelops/builder:$TAG-ngc$ngc_release
+  docker build -f builder/Dockerfile --build-arg "NGC_RELEASE=$ngc_release" -t "$BUILDER_IMAGE" .
 fi
 kind load docker-image --name "$CLUSTER" "$OPERATOR_IMAGE" "$BUILDER_IMAGE"
 

@@ -1,17 +1,16 @@
 """Build the engine file (model.onnx for ONNX Runtime, model.plan for TensorRT) and run it.
 
-GPU detection never imports tensorrt: it looks for the NVIDIA device node or a working
-nvidia-smi, so a CPU node learns it has no GPU without loading CUDA libraries. The TensorRT
-build itself lives in `tensorrt_engine` and is imported only when a GPU is present.
+GPU detection (gpu.py) never imports tensorrt or CUDA: it asks nvidia-smi, so a CPU node learns
+it has no GPU cheaply. The TensorRT build itself lives in `tensorrt_engine` and is imported only
+when a GPU is present; the image's TensorRT must be the version the serving Triton runs
+(tensorrt_versions), or nothing is built.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,12 +20,24 @@ import numpy as np
 from modelops_contract.request import BuildRequest
 
 from .errors import BuildError
+from .gpu import NO_GPU_ENV, GpuInfo, detect_gpu
+
+__all__ = [
+    "NO_GPU_ENV",
+    "BuiltEngine",
+    "EnginePlan",
+    "GpuInfo",
+    "OrtRunner",
+    "Runner",
+    "TimingCache",
+    "build_engine",
+    "detect_gpu",
+    "plan_engine",
+]
 
 log = logging.getLogger(__name__)
 
 ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
-# Set to "1" to behave as if no GPU were present (a CPU-only dry run on a GPU node).
-NO_GPU_ENV = "MODELOPS_NO_GPU"
 
 
 class Runner(Protocol):
@@ -37,40 +48,6 @@ class Runner(Protocol):
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Outputs in `output_names` order."""
         ...
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """What the node has: a GPU or not, its name and compute capability when known."""
-
-    present: bool
-    name: str | None = None
-    compute_capability: str | None = None
-    why_absent: str | None = None
-
-
-def detect_gpu() -> GpuInfo:
-    """Find an NVIDIA GPU without importing CUDA libraries."""
-    if os.environ.get(NO_GPU_ENV) == "1":
-        return GpuInfo(False, why_absent=f"{NO_GPU_ENV}=1")
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            return GpuInfo(False, why_absent=f"nvidia-smi failed: {exc}")
-        if out:
-            name, _, capability = out.splitlines()[0].partition(",")
-            return GpuInfo(True, name.strip(), capability.strip() or None)
-    if Path("/dev/nvidia0").exists():
-        return GpuInfo(True)
-    return GpuInfo(False, why_absent="no /dev/nvidia0 and no working nvidia-smi")
 
 
 def ort_providers() -> list[str]:
@@ -176,13 +153,16 @@ def plan_engine(request: BuildRequest) -> EnginePlan:
     why = gpu.why_absent
     version = None
     if gpu.present:
-        try:
-            from .tensorrt_engine import tensorrt_version
+        from .tensorrt_versions import check_alignment, expected_version, installed_version
 
-            version = tensorrt_version()
+        try:
+            version = installed_version()
         except ImportError as exc:
             why = f"tensorrt is not importable in this image: {exc}"
     if version is not None:
+        # A plan of another TensorRT version would never load in Triton: refuse, even with
+        # allowFallback (the images are misconfigured; no node would do better).
+        check_alignment(version, expected_version())
         return EnginePlan("tensorrt", gpu, tensorrt_version=version)
     reason = "GpuUnavailable" if not gpu.present else "TensorRTUnavailable"
     if request.allow_fallback:
@@ -203,14 +183,23 @@ def build_engine(
     inputs: list[Any],
     version_dir: Path,
     timing_cache: TimingCache | None = None,
+    ranges: Mapping[str, Any] | None = None,
 ) -> BuiltEngine:
-    """Write the engine file into `version_dir` and return a runner over it."""
+    """Write the engine file into `version_dir` and return a runner over it.
+
+    `ranges` (input name -> tensorrt_profiles.DimRange) widens dynamic non-batch dims of a
+    TensorRT profile; without it they are pinned to the size the gate and profiler use.
+    """
     import onnxruntime as ort
 
     if plan.engine == "tensorrt":
         from .tensorrt_engine import build_plan
+        from .tensorrt_profiles import profile_shapes
 
-        return build_plan(request, onnx_path, inputs, version_dir, plan.gpu, timing_cache)
+        shapes = profile_shapes(
+            inputs, request.max_batch_size, request.effective_opt_batch_size, ranges
+        )
+        return build_plan(request, onnx_path, version_dir, plan.gpu, timing_cache, shapes)
     dest = version_dir / ONNX_FILE
     shutil.copyfile(onnx_path, dest)
     providers = ort_providers()

@@ -33,10 +33,11 @@ class Settings(BaseSettings):
         default=None, description="Secret with the s3 store's credentials (env keys)."
     )
     triton_image: str = Field(
-        default="nvcr.io/nvidia/tritonserver:25.10-py3", description="Triton server image."
+        default="nvcr.io/nvidia/tritonserver:26.10-py3", description="Triton server image."
     )
     builder_image: str = Field(
-        default="ghcr.io/modelops/builder:0.1.0", description="Engine builder image."
+        default="ghcr.io/modelops/builder:0.1.0-ngc26.10",
+        description="Engine builder image, built FROM the TensorRT image of Triton's NGC release.",
     )
     router_image: str = Field(
         default="docker.io/library/haproxy:2.8",
@@ -62,7 +63,10 @@ class Settings(BaseSettings):
         default=300, ge=30, le=3600, description="activeDeadlineSeconds of a validation Job."
     )
     tensorrt_version: str = Field(
-        default="11.4", description="TensorRT version of the builder image (part of the key)."
+        default="11.4.0.106",
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$",
+        description="The full TensorRT version (tensorrt.__version__) of the Triton image: part "
+        "of every TensorRT engine key, and the only version build Jobs may build with.",
     )
     onnx_serving_backend: Literal["onnxruntime", "python"] = Field(
         default="onnxruntime",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.chart import CASE_IDS, VALUES_CASES, Helm, Manifest
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HELM = REPO / ".tools" / "bin" / "helm"
 
@@ -27,3 +29,16 @@ def helm_binary() -> Path:
     assert version.returncode == 0, f"{binary} does not run: {version.stderr}"
     assert version.stdout.startswith(("v3.", "v4.")), version.stdout
     return binary
+
+
+@pytest.fixture(scope="session")
+def helm(helm_binary: Path) -> Helm:
+    """The helm binary, with template and failure helpers."""
+    return Helm(helm_binary)
+
+
+@pytest.fixture(scope="module", params=VALUES_CASES, ids=CASE_IDS)
+def rendered(request: pytest.FixtureRequest, helm: Helm) -> tuple[str, list[Manifest]]:
+    """The chart rendered with the default values and with each ci/*.yaml."""
+    name, files = request.param
+    return name, helm.template(files)

@@ -34,6 +34,9 @@ from .names import build_job_name, label_value
 MODEL_NAME = "model"
 BUILDER_COMMAND = ["modelops-build"]
 PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default
+# modelops_builder.tensorrt_versions.EXPECTED_VERSION_ENV (not imported: that module is the
+# builder's, the operator imports only the light contract modules).
+EXPECTED_TENSORRT_ENV = "MODELOPS_EXPECTED_TENSORRT_VERSION"
 BUILDER_RESOURCES: dict[str, dict[str, Any]] = {
     "requests": {"cpu": "1", "memory": "2Gi"},
     "limits": {"memory": "16Gi"},
@@ -166,6 +169,9 @@ def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
         {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
     ]
+    if str(md.spec.build.engine) == "tensorrt":
+        # The builder refuses to build with any other TensorRT: Triton could not load the plan.
+        env.append({"name": EXPECTED_TENSORRT_ENV, "value": settings.tensorrt_version})
     container: dict[str, Any] = {
         "name": "builder",
         "image": settings.builder_image,

@@ -1,0 +1,150 @@
+"""Pod Security "restricted" for every pod the chart or the operator renders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from modelops_operator.settings import Settings
+from tests.support.chart import (
+    K8S_VERSIONS,
+    REPO,
+    Manifest,
+)
+from tests.support.pod_security import pod_specs, restricted_violations
+
+
+# --- pod security ------------------------------------------------------------------------------
+def test_chart_pods_are_restricted(rendered: tuple[str, list[Manifest]]) -> None:
+    _, manifests = rendered
+    pods = [pod for m in manifests for pod in pod_specs(m)]
+    assert pods, "the chart renders no pod"
+    for metadata, pod in pods:
+        assert restricted_violations(pod, metadata) == []
+
+
+def _restricted_pod() -> Manifest:
+    return {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "c",
+                "image": "x",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                },
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "c", "configMap": {"name": "x"}}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda p: p.update(hostNetwork=True), "hostNetwork"),
+        (lambda p: p.update(hostPID=True), "hostPID"),
+        (lambda p: p.update(hostIPC=True), "hostIPC"),
+        (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
+        (lambda p: p["volumes"].append({"name": "n", "nfs": {"server": "s"}}), "nfs"),
+        (lambda p: p["securityContext"].pop("runAsNonRoot"), "runAsNonRoot"),
+        (lambda p: p["securityContext"].update(runAsUser=0), "runAsUser"),
+        (lambda p: p["securityContext"].pop("seccompProfile"), "seccompProfile"),
+        (lambda p: p["securityContext"].update(seccompProfile={"type": "Unconfined"}), "seccomp"),
+        (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "Escal"),
+        (lambda p: p["containers"][0]["securityContext"].update(privileged=True), "privileged"),
+        (lambda p: p["containers"][0]["securityContext"]["capabilities"].update(drop=[]), "ALL"),
+        (
+            lambda p: p["containers"][0]["securityContext"]["capabilities"].update(
+                add=["SYS_ADMIN"]
+            ),
+            "SYS_ADMIN",
+        ),
+        (
+            lambda p: p["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]),
+            "hostPort",
+        ),
+        (
+            lambda p: p["containers"][0]["securityContext"].update(runAsNonRoot=False),
+            "runAsNonRoot",
+        ),
+        (
+            lambda p: p["securityContext"].update(
+                sysctls=[{"name": "kernel.msgmax", "value": "1"}]
+            ),
+            "sysctl",
+        ),
+        (lambda p: p.update(initContainers=[{"name": "i", "image": "x"}]), "initContainers[i]"),
+    ],
+)
+def test_pss_checker_rejects(mutate: Any, expected: str) -> None:
+    """The checker itself: the reference pod passes, each single breach is reported."""
+    assert restricted_violations(_restricted_pod()) == []
+    pod = _restricted_pod()
+    mutate(pod)
+    violations = restricted_violations(pod)
+    assert any(expected in v for v in violations), violations
+
+
+def _operator_rendered_workloads() -> list[Manifest]:
+    """The build Job and the Triton revision objects the operator creates, rendered with the
+    Settings the default chart values configure."""
+    job_mod = pytest.importorskip(
+        "modelops_operator.render.job", reason="render/job.py has not landed yet"
+    )
+    rev_mod = pytest.importorskip(
+        "modelops_operator.render.revision", reason="render/revision.py has not landed yet"
+    )
+    from modelops_contract.manifest import EngineManifest
+    from modelops_operator.api import ModelDeployment
+
+    settings = Settings(store_pvc="modelops-engines")
+    out: list[Manifest] = []
+    for example in ("cpu-onnxruntime.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml"):
+        body = yaml.safe_load((REPO / "examples" / example).read_text())
+        body["metadata"].update(namespace="ml", uid="0f6c5a5e-1111-2222-3333-444455556666")
+        body["metadata"].setdefault("generation", 1)
+        body["metadata"].setdefault("resourceVersion", "1")
+        md = ModelDeployment.from_body(body)
+        key = "sha256:" + "ab" * 32
+        out.append(job_mod.render_build_job(md, key, settings))
+        tensorrt = str(md.spec.build.engine) == "tensorrt"
+        engine = EngineManifest(
+            key=key,
+            engine=str(md.spec.build.engine),
+            precision=str(md.spec.build.precision),
+            serving_backend="tensorrt_plan" if tensorrt else "onnxruntime",
+            model_name="model",
+            model_file="model.plan" if tensorrt else "model.onnx",
+            gpu_product=md.spec.build.gpu.product if tensorrt and md.spec.build.gpu else None,
+            inputs=[{"name": "input", "data_type": "FP32", "dims": [16]}],
+            outputs=[{"name": "logits", "data_type": "FP32", "dims": [4]}],
+            max_batch_size=8,
+            opt_batch_size=4,
+            source_sha256="cd" * 32,
+            format="onnx",
+            created_at="2025-01-01T00:00:00Z",
+        )
+        out.extend(rev_mod.render_revision(md, 2, engine, settings))
+    return out
+
+
+def test_operator_rendered_pods_are_restricted() -> None:
+    workloads = _operator_rendered_workloads()
+    kinds = {m["kind"] for m in workloads}
+    assert {"Job", "Deployment"} <= kinds
+    for manifest in workloads:
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(manifest, version, strict=True)
+            except kubernetes_validate.ValidationError as err:
+                pytest.fail(f"{where} invalid for {version}: {err.message} at {err.path}")
+        for metadata, pod in pod_specs(manifest):
+            assert restricted_violations(pod, metadata) == [], where
+            # Build Jobs and Triton pods never talk to the API server.
+            assert pod.get("automountServiceAccountToken") is False, where

@@ -1,0 +1,199 @@
+"""The TensorRT build path against the fake `tensorrt` module (fake_tensorrt): every failure the
+bindings can report becomes the right BuildError, and the builds that should work do.
+
+The whole pipeline runs: fetch, export, fp16 conversion, build, the accuracy gate (the fake
+engine runs the graph with ONNX Runtime, reading and writing torch CPU tensors by address),
+profile, publish. What TensorRT itself would get wrong on a GPU (TF32 error) the fake imitates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelops_builder.engines import build_engine, plan_engine
+from modelops_builder.errors import BuildError
+from modelops_builder.export import DEFAULT_DYNAMIC_DIM
+from modelops_builder.pipeline import build
+from modelops_builder.tensorrt_engine import build_plan
+from modelops_builder.tensorrt_logger import MESSAGE_LIMIT
+from modelops_builder.tensorrt_profiles import profile_shapes
+from tests.support.fake_tensorrt import BuilderFlag, read_cache
+from tests.support.fake_tensorrt_engine import state
+from tests.support.tensorrt_support import H100, install_gpu_node, model, onnx_file, trt_request
+
+
+@pytest.fixture(autouse=True)
+def gpu_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_gpu_node(monkeypatch)
+
+
+def _cache_files(store: Path) -> list[Path]:
+    return sorted((store / "_timing_cache").glob("*.cache"))
+
+
+def test_fp32_engine_passes_the_fp32_gate_because_tf32_is_off(tmp_path: Path) -> None:
+    """TF32 is on by default; left on, the fake's outputs carry TF32's ~1e-3 relative error and
+    the fp32 gate (atol 1e-5, rtol 1e-4) fails the build."""
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    result = build(trt_request(source, sha, tmp_path / "store", precision="fp32"))
+    (only,) = state.builds
+    assert BuilderFlag.TF32 not in only["flags"]
+    manifest = result.manifest
+    assert manifest.engine == "tensorrt"
+    assert manifest.model_file == "model.plan"
+    assert manifest.tensorrt_version == "11.4.0.106"
+    assert manifest.compute_capability == "9.0"
+    assert manifest.versions["cuda"] == "13.4.3.001"
+    assert manifest.versions["driver"] == "580.95.05"
+    assert manifest.accuracy is not None
+    assert manifest.accuracy.passed
+    assert manifest.accuracy.max_rel_error < 1e-4
+    assert [p.batch for p in manifest.profile] == [1, 2, 4, 8]
+    config = (result.entry / "repository" / "model" / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config
+
+
+def test_fp16_build_keeps_tf32_for_its_fp32_parts(tmp_path: Path) -> None:
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    build(trt_request(source, sha, tmp_path / "store", precision="fp16"))
+    assert BuilderFlag.TF32 in state.builds[0]["flags"]
+
+
+def test_fp16_is_checked_on_the_parsed_network(tmp_path: Path) -> None:
+    """The engine inspector of a Myelin engine lists only FP32 boundary tensors; the build must
+    not call that PrecisionNotApplied. The parsed network's layer types are the truth."""
+    source, sha = onnx_file(model("cnn"), tmp_path / "src")
+    result = build(trt_request(source, sha, tmp_path / "store", precision="fp16"))
+    assert result.manifest.precision == "fp16"
+    assert result.manifest.accuracy is not None
+    assert result.manifest.accuracy.passed
+
+
+def test_fp16_request_of_an_fp32_graph_fails_before_building(tmp_path: Path) -> None:
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store", precision="fp16")
+    shapes = profile_shapes([], 8, 4)
+    with pytest.raises(BuildError) as caught:
+        build_plan(request, source, tmp_path, H100, None, shapes)
+    assert caught.value.reason == "PrecisionNotApplied"
+    assert state.builds == []  # no minutes spent on a build that cannot pass
+
+
+def test_the_profile_tensorrt_gets_is_profile_shapes(tmp_path: Path) -> None:
+    tokens = model("tokens")  # int64 ids with a dynamic sequence axis
+    source, sha = onnx_file(tokens, tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store")
+    result = build(request)
+    dim = DEFAULT_DYNAMIC_DIM
+    assert state.builds[0]["profile"] == {"ids": ((1, dim), (4, dim), (8, dim))}
+    assert state.builds[0]["profile"] == profile_shapes(result.manifest.inputs, 8, 4)
+
+
+def test_second_request_is_a_store_hit_and_the_timing_cache_was_written(tmp_path: Path) -> None:
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    store = tmp_path / "store"
+    first = build(trt_request(source, sha, store))
+    (cache,) = _cache_files(store)
+    assert "11.4.0.106" in cache.name  # the full version: another build has other timings
+    assert read_cache(cache.read_bytes()) == {"device": state.device, "entries": 1}
+    again = build(trt_request(source, sha, store))
+    assert again.cached
+    assert again.entry == first.entry
+    assert len(state.builds) == 1
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b'FAKECACHE:{"device": "NVIDIA H100 80GB HBM3 MIG 1g.10gb/9.0", "entries": 7}',
+        b"half a cache from a killed build",
+    ],
+    ids=["other-device", "corrupt"],
+)
+def test_a_timing_cache_that_does_not_fit_is_replaced(tmp_path: Path, blob: bytes) -> None:
+    """set_timing_cache returns False for another device's cache (create_timing_cache None for
+    a corrupt one): the build starts a fresh cache instead of crashing on get_timing_cache()."""
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    store = tmp_path / "store"
+    (store / "_timing_cache").mkdir(parents=True)
+    target = store / "_timing_cache" / "NVIDIA_H100_80GB_HBM3-trt11.4.0.106.cache"
+    target.write_bytes(blob)
+    result = build(trt_request(source, sha, store))
+    assert result.manifest.accuracy is not None
+    assert _cache_files(store) == [target]
+    assert read_cache(target.read_bytes()) == {"device": state.device, "entries": 1}
+
+
+def test_build_failure_carries_tensorrt_s_own_words_bounded(tmp_path: Path) -> None:
+    state.build_error = "Could not find any implementation for node /Gemm " + "x" * 5000
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    with pytest.raises(BuildError) as caught:
+        build(trt_request(source, sha, tmp_path / "store"))
+    error = caught.value
+    assert (error.reason, error.kind) == ("EngineBuildFailed", "input")
+    assert "Could not find any implementation for node /Gemm" in error.message
+    assert "see log" not in error.message
+    assert len(error.message) < MESSAGE_LIMIT + 100
+
+
+def test_a_driver_too_old_for_the_image_is_gpu_unavailable(tmp_path: Path) -> None:
+    """createInferBuilder -> nullptr -> pybind11 TypeError: not an InternalError."""
+    state.no_cuda = True
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store")
+    with pytest.raises(BuildError) as caught:
+        build(request)
+    error = caught.value
+    assert (error.reason, error.kind) == ("GpuUnavailable", "infrastructure")
+    assert "NVIDIA H100 80GB HBM3 has NVIDIA driver 580.95.05" in error.message
+    assert "CUDA 13.4.3.001" in error.message
+    assert "CUDA initialization failure" in error.message
+
+
+def test_the_parser_s_errors_reach_the_user(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a protobuf")
+    request = trt_request(bad, "0" * 64, tmp_path / "store")
+    with pytest.raises(BuildError) as caught:
+        build_plan(request, bad, tmp_path, H100, None, {})
+    assert caught.value.reason == "EngineBuildFailed"
+    assert "Failed to parse ONNX model" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("shapes", "expected"),
+    [
+        ({"x": ((1, 16), (8, 16), (4, 16))}, "Shape provided for max is inconsistent"),
+        ({}, "rejected the optimisation profile"),
+    ],
+    ids=["set_shape-raises", "add-returns-minus-one"],
+)
+def test_profile_rejections_are_build_errors(
+    tmp_path: Path, shapes: dict[str, tuple[tuple[int, ...], ...]], expected: str
+) -> None:
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store")
+    with pytest.raises(BuildError) as caught:
+        build_plan(request, source, tmp_path, H100, None, shapes)  # type: ignore[arg-type]
+    assert caught.value.reason == "EngineBuildFailed"
+    assert expected in caught.value.message
+
+
+def test_build_engine_computes_the_profile_and_accepts_ranges(tmp_path: Path) -> None:
+    from modelops_builder.tensorrt_profiles import DimRange
+    from modelops_contract.request import TensorSig
+
+    tokens = model("tokens")
+    source, sha = onnx_file(tokens, tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store")
+    inputs = [TensorSig(name="ids", data_type="INT64", dims=[-1])]
+    version_dir = tmp_path / "v"
+    version_dir.mkdir()
+    plan = plan_engine(request)
+    built = build_engine(
+        plan, request, source, inputs, version_dir, None, {"ids": DimRange((2,), (16,), (32,))}
+    )
+    assert built.engine == "tensorrt"
+    assert state.builds[-1]["profile"] == {"ids": ((1, 2), (4, 16), (8, 32))}
