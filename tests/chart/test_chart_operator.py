@@ -142,7 +142,21 @@ def test_metrics_service_targets_the_operator(helm: Helm) -> None:
     pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http-metrics"
-    assert find(helm.template(values={"metrics": {"service": {"enabled": False}}}), "Service") == []
+    without_metrics = helm.template(values={"metrics": {"service": {"enabled": False}}})
+    # The route feed the routers long-poll stays: traffic depends on it, scraping does not.
+    assert [s["metadata"]["name"] for s in find(without_metrics, "Service")] == [
+        f"{FULLNAME}-routes"
+    ]
+
+
+def test_routes_service_is_the_url_the_operator_hands_to_routers(helm: Helm) -> None:
+    manifests = helm.template()
+    service = one(manifests, "Service", f"{FULLNAME}-routes")
+    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    port = service["spec"]["ports"][0]["port"]
+    url = env_of(operator_container(manifests))["MODELOPS_ROUTES_URL"]
+    assert url == f"http://{FULLNAME}-routes.{service['metadata']['namespace']}.svc:{port}"
 
 
 def test_network_policy_selects_the_operator(helm: Helm) -> None:
@@ -155,5 +169,10 @@ def test_network_policy_selects_the_operator(helm: Helm) -> None:
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
     assert {53, 443, 6443, 8002} <= egress_ports
     values = load_values(files)["networkPolicy"]
-    assert policy["spec"]["ingress"][0]["from"] == values["metricsFrom"]
+    router_from = policy["spec"]["ingress"][0]["from"][0]
+    assert router_from["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "modelops-router"
+    }
+    assert policy["spec"]["ingress"][1]["from"] == values["metricsFrom"]
+    assert {8002, 8405} <= egress_ports
     assert policy["spec"]["egress"][-1] == values["extraEgress"][0]

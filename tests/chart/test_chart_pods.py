@@ -93,13 +93,11 @@ def test_pss_checker_rejects(mutate: Any, expected: str) -> None:
 def _operator_rendered_workloads() -> list[Manifest]:
     """The build Job and the Triton revision objects the operator creates, rendered with the
     Settings the default chart values configure."""
-    job_mod = pytest.importorskip(
-        "modelops_operator.render.job", reason="render/job.py has not landed yet"
-    )
-    rev_mod = pytest.importorskip(
-        "modelops_operator.render.revision", reason="render/revision.py has not landed yet"
-    )
     from modelops_contract.manifest import EngineManifest
+    from modelops_operator.render import job as job_mod
+    from modelops_operator.render import revision as rev_mod
+    from modelops_operator.render.router import render_router_deployment
+    from modelops_operator.render.validation_job import render_validation_job
     from modelops_operator.api import ModelDeployment
 
     settings = Settings(store_pvc="modelops-engines")
@@ -130,6 +128,8 @@ def _operator_rendered_workloads() -> list[Manifest]:
             created_at="2025-01-01T00:00:00Z",
         )
         out.extend(rev_mod.render_revision(md, 2, engine, settings))
+        out.append(render_router_deployment(md, settings))
+        out.append(render_validation_job(md, 2, engine, ["10.0.0.1:8001"], settings))
     return out
 
 

@@ -89,4 +89,7 @@ app.kubernetes.io/part-of: modelops
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes, grpcroutes]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
