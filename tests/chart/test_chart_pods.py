@@ -94,11 +94,11 @@ def _operator_rendered_workloads() -> list[Manifest]:
     """The build Job and the Triton revision objects the operator creates, rendered with the
     Settings the default chart values configure."""
     from modelops_contract.manifest import EngineManifest
+    from modelops_operator.api import ModelDeployment
     from modelops_operator.render import job as job_mod
     from modelops_operator.render import revision as rev_mod
     from modelops_operator.render.router import render_router_deployment
     from modelops_operator.render.validation_job import render_validation_job
-    from modelops_operator.api import ModelDeployment
 
     settings = Settings(store_pvc="modelops-engines")
     out: list[Manifest] = []
