@@ -12,6 +12,7 @@ fi
 # torch is pinned to the local CPU build (2.13.0) by the builder extra.
 .venv/bin/python -m pip install -q -e '.[dev]'
 bash hack/install-helm.sh
+bash hack/install-haproxy.sh
 
 echo "== CRD drift";   .venv/bin/modelops crd --check
 echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .

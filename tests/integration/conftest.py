@@ -77,7 +77,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             login=test_login,
             initial_streaming=True,
             metrics_host=overrides.pop("metrics_host", None),
-            metrics_port=0,
+            metrics_port=overrides.pop("metrics_port", 0),
             **overrides,
         )
         async with operator_in_thread(options) as op:

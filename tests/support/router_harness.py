@@ -24,6 +24,7 @@ from modelops_operator.api.routes import Route, RouteTable
 from modelops_operator.render.haproxy import RouterConfig, render_haproxy_config
 from modelops_operator.router.admin import HAProxyAdmin
 from modelops_operator.router.agent import Endpoint, RouterAgent
+from modelops_operator.router.serve import AgentOptions, serve_agent
 
 
 def _wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -46,15 +47,27 @@ def _admin(path: Path, command: str) -> str:
     return b"".join(chunks).decode()
 
 
+# Endpoint slots of a ServiceProxy: pods added over its life (the drain bench adds many).
+SERVICE_SLOTS = 64
+
+
+def _target(server: Any, kind: str) -> tuple[str, int]:
+    url = {"http": server.http_url, "grpc": server.grpc_url}.get(kind)
+    address = url or server.metrics_url.removeprefix("http://").split("/")[0]
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
 @dataclass
 class ServiceProxy:
     """One revision Service: connection balancing over pods (tcp mode), like kube-proxy."""
 
     name: str
-    pods: Mapping[str, Any]  # pod name -> TritonProcess
+    pods: Mapping[str, Any]  # pod name -> TritonProcess, the endpoints at start
     workdir: Path
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    slots: dict[str, int] = field(default_factory=dict)
 
     @property
     def socket(self) -> Path:
@@ -70,25 +83,37 @@ class ServiceProxy:
             "  timeout connect 2s",
             "  timeout client 300s",
             "  timeout server 300s",
+            # kube-proxy does not retry a refused connection on another pod.
+            "  retries 0",
         ]
         for kind, port in self.ports.items():
             lines += [f"listen {kind}", f"  bind 127.0.0.1:{port}", "  balance roundrobin"]
-            for pod, server in self.pods.items():
-                url = {"http": server.http_url, "grpc": server.grpc_url}.get(kind)
-                target = url or server.metrics_url.removeprefix("http://").split("/")[0]
-                lines.append(f"  server {pod} {target}")
+            lines.append(f"  server-template pod 1-{SERVICE_SLOTS} 127.0.0.1:1 disabled")
         config = self.workdir / f"{self.name}.cfg"
         config.write_text("\n".join(lines) + "\n")
         self.process = subprocess.Popen(
             ["haproxy", "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         _wait_for_socket(self.socket, self.process)
+        for pod, server in self.pods.items():
+            self.add_endpoint(pod, server)
         return self
+
+    def add_endpoint(self, pod: str, server: Any) -> None:
+        """A new ready pod: new connections may go to it."""
+        slot = len(self.slots) + 1
+        if slot > SERVICE_SLOTS:
+            raise RuntimeError(f"{self.name}: more than {SERVICE_SLOTS} endpoints")
+        self.slots[pod] = slot
+        for kind in self.ports:
+            host, port = _target(server, kind)
+            _admin(self.socket, f"set server {kind}/pod{slot} addr {host} port {port}")
+            _admin(self.socket, f"set server {kind}/pod{slot} state ready")
 
     def remove_endpoint(self, pod: str) -> None:
         """The pod left the Service's endpoints: no new connections, open ones carry on."""
         for kind in self.ports:
-            _admin(self.socket, f"set server {kind}/{pod} state maint")
+            _admin(self.socket, f"set server {kind}/pod{self.slots[pod]} state maint")
 
     def endpoint(self) -> Endpoint:
         return Endpoint("127.0.0.1", self.ports["http"], self.ports["grpc"], self.ports["metrics"])
@@ -126,13 +151,13 @@ class Router:
             ["haproxy", "-db", "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         _wait_for_socket(Path(self.config.admin_socket), self.process)
-
-        async def resolve(service: str, namespace: str) -> Endpoint | None:
-            proxy = self.services.get(service)
-            return proxy.endpoint() if proxy is not None else None
-
-        self.agent = RouterAgent(HAProxyAdmin(self.config.admin_socket), resolve)
+        self.agent = RouterAgent(HAProxyAdmin(self.config.admin_socket), self.resolve)
         return self
+
+    async def resolve(self, service: str, namespace: str) -> Endpoint | None:
+        """The Service stand-in's address, as cluster DNS would give the Service's IP."""
+        proxy = self.services.get(service)
+        return proxy.endpoint() if proxy is not None else None
 
     @property
     def http_url(self) -> str:
@@ -183,6 +208,43 @@ async def router(proxies: dict[str, ServiceProxy]) -> AsyncIterator[Router]:
     try:
         yield running
     finally:
+        running.stop()
+
+
+@dataclass
+class FedRouter:
+    """A Router whose agent runs as in a router pod: `serve_agent`, long-polling the operator's
+    route feed, with its /ready and /metrics on `agent_port`."""
+
+    router: Router
+    agent_port: int
+
+    @property
+    def figures_url(self) -> str:
+        return f"http://127.0.0.1:{self.agent_port}/metrics"
+
+
+@contextlib.asynccontextmanager
+async def fed_router(proxies: dict[str, ServiceProxy], routes_url: str) -> AsyncIterator[FedRouter]:
+    """HAProxy and the real agent process loop fed by `routes_url`; stopped at the end."""
+    running = Router(proxies).start()
+    assert running.config is not None
+    stop = asyncio.Event()
+    port = free_port()
+    options = AgentOptions(
+        admin_socket=running.config.admin_socket,
+        routes_url=routes_url,
+        boot_file=None,
+        host="127.0.0.1",
+        port=port,
+    )
+    task = asyncio.create_task(serve_agent(options, stop, running.resolve))
+    try:
+        yield FedRouter(running, port)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
         running.stop()
 
 

@@ -266,3 +266,22 @@ def test_service_selects_every_revision() -> None:
         ("metrics", 8002),
     ]
     assert svc["metadata"]["ownerReferences"][0]["uid"] == UID
+
+
+@pytest.mark.parametrize("drain", [0, 1, 5, 60])
+def test_triton_pods_drain_before_sigterm_within_their_grace_period(drain: int) -> None:
+    settings = PVC.model_copy(update={"drain_seconds": drain})
+    objects = render_revision(make_md(), 2, manifest(), settings)
+    dep = next(o for o in objects if o["kind"] == "Deployment")
+    spec = pod(dep)
+    (triton,) = spec["containers"]
+    exit_timeout = next(
+        int(arg.split("=")[1]) for arg in triton["args"] if arg.startswith("--exit-timeout-secs=")
+    )
+    if drain == 0:
+        assert "lifecycle" not in triton
+    else:
+        # Triton's image has `sleep`; the kubelet sends SIGTERM only once it returns.
+        assert triton["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
+    # SIGKILL comes only after the drain and Triton's own exit timeout have both run out.
+    assert spec["terminationGracePeriodSeconds"] > drain + exit_timeout

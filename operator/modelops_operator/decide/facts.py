@@ -87,14 +87,18 @@ class Lineage:
         )
 
 
+def serving_key(md: ModelDeployment) -> str | None:
+    """The engine key of the revision serving now, from the history."""
+    current = md.status.revision.current
+    return next((e.engine_key for e in md.status.history if e.revision == current), None) or None
+
+
 def observe_keys(md: ModelDeployment, settings: Settings) -> ObserveKeys:
     """What the k8s layer reads besides the children: the wanted engine's entry, the serving
     revision's entry (to compare signatures), and the routes in GatewayAPI mode."""
-    current = md.status.revision.current
-    serving = next((e.engine_key for e in md.status.history if e.revision == current), None)
     return ObserveKeys(
         desired=desired_key(md.spec, settings),
-        serving=serving or None,
+        serving=serving_key(md),
         gateway=md.spec.rollout.traffic.mode == TrafficMode.GATEWAY_API,
     )
 

@@ -21,7 +21,7 @@ from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
 from .build import BuildOutcome, short_key, store_manifest
-from .facts import Facts, Lineage
+from .facts import Facts, Lineage, serving_key
 from .history import REASON_LIMIT, history_reason, next_revision, upsert
 from .plan import Action, Emit, EventReason
 from .revisions import RevisionView
@@ -106,7 +106,7 @@ def supersede(facts: Facts, lineage: Lineage) -> tuple[Lineage, tuple[Emit, ...]
 
 def signature_block(facts: Facts, build: BuildOutcome) -> tuple[str, str] | None:
     """(digest, differences) when the wanted engine would fail the serving revision's clients."""
-    serving = store_manifest(facts.observed.serving_entry, "")
+    serving = store_manifest(facts.observed.serving_entry, serving_key(facts.md) or "")
     candidate = build.manifest
     if serving is None or candidate is None or facts.pinned is not None:
         return None

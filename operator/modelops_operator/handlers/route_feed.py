@@ -30,6 +30,7 @@ class RouteFeed:
         self._body_of = body_of
         self._changed: dict[Key, asyncio.Event] = {}
         self.waiting = 0
+        self.closed = False
 
     def table(self, key: Key) -> RouteTable | None:
         """The Router-mode table of a ModelDeployment, or None."""
@@ -51,6 +52,14 @@ class RouteFeed:
         if event is not None:
             event.set()
 
+    def close(self) -> None:
+        """The process stops: every waiter answers now (304), none waits from here on, so the
+        HTTP server stops without holding long polls (agents retry on another replica)."""
+        self.closed = True
+        for event in self._changed.values():
+            event.set()
+        self._changed.clear()
+
     async def wait(
         self, key: Key, after: int, seconds: float = LONG_POLL_SECONDS
     ) -> RouteTable | None:
@@ -58,7 +67,7 @@ class RouteFeed:
         table = self.table(key)
         if table is not None and table.version != after:
             return table
-        if self.waiting >= MAX_WAITERS:
+        if self.closed or self.waiting >= MAX_WAITERS:
             return None
         event = self._changed.setdefault(key, asyncio.Event())
         self.waiting += 1

@@ -72,6 +72,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
+        op.routes.close()
         if server is not None:
             await server.stop()
         await op.close()

@@ -34,8 +34,10 @@ from .names import label_value, revision_name
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_ROOT = "/models"
 CONFIG_KEY = "config.pbtxt"
-# Triton's --exit-timeout-secs; the pod's grace period adds a margin so that the kubelet's
-# SIGKILL never lands before Triton has drained in-flight requests.
+# Triton's --exit-timeout-secs: after SIGTERM it refuses new connections at once, serves the open
+# ones (keep-alive HTTP, gRPC channels) and in-flight requests, and exits when they are done or
+# this runs out. The pod's grace period covers the preStop drain, this, and a margin, so the
+# kubelet's SIGKILL never lands before Triton is done.
 EXIT_TIMEOUT_SECONDS = 30
 GRACE_MARGIN_SECONDS = 5
 STARTUP_PERIOD_SECONDS = 10
@@ -190,6 +192,17 @@ def triton_args() -> list[str]:
     ]
 
 
+def triton_lifecycle(drain_seconds: int) -> dict[str, Any]:
+    """preStop: stay serving until every node has dropped the pod from the Service's endpoints
+    (Triton refuses new connections from its first SIGTERM on, and endpoints lag)."""
+    return {"preStop": {"exec": {"command": ["sleep", str(drain_seconds)]}}}
+
+
+def termination_grace_seconds(drain_seconds: int) -> int:
+    """The drain, Triton's exit timeout, and a margin."""
+    return drain_seconds + EXIT_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS
+
+
 def render_deployment(
     md: ModelDeployment,
     revision: int,
@@ -240,11 +253,13 @@ def render_deployment(
             {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108
         ],
     }
+    if settings.drain_seconds > 0:
+        container["lifecycle"] = triton_lifecycle(settings.drain_seconds)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
-        "terminationGracePeriodSeconds": EXIT_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS,
+        "terminationGracePeriodSeconds": termination_grace_seconds(settings.drain_seconds),
         "containers": [container],
         "volumes": [
             volume,

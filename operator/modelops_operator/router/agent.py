@@ -144,13 +144,16 @@ class RouterAgent:
     async def run(self, stop: asyncio.Event) -> None:
         """Sync and count every second, and at once when a newer table arrives."""
         while not stop.is_set():
+            # Cleared before the sync: a table offered during it wakes the next round at once.
+            self.changed.clear()
             try:
                 await self.sync()
                 await self.count()
             except (AdminError, ValueError) as exc:
                 self.in_sync = False
                 logger.warning("router not in sync: %s", exc)
-            self.changed.clear()
+            if self.changed.is_set():
+                continue
             waiters = {
                 asyncio.ensure_future(self.changed.wait()),
                 asyncio.ensure_future(stop.wait()),
