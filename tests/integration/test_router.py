@@ -10,14 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from modelops_builder.triton_local import TritonProcess, start_triton
-from tests.support.router_harness import count_by, router, services, settle
-from tests.support.triton_models import INPUT_NAME, WIDTH, write_model
+from tests.support.router_harness import (
+    count_by,
+    grpc_answers,
+    http_answers,
+    router,
+    services,
+    settle,
+)
+from tests.support.triton_models import WIDTH, write_model
 
 pytestmark = pytest.mark.triton
 
@@ -39,44 +43,6 @@ def tritons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Trit
     finally:
         for server in servers.values():
             server.stop(10.0)
-
-
-def http_answers(url: str, count: int, keep_alive: bool = True) -> list[Any]:
-    """The scale each request saw, or the error text."""
-    x = np.ones((1, WIDTH), np.float32)
-    client = httpclient.InferenceServerClient(url) if keep_alive else None
-    out: list[Any] = []
-    for _ in range(count):
-        one = client or httpclient.InferenceServerClient(url)
-        tensor = httpclient.InferInput(INPUT_NAME, [1, WIDTH], "FP32")
-        tensor.set_data_from_numpy(x, binary_data=True)
-        try:
-            result = one.infer(MODEL, [tensor])
-            out.append(float(result.as_numpy("y")[0][0]))
-        except Exception as exc:
-            out.append(f"error: {exc}")
-        finally:
-            if client is None:
-                one.close()
-    if client is not None:
-        client.close()
-    return out
-
-
-def grpc_answers(url: str, count: int) -> list[Any]:
-    """The same over one gRPC channel (one HTTP/2 connection)."""
-    x = np.ones((1, WIDTH), np.float32)
-    client = grpcclient.InferenceServerClient(url)
-    out: list[Any] = []
-    for _ in range(count):
-        tensor = grpcclient.InferInput(INPUT_NAME, [1, WIDTH], "FP32")
-        tensor.set_data_from_numpy(x)
-        try:
-            out.append(float(client.infer(MODEL, [tensor]).as_numpy("y")[0][0]))
-        except Exception as exc:
-            out.append(f"error: {exc}")
-    client.close()
-    return out
 
 
 @pytest.mark.parametrize("canary", [10, 50])

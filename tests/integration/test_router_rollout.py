@@ -16,35 +16,31 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelops_builder.triton_local import TritonProcess, free_port, start_triton
+from modelops_builder.triton_local import TritonProcess, start_triton
 from modelops_operator.k8s import resources as r
-from modelops_operator.render.names import (
-    build_job_name,
-    revision_name,
-    router_name,
-    validation_job_name,
-)
+from modelops_operator.render.names import validation_job_name
 from modelops_operator.settings import Settings
 from tests.support.client_mix import ClientMix
 from tests.support.kubernetes_emulator import Cluster, eventually
-from tests.support.operator_flow import RunOperator, condition, key_of, phase, summary
-from tests.support.routed_cluster import metrics_by_ip, publish_entry, run_validation_job
-from tests.support.router_harness import FedRouter, ServiceProxy, fed_router, services
+from tests.support.operator_flow import RunOperator, condition, phase
+from tests.support.routed_cluster import (
+    INTERVAL,
+    NAME,
+    R1_IP,
+    R2_IP,
+    THRESHOLD,
+    Stage,
+    runs,
+    serving_stage,
+)
 from tests.support.triton_models import WIDTH, write_model
 
 pytestmark = pytest.mark.triton
-Obj = dict[str, Any]
-NAME = "m"
-INTERVAL, THRESHOLD = 2, 2
-ROUTER_IP, R1_IP, R2_IP = "10.99.0.1", "10.1.0.1", "10.2.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -61,103 +57,6 @@ def tritons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Trit
     finally:
         for server in servers.values():
             server.stop(10.0)
-
-
-def canary_spec(sha: str) -> Obj:
-    """One replica, canary 50% -> 100% behind the router, analyses every INTERVAL seconds."""
-    return {
-        "model": {"source": {"uri": "https://models.example.com/m.onnx", "sha256": sha}},
-        "build": {"engine": "onnxruntime", "precision": "fp32", "maxBatchSize": 8},
-        "serving": {"replicas": 1},
-        "rollout": {
-            "strategy": "Canary",
-            "traffic": {"mode": "Router"},
-            "canary": {
-                "steps": [50, 100],
-                "analysisIntervalSeconds": INTERVAL,
-                "failureThreshold": THRESHOLD,
-                "maxErrorRate": 0.05,
-            },
-        },
-    }
-
-
-@dataclass
-class Stage:
-    """Everything one test runs against."""
-
-    cluster: Cluster
-    store: Path
-    settings: Settings
-    workdir: Path
-    router: FedRouter
-    proxies: dict[str, ServiceProxy]
-    pods: dict[str, TritonProcess]  # pod IP -> the tritonserver behind it
-
-    async def build(self, sha: str, width: int, scale: float = 1.0) -> str:
-        """The build Job of the stored spec finishes with an entry for y = x * scale."""
-        key = key_of(self.cluster, NAME, self.settings)
-        job = build_job_name(NAME, key)
-        await eventually(lambda: self.cluster.get(r.JOBS, job), what=f"build Job of {sha[:6]}")
-        publish_entry(self.store, key, width, scale)
-        await self.cluster.finish_job(job, summary(key))
-        return key
-
-    async def start_pod(self, revision: int, ip: str) -> None:
-        """The revision's Deployment gets its pod at `ip`, ready."""
-        deployment = revision_name(NAME, revision)
-        await eventually(lambda: self.cluster.get(r.DEPLOYMENTS, deployment), what=deployment)
-        await self.cluster.add_pod(deployment, ip)
-        await self.cluster.ready_deployment(deployment)
-
-    async def validate(self, revision: int) -> str:
-        """The revision's validation Job, run for real against its pods."""
-        job = validation_job_name(NAME, revision)
-        await eventually(lambda: self.cluster.get(r.JOBS, job), what=f"validation Job {job}")
-        return await run_validation_job(self.cluster, job, self.pods, self.store, self.workdir)
-
-    def status(self) -> Obj:
-        return dict(self.cluster.md(NAME).get("status") or {})
-
-    async def router_runs(self) -> dict[int, int] | None:
-        """The weights HAProxy runs, once it runs the table of the stored status; else None."""
-        seen = await figures(self.router.figures_url)
-        version = (self.status().get("traffic") or {}).get("version")
-        if seen.get(("modelops_router_applied_version", "")) != version:
-            return None
-        return {
-            int(revision): int(value)
-            for (metric, revision), value in seen.items()
-            if metric == "modelops_router_weight"
-        }
-
-    async def requests_to(self, revision: int) -> float:
-        """Client requests the router sent to a revision so far."""
-        return sum(
-            value
-            for (metric, rev), value in (await figures(self.router.figures_url)).items()
-            if metric == "modelops_router_responses_total" and rev == str(revision)
-        )
-
-
-async def _router_pod(cluster: Cluster) -> None:
-    router = router_name(NAME)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, router), what="router Deployment")
-    await cluster.add_pod(router, ROUTER_IP)
-    await cluster.ready_deployment(router)
-
-
-async def figures(url: str) -> dict[tuple[str, str], float]:
-    """(metric, revision) -> value from the agent's /metrics (it runs on this event loop)."""
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        text = await response.text()
-    out: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            revision = sample.labels.get("revision", "")
-            key = (sample.name, revision)
-            out[key] = out.get(key, 0.0) + sample.value
-    return out
 
 
 @pytest.fixture
@@ -178,40 +77,9 @@ async def stage(
 ) -> AsyncIterator[Stage]:
     """Revision 1 serving on the good server through the router; revision 2's pod runs the
     `candidate` server."""
-    port = free_port()
-    routed = settings.model_copy(update={"routes_url": f"http://127.0.0.1:{port}"})
     pods = {R1_IP: tritons["good"], R2_IP: tritons[candidate]}
-    layout = {
-        revision_name(NAME, 1): {"r1": tritons["good"]},
-        revision_name(NAME, 2): {"r2": tritons[candidate]},
-    }
-    feed = f"http://127.0.0.1:{port}/routes/default/{NAME}"
-    with services(tmp_path, layout) as proxies:
-        async with fed_router(proxies, feed) as router:
-            urls = {ip: server.metrics_url for ip, server in pods.items()}
-            urls[ROUTER_IP] = router.figures_url
-            async with run_operator(
-                settings=routed,
-                metrics_url=metrics_by_ip(urls),
-                metrics_host="127.0.0.1",
-                metrics_port=port,
-            ):
-                stage = Stage(cluster, store, routed, tmp_path, router, proxies, pods)
-                await cluster.create_md(NAME, canary_spec("a" * 64))
-                await stage.build("a" * 64, WIDTH)
-                await stage.start_pod(1, R1_IP)
-                await asyncio.gather(_router_pod(cluster), stage.validate(1))
-                await eventually(
-                    lambda: stage.status().get("revision", {}).get("current") == 1,
-                    what="revision 1 serving",
-                )
-                # Router pods take clients once they run a table that serves (their readiness).
-                await eventually(lambda: _runs(stage, {1: 100}), 5, "router runs r1 100%")
-                yield stage
-
-
-async def _runs(stage: Stage, weights: dict[int, int]) -> bool:
-    return await stage.router_runs() == weights
+    async with serving_stage(cluster, store, settings, tmp_path, pods, run_operator) as running:
+        yield running
 
 
 def _events(cluster: Cluster, reason: str) -> list[str]:
@@ -222,9 +90,7 @@ def _events(cluster: Cluster, reason: str) -> list[str]:
 async def test_a_canary_its_clients_get_400_from_is_rolled_back_on_the_router_figures(
     stage: Stage, tritons: dict[str, TritonProcess]
 ) -> None:
-    clients = ClientMix(
-        stage.router.router.http_url, stage.router.router.grpc_url, NAME, short_lived=1
-    )
+    clients = ClientMix(*stage.client_urls, NAME, short_lived=1)
     clients.start()
     try:
         await stage.cluster.update_spec(NAME, {"model": {"source": {"sha256": "b" * 64}}})
@@ -238,7 +104,7 @@ async def test_a_canary_its_clients_get_400_from_is_rolled_back_on_the_router_fi
         first_failure = min(o.at for o in clients.failures())
         await eventually(lambda: phase(stage.cluster, NAME) == "RolledBack", 30, "RolledBack")
         rolled_back = time.monotonic()
-        await eventually(lambda: _runs(stage, {1: 100, 2: 0}), 10, "router at r1 100%")
+        await eventually(lambda: runs(stage, {1: 100, 2: 0}), 10, "router at r1 100%")
         routed_back = time.monotonic()
         await asyncio.sleep(1.0)
     finally:
@@ -275,9 +141,7 @@ def _nonzero(metrics_url: str) -> set[str]:
 async def test_a_candidate_served_wrongly_is_rolled_back_by_validation_before_any_request(
     stage: Stage,
 ) -> None:
-    clients = ClientMix(
-        stage.router.router.http_url, stage.router.router.grpc_url, NAME, short_lived=1
-    )
+    clients = ClientMix(*stage.client_urls, NAME, short_lived=1)
     clients.start()
     try:
         await stage.cluster.update_spec(NAME, {"model": {"source": {"sha256": "c" * 64}}})
@@ -302,9 +166,7 @@ async def test_a_candidate_served_wrongly_is_rolled_back_by_validation_before_an
 async def test_an_incompatible_signature_waits_for_the_opt_in_then_cuts_over_at_once(
     stage: Stage,
 ) -> None:
-    clients = ClientMix(
-        stage.router.router.http_url, stage.router.router.grpc_url, NAME, short_lived=1
-    )
+    clients = ClientMix(*stage.client_urls, NAME, short_lived=1)
     clients.start()
     try:
         await stage.cluster.update_spec(NAME, {"model": {"source": {"sha256": "d" * 64}}})
@@ -326,7 +188,7 @@ async def test_an_incompatible_signature_waits_for_the_opt_in_then_cuts_over_at_
     await stage.cluster.update_spec(NAME, {"rollout": {"acceptSignature": digest.group(1)}})
     await stage.start_pod(2, R2_IP)
     assert '"ok":true' in (await stage.validate(2)).replace(" ", "")
-    await eventually(lambda: _runs(stage, {1: 0, 2: 100}), 20, "cut over to r2")
+    await eventually(lambda: runs(stage, {1: 0, 2: 100}), 20, "cut over to r2")
     shifts = _events(stage.cluster, "TrafficShifted")
     assert not any("50%" in message for message in shifts), shifts
 
@@ -348,5 +210,5 @@ async def test_a_serving_only_edit_with_no_client_traffic_is_promoted_on_its_val
     )
     assert time.monotonic() - edited <= steps * INTERVAL + 10
     assert phase(stage.cluster, NAME) == "Ready"
-    await eventually(lambda: _runs(stage, {2: 100}), 10, "router at r2 100%")
+    await eventually(lambda: runs(stage, {2: 100}), 10, "router at r2 100%")
     assert await stage.requests_to(2) == 0

@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
 from modelops_builder.triton_local import free_port
 from modelops_operator.api.routes import Route, RouteTable
 from modelops_operator.render.haproxy import RouterConfig, render_haproxy_config
 from modelops_operator.router.admin import HAProxyAdmin
 from modelops_operator.router.agent import Endpoint, RouterAgent
 from modelops_operator.router.serve import AgentOptions, serve_agent
+from tests.support.triton_models import INPUT_NAME, WIDTH
 
 
 def _wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -68,6 +73,7 @@ class ServiceProxy:
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     slots: dict[str, int] = field(default_factory=dict)
+    balance: str = "roundrobin"  # "random" picks as kube-proxy's iptables rules do
 
     @property
     def socket(self) -> Path:
@@ -87,7 +93,7 @@ class ServiceProxy:
             "  retries 0",
         ]
         for kind, port in self.ports.items():
-            lines += [f"listen {kind}", f"  bind 127.0.0.1:{port}", "  balance roundrobin"]
+            lines += [f"listen {kind}", f"  bind 127.0.0.1:{port}", f"  balance {self.balance}"]
             lines.append(f"  server-template pod 1-{SERVICE_SLOTS} 127.0.0.1:1 disabled")
         config = self.workdir / f"{self.name}.cfg"
         config.write_text("\n".join(lines) + "\n")
@@ -259,3 +265,43 @@ def count_by(values: Sequence[Any]) -> dict[Any, int]:
 async def settle(seconds: float = 0.2) -> None:
     """Let HAProxy's health checks and slot changes take effect."""
     await asyncio.sleep(seconds)
+
+
+def http_answers(
+    url: str, count: int, keep_alive: bool = True, model: str = "m", batch: int = 1
+) -> list[Any]:
+    """The scale each request saw, or the error text."""
+    x = np.ones((batch, WIDTH), np.float32)
+    client = httpclient.InferenceServerClient(url) if keep_alive else None
+    out: list[Any] = []
+    for _ in range(count):
+        one = client or httpclient.InferenceServerClient(url)
+        tensor = httpclient.InferInput(INPUT_NAME, [batch, WIDTH], "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        try:
+            result = one.infer(model, [tensor])
+            out.append(float(result.as_numpy("y")[0][0]))
+        except Exception as exc:
+            out.append(f"error: {exc}")
+        finally:
+            if client is None:
+                one.close()
+    if client is not None:
+        client.close()
+    return out
+
+
+def grpc_answers(url: str, count: int, model: str = "m", batch: int = 1) -> list[Any]:
+    """The same over one gRPC channel (one HTTP/2 connection)."""
+    x = np.ones((batch, WIDTH), np.float32)
+    client = grpcclient.InferenceServerClient(url)
+    out: list[Any] = []
+    for _ in range(count):
+        tensor = grpcclient.InferInput(INPUT_NAME, [batch, WIDTH], "FP32")
+        tensor.set_data_from_numpy(x)
+        try:
+            out.append(float(client.infer(model, [tensor]).as_numpy("y")[0][0]))
+        except Exception as exc:
+            out.append(f"error: {exc}")
+    client.close()
+    return out

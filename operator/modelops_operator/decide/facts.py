@@ -99,7 +99,9 @@ def observe_keys(md: ModelDeployment, settings: Settings) -> ObserveKeys:
     return ObserveKeys(
         desired=desired_key(md.spec, settings),
         serving=serving_key(md),
-        gateway=md.spec.rollout.traffic.mode == TrafficMode.GATEWAY_API,
+        # Also after leaving GatewayAPI mode: the routes left behind must be seen to be deleted.
+        gateway=TrafficMode.GATEWAY_API
+        in {md.spec.rollout.traffic.mode, md.status.traffic.mode if md.status.traffic else None},
     )
 
 

@@ -174,9 +174,10 @@ def start_candidate(
 
 def held_back(facts: Facts, digest: str, diff: str) -> tuple[tuple[Emit, ...], tuple[str, str]]:
     """The Event (once per difference) and the status of a signature change held back."""
+    # The opt-in comes first: a long difference is what gets cut, never the digest.
     message = (
-        f"the new engine changes the inputs or outputs clients use: {diff}. It gets no traffic; "
-        f'to cut over at once anyway, set spec.rollout.acceptSignature: "{digest}"'
+        f"the new engine gets no traffic: to cut over at once anyway, set spec.rollout."
+        f'acceptSignature: "{digest}". It changes the inputs or outputs clients use: {diff}'
     )[:REASON_LIMIT]
     prior = find_condition(facts.md.status.conditions, ConditionType.DEGRADED)
     seen = prior is not None and (prior.reason, prior.message) == ("IncompatibleSignature", message)

@@ -132,24 +132,36 @@ def traffic_writes(facts: Facts, plan: TrafficPlan, serving: bool) -> list[Actio
         table = route_table(facts.name, md.metadata.namespace, plan.status)
         actions += _write(observed.router_config, render_router_configmap(md, table))
         actions += _write(observed.router, render_router_deployment(md, facts.settings))
-    elif observed.router is not None:
-        actions += [Delete("apps/v1", "Deployment", router_name(facts.name))]
-        actions += [Delete("v1", "ConfigMap", router_name(facts.name))]
     gateway = md.spec.rollout.traffic.gateway_api
     if mode == TrafficMode.GATEWAY_API and gateway is not None:
         weights = {w.revision: w.weight for w in plan.status.weights}
         for route in render_routes(md, gateway, weights):
             key = f"{route['kind']}/{route['metadata']['name']}"
             actions += _write(observed.routes.get(key), route)
-    else:
-        actions += [
-            Delete(*_route_ref(route), name) for name, route in _named_routes(observed.routes)
-        ]
+    # The Service moves before anything it may select goes: a plan stops at its first failed
+    # write, and must never leave the Service on deleted router pods.
     routed_by_router = mode == TrafficMode.ROUTER and _router_ready(facts)
     wanted = render_service(md, router_selector(facts.name) if routed_by_router else None)
     have = (observed.service or {}).get("spec") or {}
     if any(have.get(part) != wanted["spec"][part] for part in ("selector", "ports")):
         actions.append(Apply(wanted))
+    return actions + _leftovers(facts)
+
+
+def _leftovers(facts: Facts) -> list[Action]:
+    """Objects of another traffic mode: the router, the routes, the revision Services."""
+    md, observed = facts.md, facts.observed
+    mode = md.spec.rollout.traffic.mode
+    actions: list[Action] = []
+    if mode != TrafficMode.ROUTER:
+        if observed.router is not None:
+            actions.append(Delete("apps/v1", "Deployment", router_name(facts.name)))
+        if observed.router_config is not None:
+            actions.append(Delete("v1", "ConfigMap", router_name(facts.name)))
+    if mode != TrafficMode.GATEWAY_API or md.spec.rollout.traffic.gateway_api is None:
+        actions += [
+            Delete(*_route_ref(route), name) for name, route in _named_routes(observed.routes)
+        ]
     if mode == TrafficMode.REPLICAS:
         actions += [
             Delete("v1", "Service", name)

@@ -66,9 +66,8 @@ def view_validation(
             None,
             f"validation Job failed without a summary {reason}".strip(),
         )
-    return ValidationView(
-        ValidationState.FAILED, summary, f"{summary.reason}: {summary.message or ''}".rstrip(": ")
-    )
+    text = ": ".join(part for part in (summary.reason, summary.message) if part)
+    return ValidationView(ValidationState.FAILED, summary, text or "validation failed")
 
 
 def figures(summary: ValidationSummary) -> str:
