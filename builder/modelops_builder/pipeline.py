@@ -168,6 +168,7 @@ def _build_into(
     staging: Path,
     work: Path,
     stage: _Stages,
+    local_source: bool,
 ) -> EngineManifest:
     # Heavy modules are imported here, not at the top: a cache hit needs none of them.
     from .export import to_onnx
@@ -184,6 +185,7 @@ def _build_into(
             request.sha256,
             work / f"source{suffix[request.format]}",
             max_bytes=request.max_download_bytes,
+            local_source=local_source,
         )
         s.detail = f"{source.stat().st_size / 1024:.1f} KiB, sha256 verified"
     with stage("export") as s:
@@ -268,8 +270,17 @@ def _with_types(sigs: list[TensorSig], graph: list[TensorSig]) -> list[TensorSig
     return [s.model_copy(update={"data_type": types.get(s.name, s.data_type)}) for s in sigs]
 
 
-def build(request: BuildRequest, *, reporter: StageReporter | None = None) -> BuildResult:
-    """Build and publish the engine of `request`, or return the complete entry already stored."""
+def build(
+    request: BuildRequest, *, reporter: StageReporter | None = None, local_source: bool = False
+) -> BuildResult:
+    """Build and publish the engine of `request`, or return the complete entry already stored.
+
+    `local_source` lets a plain path or file:// source be read: `modelops dev` and
+    `modelops-build MODEL` set it, a build Job (`--request`) never does.
+    """
+    from .fetch import check_source_allowed
+
+    check_source_allowed(request.source_uri, local_source=local_source)
     stage = _Stages(reporter)
     store = open_store(request.store)
     with stage("plan") as s:
@@ -290,7 +301,7 @@ def build(request: BuildRequest, *, reporter: StageReporter | None = None) -> Bu
     published = False
     work = Path(tempfile.mkdtemp(prefix="modelops-build-", dir=_work_root()))
     try:
-        manifest = _build_into(request, plan, key, store, staging, work, stage)
+        manifest = _build_into(request, plan, key, store, staging, work, stage, local_source)
         with stage("publish") as s:
             entry = store.publish(digest, staging)
             published = True

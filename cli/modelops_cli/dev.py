@@ -239,7 +239,7 @@ def _build(request: BuildRequest, console: Console) -> tuple[Any, float]:
     start = time.perf_counter()
     try:
         with _Progress(console) as reporter:
-            result = build(request, reporter=reporter)
+            result = build(request, reporter=reporter, local_source=True)
     except BuildError as exc:
         code = EXIT_BAD_INPUT if exc.kind == "input" else EXIT_INFRA
         raise DevError(code, f"build failed: {exc}") from exc

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
 import torch
 
 from modelops_builder import cli
+from modelops_builder.fetch import PVC_ROOT_ENV
 from modelops_contract.request import BuildRequest, BuildSummary
 from tests.support.torch_models import OPSET, TinyModel
 
@@ -123,11 +126,32 @@ def assert_nothing_published(store: Path) -> None:
 
 
 def run_job(
-    request: BuildRequest | dict[str, Any], capsys: pytest.CaptureFixture[str]
+    request: BuildRequest | dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    *,
+    local_as_pvc: bool = True,
 ) -> tuple[int, BuildSummary]:
-    """`modelops-build --request JSON`: exit code and the summary parsed from stdout's last line."""
-    body = request.to_wire() if isinstance(request, BuildRequest) else request
-    code = cli.main(["--request", json.dumps(body)])
+    """`modelops-build --request JSON`: exit code and the summary parsed from stdout's last line.
+
+    A Job never reads local files, so a test's local model reaches it as a Job would see it: as
+    `pvc://FOLDER/FILE` under a MODELOPS_PVC_ROOT set for this call (`local_as_pvc=False` keeps
+    the local URI, to test that the Job refuses it).
+    """
+    body = dict(request.to_wire() if isinstance(request, BuildRequest) else request)
+    previous = os.environ.get(PVC_ROOT_ENV)
+    uri = str(body.get("sourceUri", ""))
+    parts = urlsplit(uri)
+    if local_as_pvc and uri and parts.scheme in ("", "file"):
+        path = Path(unquote(parts.path)).absolute()
+        body["sourceUri"] = f"pvc://{path.parent.name}/{path.name}"
+        os.environ[PVC_ROOT_ENV] = str(path.parent.parent)
+    try:
+        code = cli.main(["--request", json.dumps(body)])
+    finally:
+        if previous is None:
+            os.environ.pop(PVC_ROOT_ENV, None)
+        else:
+            os.environ[PVC_ROOT_ENV] = previous
     out = capsys.readouterr().out.strip().splitlines()
     assert out, "the Job mode must print the summary line"
     return code, BuildSummary.model_validate_json(out[-1])

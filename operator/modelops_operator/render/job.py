@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
 from modelops_contract.enums import EngineKind, ServingBackend
 from modelops_contract.request import BuildRequest, TensorSig
 
@@ -103,16 +104,26 @@ def _source_claim(uri: str) -> str | None:
     return urlsplit(uri).netloc or None
 
 
-def _env_from(md: ModelDeployment, settings: Settings) -> list[dict[str, Any]]:
-    sources: list[dict[str, Any]] = []
+def _env_from(settings: Settings) -> list[dict[str, Any]]:
+    # Only the store's own Secret is injected whole; the user's Secret never is (source_env).
     if settings.store_uri and settings.store_secret:
-        sources.append({"secretRef": {"name": settings.store_secret}})
+        return [{"secretRef": {"name": settings.store_secret}}]
+    return []
+
+
+def source_env(md: ModelDeployment) -> list[dict[str, Any]]:
+    """The user's credentialsSecret, allow-listed keys only, under MODELOPS_SOURCE_* names.
+
+    A key the Secret lacks is skipped (optional), and no other key can reach the builder, so a
+    tenant's Secret can neither set the builder's own variables nor the store client's AWS_*.
+    """
     secret = md.spec.model.source.credentials_secret
-    if secret:
-        # Last: on a duplicate key Kubernetes keeps the last source, and fetching the model is
-        # the step that needs the user's credentials.
-        sources.append({"secretRef": {"name": secret}})
-    return sources
+    if not secret:
+        return []
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for key, env in SOURCE_CREDENTIAL_ENV.items()
+    ]
 
 
 def _volumes(md: ModelDeployment, settings: Settings) -> tuple[list[Any], list[Any]]:
@@ -165,6 +176,7 @@ def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[
     env = [
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
         {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+        *source_env(md),
     ]
     container: dict[str, Any] = {
         "name": "builder",
@@ -177,7 +189,7 @@ def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
-    env_from = _env_from(md, settings)
+    env_from = _env_from(settings)
     if env_from:
         container["envFrom"] = env_from
     gpu = md.spec.build.gpu.product if md.spec.build.gpu else None
