@@ -94,6 +94,7 @@ def compute_key(request: BuildRequest, plan: EnginePlan) -> str:
         inputs=[s.to_wire() for s in request.inputs] if request.inputs else None,
         gpu_product=request.gpu_product or plan.gpu.name,
         tensorrt_version=plan.tensorrt_version,
+        shapes=[s.key_material() for s in request.shapes or []],
     )
 
 

@@ -35,6 +35,7 @@ from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
+from modelops_operator.api.spec import LOCAL_SOURCES
 from modelops_operator.render.job import build_request
 from modelops_operator.render.revision import serving_options
 from modelops_operator.settings import Settings
@@ -75,7 +76,10 @@ def load_deployment(path: Path) -> Deployment:
     doc = found[0]
     name = str((doc.get("metadata") or {}).get("name") or path.stem)
     try:
-        spec = ModelDeploymentSpec.model_validate(doc.get("spec") or {})
+        # The dev loop is where file:// sources belong: the cluster's validation refuses them.
+        spec = ModelDeploymentSpec.model_validate(
+            doc.get("spec") or {}, context={LOCAL_SOURCES: True}
+        )
     except ValidationError as exc:
         raise DevError(EXIT_BAD_INPUT, f"{path}: {format_validation_error(exc)}") from exc
     return Deployment(name=name, spec=spec, base_dir=path.resolve().parent)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .enums import DataType, EngineKind, ModelFormat, Precision, ServingBackend
+from .shapes import ShapeLabel, ShapeRange
 from .wire import WireModel
 
 # Termination messages are capped by the kubelet at 4096 bytes.
@@ -37,6 +38,12 @@ class BuildRequest(WireModel):
     precision: Precision = Precision.FP32
     max_batch_size: int = Field(default=8, ge=1, le=4096)
     opt_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    shapes: list[ShapeRange] | None = Field(
+        default=None,
+        max_length=16,
+        description="Per-input min/opt/max dims (batch excluded) of the dynamic dims: the "
+        "TensorRT profile, and the shapes the gate (min, opt, max) and profiler (opt) run.",
+    )
     gpu_product: str | None = Field(default=None, max_length=63)
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
@@ -67,6 +74,14 @@ class BuildRequest(WireModel):
         "TensorRT, onnxruntime for ONNX Runtime; python for the CPU Triton of pytriton.",
     )
 
+    @field_validator("shapes")
+    @classmethod
+    def _unique_shapes(cls, shapes: list[ShapeRange] | None) -> list[ShapeRange] | None:
+        names = [s.name for s in shapes or []]
+        if len(names) != len(set(names)):
+            raise ValueError(f"shapes: one range per input, got {names}")
+        return shapes
+
     @property
     def effective_opt_batch_size(self) -> int:
         """The profile's opt batch: optBatchSize, or maxBatchSize when unset."""
@@ -90,6 +105,23 @@ class LatencyReport(WireModel):
     p99: float
 
 
+class ShapeFigures(WireModel):
+    """What the gate and the profiler measured at one of the profile's shapes (min, opt, max).
+
+    `dims` gives each input's dims without the batch axis; the latency and throughput are at
+    `batch` (the opt batch), the accuracy the worst over the gate's batches at this shape.
+    """
+
+    shape: ShapeLabel
+    dims: dict[str, list[int]] = Field(default_factory=dict, max_length=16)
+    batch: int = Field(ge=1)
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    throughput: float | None = None
+
+
 class BuildSummary(WireModel):
     """The one-line JSON the build Job prints as its termination message (< 4 KiB).
 
@@ -108,6 +140,7 @@ class BuildSummary(WireModel):
     throughput: float | None = None
     cached: bool | None = None
     fallback: str | None = None
+    shapes: list[ShapeFigures] | None = None
     reason: str | None = Field(default=None, max_length=128)
     message: str | None = None
 
@@ -118,6 +151,10 @@ class BuildSummary(WireModel):
         if len(line.encode()) > SUMMARY_LIMIT_BYTES and "message" in data:
             overflow = len(line.encode()) - SUMMARY_LIMIT_BYTES + 16
             data["message"] = data["message"][: max(0, len(data["message"]) - overflow)] + "..."
+            line = _dumps(data)
+        if len(line.encode()) > SUMMARY_LIMIT_BYTES and "shapes" in data:
+            # Many inputs: the per-shape figures stay, their dims (also in engine.json) go.
+            data["shapes"] = [{k: v for k, v in s.items() if k != "dims"} for s in data["shapes"]]
             line = _dumps(data)
         return line
 

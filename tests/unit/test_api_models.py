@@ -168,8 +168,22 @@ tensors = st.lists(
     unique_by=lambda t: t["name"],
 )
 uris = st.sampled_from(
-    ["https://m.example.com/a.onnx", "s3://bucket-1/k/m.pt", "pvc://models/m.pt", "file:///m.pt"]
+    ["https://m.example.com/a.onnx", "s3://bucket-1/k/m.pt", "pvc://models/m.pt"]
 )
+
+
+@st.composite
+def shape_range(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    """A valid min <= opt <= max range for one input (each bound but max optional)."""
+    high = draw(st.lists(st.integers(1, 4096), min_size=1, max_size=8))
+    mid = [draw(st.integers(1, h)) for h in high]
+    low = [draw(st.integers(1, m)) for m in mid]
+    shape: dict[str, Any] = {"name": name, "max": high}
+    if draw(st.booleans()):
+        shape["opt"] = mid
+    if draw(st.booleans()):
+        shape["min"] = low
+    return shape
 
 
 @st.composite
@@ -185,11 +199,15 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     build |= {"maxBatchSize": max_batch, "optBatchSize": draw(st.integers(1, max_batch))}
     if gpu:
         build["gpu"] = {"product": "NVIDIA-H100-80GB-HBM3"}
+    inputs = draw(tensors)
+    ranged = draw(st.lists(st.sampled_from(inputs), unique_by=lambda t: t["name"], max_size=3))
+    if ranged:
+        build["shapes"] = [draw(shape_range(t["name"])) for t in ranged]
     return {
         "model": {
             "source": {"uri": draw(uris), "sha256": SHA},
             "format": draw(st.sampled_from(["onnx", "torchscript", "exported-program"])),
-            "inputs": draw(tensors),
+            "inputs": inputs,
             "outputs": draw(tensors),
         },
         "build": build,

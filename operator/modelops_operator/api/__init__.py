@@ -7,6 +7,7 @@ from .conditions import find_condition, is_true, set_condition
 from .enums import RolloutStrategy, ScalingMetric
 from .errors import format_validation_error
 from .resource import ModelDeployment, ObjectMeta
+from .shapes import ShapeRangeSpec
 from .spec import (
     AccuracySpec,
     BuildSpec,
@@ -39,6 +40,7 @@ from .status import (
     RevisionStatus,
     RolloutProgress,
     ScaleRecord,
+    ShapeStatus,
 )
 
 __all__ = [
@@ -83,6 +85,8 @@ __all__ = [
     "ScalingMetric",
     "ScalingSpec",
     "ServingSpec",
+    "ShapeRangeSpec",
+    "ShapeStatus",
     "Source",
     "TensorSpec",
     "find_condition",

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
 from modelops_contract.enums import EngineKind, ServingBackend
 from modelops_contract.request import BuildRequest, TensorSig
+from modelops_contract.shapes import ShapeRange
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..settings import Settings
@@ -87,6 +88,9 @@ def build_request(
         precision=spec.build.precision,
         max_batch_size=spec.build.max_batch_size,
         opt_batch_size=spec.build.opt_batch_size,
+        shapes=[ShapeRange.model_validate(s.to_wire()) for s in spec.build.shapes]
+        if spec.build.shapes
+        else None,
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         atol=accuracy.atol if accuracy else None,
         rtol=accuracy.rtol if accuracy else None,
