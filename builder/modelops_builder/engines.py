@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,10 @@ from .errors import BuildError
 log = logging.getLogger(__name__)
 
 ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
+# onnxruntime 1.31's CPU "fused initializers" pass crashes (SIGSEGV) at session creation on some
+# fp16 graphs (an fp16 Transpose feeding an fp16 MatMul with an fp16 weight); it only saves the
+# fp16->fp32 weight casts the CPU needs anyway, so every session of the builder skips it.
+ORT_DISABLED_OPTIMIZERS = ["FuseFp16InitializerToFp32NodeTransformer"]
 # Set to "1" to behave as if no GPU were present (a CPU-only dry run on a GPU node).
 NO_GPU_ENV = "MODELOPS_NO_GPU"
 
@@ -109,7 +113,10 @@ class OrtRunner:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=providers or ["CPUExecutionProvider"]
+                str(path),
+                options,
+                providers=providers or ["CPUExecutionProvider"],
+                disabled_optimizers=ORT_DISABLED_OPTIMIZERS,
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
             raise BuildError(
@@ -142,6 +149,7 @@ class BuiltEngine:
     compute_capability: str | None = None
     fallback: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # the version dir's engine files, main first
 
 
 @dataclass(frozen=True)
@@ -203,16 +211,26 @@ def build_engine(
     inputs: list[Any],
     version_dir: Path,
     timing_cache: TimingCache | None = None,
+    profile: Mapping[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] | None = None,
 ) -> BuiltEngine:
-    """Write the engine file into `version_dir` and return a runner over it."""
+    """Write the engine file into `version_dir` and return a runner over it.
+
+    `profile`: per input, the full min/opt/max shapes of TensorRT's optimisation profile
+    (shapes.profile_shapes); ONNX Runtime needs none.
+    """
     import onnxruntime as ort
+
+    from .onnx_files import copy_model
 
     if plan.engine == "tensorrt":
         from .tensorrt_engine import build_plan
 
-        return build_plan(request, onnx_path, inputs, version_dir, plan.gpu, timing_cache)
+        return build_plan(
+            request, onnx_path, inputs, version_dir, plan.gpu, timing_cache, profile=profile
+        )
     dest = version_dir / ONNX_FILE
-    shutil.copyfile(onnx_path, dest)
+    # The graph and its external data, under the builder's own names (model.onnx[.data]).
+    files = copy_model(onnx_path, dest)
     providers = ort_providers()
     runner = OrtRunner(dest, providers)
     log.info("onnxruntime %s providers %s", ort.__version__, providers)
@@ -223,4 +241,5 @@ def build_engine(
         runner=runner,
         fallback=plan.fallback,
         versions={"onnxruntime": ort.__version__, "providers": ",".join(providers)},
+        files=files,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,13 @@ def build_plan(
     version_dir: Path,
     gpu: GpuInfo,
     timing_cache: TimingCache | None,
+    profile: Mapping[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] | None = None,
 ) -> BuiltEngine:
-    """Build model.plan with one profile min=1/opt/max per input and the store's timing cache."""
+    """Build model.plan with one profile min=1/opt/max per input and the store's timing cache.
+
+    `profile` gives each input's full min/opt/max shapes (shapes.profile_shapes); without it
+    every dynamic non-batch dim is DEFAULT_DYNAMIC_DIM.
+    """
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -95,16 +101,19 @@ def build_plan(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     # DETAILED keeps per-layer precisions in the plan, so the fp16 check below can read them.
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    profile = builder.create_optimization_profile()
+    optimization, shapes = builder.create_optimization_profile(), profile
     opt = request.effective_opt_batch_size
     for sig in inputs:
-        profile.set_shape(
+        if shapes is not None:
+            optimization.set_shape(sig.name, *shapes[sig.name])
+            continue
+        optimization.set_shape(
             sig.name,
             _profile_dims(sig, 1),
             _profile_dims(sig, opt),
             _profile_dims(sig, request.max_batch_size),
         )
-    config.add_optimization_profile(profile)
+    config.add_optimization_profile(optimization)
     cache = config.create_timing_cache(
         timing_cache.data if timing_cache and timing_cache.data else b""
     )

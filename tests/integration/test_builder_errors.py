@@ -17,6 +17,7 @@ from tests.support.builder_cases import (
     assert_nothing_published,
     closed_port,
     make_request,
+    quiet_legacy_torch,
     run_job,
     save_model,
     sha_of,
@@ -138,16 +139,17 @@ class _HugeRange(nn.Module):
 
 def test_fp16_gate_catches_overflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "huge.onnx"
-    torch.onnx.export(
-        _HugeRange(),
-        (torch.randn(2, 8),),
-        str(path),
-        dynamo=False,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-        opset_version=OPSET,
-    )
+    with quiet_legacy_torch():
+        torch.onnx.export(
+            _HugeRange(),
+            (torch.randn(2, 8),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+            opset_version=OPSET,
+        )
     sha = sha_of(path)
     store = tmp_path / "store"
     fp32 = make_request(path, sha, tmp_path / "fp32-store")
@@ -225,14 +227,15 @@ def test_invalid_request(
 
 def test_fixed_batch_graph_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "fixed.onnx"
-    torch.onnx.export(
-        MODELS["mlp"].module,
-        (torch.randn(1, 16),),
-        str(path),
-        dynamo=False,
-        input_names=["x"],
-        opset_version=OPSET,
-    )
+    with quiet_legacy_torch():
+        torch.onnx.export(
+            MODELS["mlp"].module,
+            (torch.randn(1, 16),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            opset_version=OPSET,
+        )
     sha = sha_of(path)
     store = tmp_path / "store"
     message = _fails(capsys, store, make_request(path, sha, store), EXIT_INPUT, "InvalidModel")

@@ -6,10 +6,13 @@ axis too (a text-like model whose non-batch dim is -1).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -68,25 +71,41 @@ def save_model(model: TinyModel, fmt: str, folder: Path) -> tuple[Path, str]:
             n: {0: "batch"} | ({1: "seq"} if dims[n] == [-1] else {}) for n in model.inputs
         }
         axes |= {n: {0: "batch"} for n in model.outputs}
-        torch.onnx.export(
-            model.module,
-            example,
-            str(path),
-            dynamo=False,
-            input_names=list(model.inputs),
-            output_names=model.outputs,
-            dynamic_axes=axes,
-            opset_version=OPSET,
-        )
+        with quiet_legacy_torch():
+            torch.onnx.export(
+                model.module,
+                example,
+                str(path),
+                dynamo=False,
+                input_names=list(model.inputs),
+                output_names=model.outputs,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+            )
     elif fmt == "torchscript":
-        traced = torch.jit.trace(model.module, example)  # type: ignore[no-untyped-call]
-        torch.jit.save(traced, str(path))
+        save_torchscript(model.module, example, path)
     else:
         batch = torch.export.Dim("batch", min=1, max=64)
         seq = torch.export.Dim("seq", min=2, max=64)
         shapes = tuple({0: batch} | ({1: seq} if dims[n] == [-1] else {}) for n in model.inputs)
         torch.export.save(torch.export.export(model.module, example, dynamic_shapes=shapes), path)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def quiet_legacy_torch() -> Iterator[None]:
+    """The tests make TorchScript files and legacy ONNX exports on purpose (both stay supported
+    sources): torch 2.13's deprecation warnings about them would only repeat that."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def save_torchscript(module: torch.nn.Module, example: tuple[Any, ...], path: Path) -> None:
+    """torch.jit.trace + torch.jit.save, without the deprecation noise."""
+    with quiet_legacy_torch():
+        traced = torch.jit.trace(module, example, check_trace=False)  # type: ignore[no-untyped-call]
+        torch.jit.save(traced, str(path))  # type: ignore[no-untyped-call]
 
 
 def make_request(path: Path | str, sha: str, store: Path | str, **fields: Any) -> BuildRequest:

@@ -30,6 +30,9 @@ Array = npt.NDArray[Any]
 DEFAULT_MODEL_FILE = "model.onnx"
 THREADS_ENV, THREADS_PARAM = "MODELOPS_ORT_THREADS", "ort_intra_op_threads"
 SPINNING_ENV, SPINNING_PARAM = "MODELOPS_ORT_SPINNING", "ort_allow_spinning"
+# onnxruntime 1.31's CPU "fused initializers" pass crashes at session creation on some fp16
+# graphs; the builder skips it too (modelops_builder.engines.ORT_DISABLED_OPTIMIZERS).
+DISABLED_OPTIMIZERS = ["FuseFp16InitializerToFp32NodeTransformer"]
 
 # ONNX Runtime's type strings -> numpy, to feed each input in the dtype the graph declares.
 _ORT_NUMPY: dict[str, Any] = {
@@ -79,7 +82,10 @@ class TritonPythonModel:
         spinning = _setting(config, SPINNING_ENV, SPINNING_PARAM, "1")
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
         self.input_types = {i.name: _ORT_NUMPY.get(i.type) for i in self.session.get_inputs()}
         self.output_names = [str(o["name"]) for o in config.get("output", [])] or [
