@@ -25,10 +25,12 @@ from .errors import BuildError
 log = logging.getLogger(__name__)
 
 ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
-# onnxruntime 1.31's CPU "fused initializers" pass crashes (SIGSEGV) at session creation on some
-# fp16 graphs (an fp16 Transpose feeding an fp16 MatMul with an fp16 weight); it only saves the
-# fp16->fp32 weight casts the CPU needs anyway, so every session of the builder skips it.
-ORT_DISABLED_OPTIMIZERS = ["FuseFp16InitializerToFp32NodeTransformer"]
+# onnxruntime 1.31 on CPU crashes (SIGSEGV) at session creation on fp16 graphs where a 3-D
+# Transpose feeds a MatMul with an fp16 weight (every attention projection): MatmulTransposeFusion
+# makes an fp16 FusedMatMul, which the CPU's fp16->fp32 initializer pass then breaks on. Skipping
+# that one fusion keeps the initializer pass, which stores fp16 weights as fp32 once instead of
+# casting them on every run (and memory at one fp32 copy of the weights).
+ORT_DISABLED_OPTIMIZERS = ["MatmulTransposeFusion"]
 # Set to "1" to behave as if no GPU were present (a CPU-only dry run on a GPU node).
 NO_GPU_ENV = "MODELOPS_NO_GPU"
 

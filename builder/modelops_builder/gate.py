@@ -8,9 +8,10 @@ Defaults by precision (docs/builder.md explains them):
   overflow, underflow and ops that must stay in fp32.
 NaN or Inf in an engine output always fails, whatever the tolerance.
 
-The reference runs first and is released before the engine is built, so a large model is in
-memory once, not twice; the gate then runs the engine on the same seeded inputs at every
-distinct shape (min, opt, max of the shape plan) and batch (1, opt, max).
+The reference runs first and is released before the engine is built (memory.py makes glibc hand
+its weights back), so a large model is in memory once, not twice; the gate then runs the engine
+on the same seeded inputs at every distinct shape (min, opt, max of the shape plan) and batch
+(1, opt, max).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from .engines import BuiltEngine, EnginePlan, TimingCache, build_engine
 from .export import OnnxModel, graph_signature, to_onnx
 from .fetch import fetch
 from .gate import GateResult, check_accuracy, gate_batches, reference_outputs, tolerances
+from .memory import return_large_frees_to_the_os
 from .onnx_files import check_external_data, load_graph
 from .precision import convert_fp16
 from .profile import measure, profile
@@ -144,6 +145,7 @@ class EngineFigures:
 
 def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
     """Run every stage into `job.staging`; the manifest written there (not yet published)."""
+    return_large_frees_to_the_os()
     request = job.request
     source = _fetch(job, stage)
     with stage("export") as s:

@@ -74,7 +74,7 @@ _TORCH_TARGET = re.compile(
 _REFUSED_OPS = ("from_file",)
 # Globals TorchScript's C++ unpickler resolves (torch/csrc/jit/serialization/unpickler.cpp).
 _TORCHSCRIPT_GLOBALS = re.compile(
-    r"^(__torch__\.[A-Za-z0-9_.]+ [A-Za-z0-9_]+|collections OrderedDict|builtins set|"
+    r"^(__torch__(\.[A-Za-z0-9_.]+)? [A-Za-z0-9_]+|collections OrderedDict|builtins set|"
     r"torch [A-Za-z0-9]*Storage|torch device|torch\._utils _rebuild_[A-Za-z0-9_]+|"
     r"torch\.jit\._pickle [A-Za-z0-9_]+|torch\.distributed\.rpc [A-Za-z_]+)$"
 )

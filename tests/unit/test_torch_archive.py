@@ -108,6 +108,35 @@ def test_a_python_global_in_a_torchscript_pickle_is_refused(tmp_path: Path, prot
         check_torchscript(path)
 
 
+@pytest.mark.parametrize(
+    "global_name", [b"__torch__\nResNet18", b"__torch__.torch.nn.modules.linear\nLinear"]
+)
+def test_torchscript_class_globals_pass(tmp_path: Path, global_name: bytes) -> None:
+    # A module defined in a script is `__torch__ Name`, one from a package `__torch__.pkg Name`.
+    check_torchscript(_torchscript_like(tmp_path, b"\x80\x02c" + global_name + b"\n."))
+
+
+def test_torchscript_globals_of_the_real_saver_pass(tmp_path: Path) -> None:
+    # A module defined in a script is `__torch__ Name` (no package), one from a package
+    # `__torch__.pkg.module Name`; tensors come through torch._utils and storages.
+    import torch
+    from torch import nn
+
+    from tests.support.builder_cases import save_torchscript
+
+    class Scripted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    path = tmp_path / "ok.pt"
+    save_torchscript(Scripted().eval(), (torch.zeros(1, 4),), path)
+    check_torchscript(path)
+
+
 @pytest.mark.parametrize("name", ["/abs/constants.pkl", "../constants.pkl", "m\\..\\x"])
 def test_unsafe_member_names_are_refused(tmp_path: Path, name: str) -> None:
     path = tmp_path / "m.pt"

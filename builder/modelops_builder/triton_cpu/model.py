@@ -30,9 +30,10 @@ Array = npt.NDArray[Any]
 DEFAULT_MODEL_FILE = "model.onnx"
 THREADS_ENV, THREADS_PARAM = "MODELOPS_ORT_THREADS", "ort_intra_op_threads"
 SPINNING_ENV, SPINNING_PARAM = "MODELOPS_ORT_SPINNING", "ort_allow_spinning"
-# onnxruntime 1.31's CPU "fused initializers" pass crashes at session creation on some fp16
-# graphs; the builder skips it too (modelops_builder.engines.ORT_DISABLED_OPTIMIZERS).
-DISABLED_OPTIMIZERS = ["FuseFp16InitializerToFp32NodeTransformer"]
+# onnxruntime 1.31 on CPU crashes at session creation on fp16 graphs where a 3-D Transpose feeds a
+# MatMul with an fp16 weight (attention projections) unless this fusion is skipped; the builder
+# skips it too (modelops_builder.engines.ORT_DISABLED_OPTIMIZERS).
+DISABLED_OPTIMIZERS = ["MatmulTransposeFusion"]
 
 # ONNX Runtime's type strings -> numpy, to feed each input in the dtype the graph declares.
 _ORT_NUMPY: dict[str, Any] = {
