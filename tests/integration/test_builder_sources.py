@@ -345,3 +345,16 @@ def test_checksum_mismatch_shows_only_a_prefix_of_the_real_digest(
     assert sha[:8] in message
     assert "spec.model.source.sha256" in message
     assert_nothing_published(store)
+
+
+def test_scratch_space_is_checked_before_a_byte_is_written(tmp_path: Path) -> None:
+    from modelops_builder.fetch import check_scratch
+    from modelops_contract.scratch import scratch_bytes, scratch_quantity
+
+    assert scratch_bytes(20 * 1024**3) == 41 * 1024**3  # the Job's /tmp sizeLimit, default cap
+    assert scratch_quantity(20 * 1024**3) == "41Gi"
+    check_scratch(tmp_path, 1 << 20)  # a 1 MiB model fits anywhere
+    with pytest.raises(BuildError) as caught:
+        check_scratch(tmp_path, 1 << 50)  # a 1 PiB model fits nowhere
+    assert (caught.value.reason, caught.value.kind) == ("ScratchSpaceTooSmall", "infrastructure")
+    assert "MODELOPS_WORK_DIR" in caught.value.message
