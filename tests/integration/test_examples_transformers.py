@@ -1,6 +1,7 @@
 """The transformer examples end to end, as `modelops dev` runs them: built from their
 ExportedPrograms in fp32 and fp16 (the gate passes with the default tolerances), then served by
-the real Triton, which answers at sequence lengths 1, opt and max exactly as torch does."""
+the real Triton, which answers at sequence lengths 1, opt and max exactly as torch does. The same
+Triton serves a multi-file model (graph + external data) from its store entry."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from modelops_cli.dev import (
     resolve_source,
     to_build_request,
 )
+from modelops_contract.enums import ServingBackend
+from modelops_contract.tritonconfig import ServingOptions
+from tests.support.archives import MODEL as CNN
+from tests.support.archives import external_model, tar_folder
+from tests.support.builder_cases import make_request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ("bert-encoder", "gpt-decoder")
@@ -53,15 +59,29 @@ def test_example_builds_in_fp16_and_passes_the_default_gate(name: str, tmp_path:
 
 
 @pytest.fixture(scope="module")
+def multi_file(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """The tiny CNN built from a .tar.gz of its graph and external-data files."""
+    root = tmp_path_factory.mktemp("multi")
+    archive = root / "cnn.tar.gz"
+    sha = tar_folder(external_model(root), archive)
+    return build(make_request(archive, sha, root / "store", modelName="cnn"), local_source=True)
+
+
+@pytest.fixture(scope="module")
 def triton(
-    built: dict[str, tuple[Any, BuildResult]], tmp_path_factory: pytest.TempPathFactory
+    built: dict[str, tuple[Any, BuildResult]],
+    multi_file: BuildResult,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
-    """One real Triton serving both examples (CPU, python backend)."""
+    """One real Triton serving both examples and the multi-file model (CPU, python backend)."""
     triton_local = pytest.importorskip("modelops_builder.triton_local")
     repo = tmp_path_factory.mktemp("repository")
     for name, (deployment, result) in built.items():
         options = dev_serving_options(deployment.spec)
         assemble_repository(result.manifest, result.entry, name, options, repo)
+    options = ServingOptions(gpu=False, backend=ServingBackend.PYTHON)
+    assemble_repository(multi_file.manifest, multi_file.entry, "cnn", options, repo)
+    assert (repo / "cnn" / "1" / "model.onnx.data").is_file()
     try:
         server = triton_local.start_triton(repo)
     except triton_local.TritonUnavailableError as exc:
@@ -115,3 +135,19 @@ def test_triton_answers_at_sequence_lengths_1_opt_and_max(
             np.testing.assert_allclose(logits, want, atol=1e-4, rtol=1e-4, err_msg=f"seq {seq}")
     finally:
         client.close()
+
+
+@pytest.mark.triton
+def test_triton_serves_a_multi_file_model(multi_file: BuildResult, triton: Any) -> None:
+    import tritonclient.http as httpclient
+
+    feeds = CNN.sample(2, seed=4)
+    client = httpclient.InferenceServerClient(triton.http_url)
+    try:
+        tensor = httpclient.InferInput("image", list(feeds["image"].shape), "FP32")
+        tensor.set_data_from_numpy(feeds["image"], binary_data=True)
+        answer = client.infer("cnn", [tensor], headers={"Connection": "close"})
+    finally:
+        client.close()
+    want = CNN.reference(feeds)["logits"]
+    np.testing.assert_allclose(answer.as_numpy("logits"), want, atol=1e-4, rtol=1e-4)

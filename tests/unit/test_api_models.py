@@ -234,3 +234,27 @@ def test_valid_specs_round_trip_and_pass_the_crd(wire: dict[str, Any]) -> None:
     assert again.to_wire() == spec.to_wire()
     obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment"}
     assert validate({**obj, "metadata": {"name": "h"}, "spec": spec.to_wire()}) == []
+
+
+def test_per_shape_figures_reach_status_and_pass_the_crd() -> None:
+    from modelops_contract.request import BuildSummary, ShapeFigures
+    from modelops_operator.decide.build import engine_from_summary
+
+    summary = BuildSummary(
+        ok=True,
+        key="sha256:" + "ab" * 32,
+        shapes=[
+            ShapeFigures(shape=label, dims={"input_ids": [n], "attention_mask": [n]}, batch=4,
+                         max_abs_error=1e-6, p50_ms=0.2 * n, p99_ms=0.3 * n, throughput=100.0)
+            for label, n in (("min", 1), ("opt", 32), ("max", 128))
+        ],
+    )  # fmt: skip
+    engine = engine_from_summary(summary)
+    assert engine.shapes is not None
+    assert [s.shape for s in engine.shapes] == ["min", "opt", "max"]
+    wire = engine.to_wire()
+    assert wire["shapes"][2]["dims"] == {"input_ids": [128], "attention_mask": [128]}
+    assert wire["shapes"][1]["latencyMs"] == {"p50": 6.4, "p99": 9.6}
+    obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment"}
+    body = {**obj, "metadata": {"name": "h"}, "spec": MINIMAL, "status": {"engine": wire}}
+    assert validate(body) == []
