@@ -196,7 +196,9 @@ def run(
 
     source = workdir / "resnet18.pt"
     sha256 = save_torchscript(source)
-    result = build(build_request(source, sha256, store, "fp32", serving_backend="python"))
+    result = build(
+        build_request(source, sha256, store, "fp32", serving_backend="python"), local_source=True
+    )
     manifest, entry = result.manifest, result.entry
     onnx_path = manifest.version_dir(entry) / manifest.model_file
     output = manifest.outputs[0].name

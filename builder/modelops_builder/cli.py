@@ -289,11 +289,12 @@ def _run(request: BuildRequest, *, human: bool, computed_sha: str | None) -> Any
     from .pipeline import build
 
     if not human:
+        # Job mode: the request comes from the cluster, so local files stay out of reach.
         return build(request)
     from .cli_display import RichReporter
 
     with RichReporter(computed_sha) as reporter:
-        return build(request, reporter=reporter)
+        return build(request, reporter=reporter, local_source=True)
 
 
 def _validation_text(exc: ValidationError) -> str:

@@ -9,7 +9,6 @@ when a GPU is present; the image's TensorRT must be the version the serving Trit
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from modelops_contract.request import BuildRequest
 
 from .errors import BuildError
 from .gpu import NO_GPU_ENV, GpuInfo, detect_gpu
+from .shapes import ProfileShape
 
 __all__ = [
     "NO_GPU_ENV",
@@ -38,6 +38,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
+# onnxruntime 1.31 on CPU crashes (SIGSEGV) at session creation on fp16 graphs where a 3-D
+# Transpose feeds a MatMul with an fp16 weight (every attention projection): MatmulTransposeFusion
+# makes an fp16 FusedMatMul, which the CPU's fp16->fp32 initializer pass then breaks on. Skipping
+# that one fusion keeps the initializer pass, which stores fp16 weights as fp32 once instead of
+# casting them on every run (and memory at one fp32 copy of the weights).
+ORT_DISABLED_OPTIMIZERS = ["MatmulTransposeFusion"]
 
 
 class Runner(Protocol):
@@ -86,7 +92,10 @@ class OrtRunner:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=providers or ["CPUExecutionProvider"]
+                str(path),
+                options,
+                providers=providers or ["CPUExecutionProvider"],
+                disabled_optimizers=ORT_DISABLED_OPTIMIZERS,
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
             raise BuildError(
@@ -119,6 +128,7 @@ class BuiltEngine:
     compute_capability: str | None = None
     fallback: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # the version dir's engine files, main first
 
 
 @dataclass(frozen=True)
@@ -183,25 +193,26 @@ def build_engine(
     inputs: list[Any],
     version_dir: Path,
     timing_cache: TimingCache | None = None,
-    ranges: Mapping[str, Any] | None = None,
+    profile: Mapping[str, ProfileShape] | None = None,
 ) -> BuiltEngine:
     """Write the engine file into `version_dir` and return a runner over it.
 
-    `ranges` (input name -> tensorrt_profiles.DimRange) widens dynamic non-batch dims of a
-    TensorRT profile; without it they are pinned to the size the gate and profiler use.
+    `profile`: per input, the full min/opt/max shapes of TensorRT's optimisation profile
+    (shapes.profile_shapes); ONNX Runtime needs none.
     """
     import onnxruntime as ort
 
+    from .onnx_files import copy_model
+
     if plan.engine == "tensorrt":
         from .tensorrt_engine import build_plan
-        from .tensorrt_profiles import profile_shapes
 
-        shapes = profile_shapes(
-            inputs, request.max_batch_size, request.effective_opt_batch_size, ranges
-        )
-        return build_plan(request, onnx_path, version_dir, plan.gpu, timing_cache, shapes)
+        if profile is None:
+            raise BuildError("InvalidRequest", "a TensorRT build needs its profile shapes")
+        return build_plan(request, onnx_path, version_dir, plan.gpu, timing_cache, profile)
     dest = version_dir / ONNX_FILE
-    shutil.copyfile(onnx_path, dest)
+    # The graph and its external data, under the builder's own names (model.onnx[.data]).
+    files = copy_model(onnx_path, dest)
     providers = ort_providers()
     runner = OrtRunner(dest, providers)
     log.info("onnxruntime %s providers %s", ort.__version__, providers)
@@ -212,4 +223,5 @@ def build_engine(
         runner=runner,
         fallback=plan.fallback,
         versions={"onnxruntime": ort.__version__, "providers": ",".join(providers)},
+        files=files,
     )

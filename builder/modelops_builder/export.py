@@ -1,16 +1,14 @@
 """Turn the verified model file into a checked ONNX graph and its I/O signature.
 
-ONNX is taken as is; TorchScript (`torch.jit.load`) and ExportedProgram (`torch.export.load`) are
-exported with the legacy TorchScript-based ONNX exporter (the dynamo exporter needs onnxscript,
-which the image does not ship) with a dynamic batch axis. Nothing here ever calls `torch.load` on
-a pickle: torch formats must be the zip archives their loaders expect, checked before loading.
+ONNX is taken as is (its external-data references checked before anything reads them);
+ExportedProgram and TorchScript are exported by torch_export (dynamo and legacy exporters).
+Nothing here ever unpickles: torch archives are checked by torch_archive before torch reads them.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
-import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +20,19 @@ from onnx import TensorProto
 from modelops_contract.request import BuildRequest, TensorSig
 
 from .errors import BuildError
+from .onnx_files import check_external_data, load_graph
+from .shapes import Dim, InputDims
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 # Value a dynamic non-batch dimension takes in example, gate and profile inputs when the
 # request does not fix it (e.g. a sequence length).
 DEFAULT_DYNAMIC_DIM = 16
 # Integer inputs (token ids, indices) get values in [0, INT_HIGH): valid for any embedding table
-# with at least this many rows.
+# with at least this many rows. Integer inputs named like a mask get ones (every token attended):
+# a random mask can hide a whole row, whose attention is then undefined (NaN) in any engine.
 INT_HIGH = 4
+MASK_WORD = "mask"
 
 _ONNX_TO_TRITON: dict[int, str] = {
     TensorProto.FLOAT: "FP32",
@@ -60,11 +61,13 @@ NUMPY_DTYPES: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """A checked ONNX file and its signature (dims without batch, -1 for dynamic)."""
+    """A checked ONNX file and its signature (dims without batch, -1 for dynamic), and each
+    input's dims as the shape plan needs them (named dynamic dims kept)."""
 
     path: Path
     inputs: list[TensorSig]
     outputs: list[TensorSig]
+    input_dims: list[InputDims]
 
 
 def describe(sig: TensorSig) -> str:
@@ -136,17 +139,31 @@ def reconcile(
     return result
 
 
-def example_inputs(inputs: list[TensorSig], batch: int, seed: int = 0) -> dict[str, Any]:
-    """Seeded numpy inputs: normal floats, small non-negative integers, dynamic dims fixed."""
+def example_inputs(
+    inputs: list[TensorSig],
+    batch: int,
+    seed: int = 0,
+    dims: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, Any]:
+    """Seeded numpy inputs at `dims` (dynamic dims default to DEFAULT_DYNAMIC_DIM): normal
+    floats, small non-negative integers, ones for integer masks."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, Any] = {}
     for sig in inputs:
         dtype = NUMPY_DTYPES.get(sig.data_type)
         if dtype is None:
             raise BuildError("InvalidModel", f"input '{sig.name}': {sig.data_type} unsupported")
-        shape = (batch, *(d if d > 0 else DEFAULT_DYNAMIC_DIM for d in sig.dims))
+        chosen = dims.get(sig.name) if dims else None
+        sizes = (
+            chosen
+            if chosen is not None
+            else [d if d > 0 else DEFAULT_DYNAMIC_DIM for d in sig.dims]
+        )
+        shape = (batch, *sizes)
         if np.issubdtype(dtype, np.floating):
             feeds[sig.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype != np.bool_ and MASK_WORD in sig.name.lower():
+            feeds[sig.name] = np.ones(shape, dtype=dtype)
         else:
             feeds[sig.name] = rng.integers(0, INT_HIGH if dtype != np.bool_ else 2, size=shape)
             feeds[sig.name] = feeds[sig.name].astype(dtype)
@@ -154,11 +171,17 @@ def example_inputs(inputs: list[TensorSig], batch: int, seed: int = 0) -> dict[s
 
 
 def _load_checked(path: Path) -> onnx.ModelProto:
+    """The graph, without its weights: external-data references checked before any is read,
+    then onnx.checker (from the path: models over 2 GiB) and strict shape inference."""
     try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
+        model = load_graph(path)
+    except Exception as exc:  # onnx raises DecodeError and others on a broken file
+        raise BuildError("InvalidModel", f"not a valid ONNX model: {_first_line(exc)}") from exc
+    check_external_data(model, path)
+    try:
+        onnx.checker.check_model(str(path))
         return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as exc:  # onnx raises DecodeError, ValidationError, InferenceError...
+    except Exception as exc:  # onnx raises ValidationError, InferenceError...
         raise BuildError("InvalidModel", f"not a valid ONNX model: {_first_line(exc)}") from exc
 
 
@@ -167,115 +190,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _require_zip(path: Path, fmt: str, member: str) -> None:
-    """Reject anything but the zip archive `fmt` is saved as, before torch reads a byte of it."""
-    hint = (
-        "save it with torch.jit.save" if fmt == "torchscript" else "save it with torch.export.save"
-    )
-    if not zipfile.is_zipfile(path):
-        raise BuildError(
-            "InvalidModel",
-            f"not a {fmt} archive (not a zip file): {hint}; "
-            "pickled modules (torch.save) are refused",
-        )
-    with zipfile.ZipFile(path) as archive:
-        if not any(n.endswith(member) for n in archive.namelist()):
-            raise BuildError(
-                "InvalidModel",
-                f"not a {fmt} archive (no {member}): {hint}; "
-                "pickled modules (torch.save) are refused",
-            )
-
-
-def _load_torch(path: Path, fmt: str) -> Any:
-    import torch
-
-    try:
-        if fmt == "torchscript":
-            _require_zip(path, fmt, "constants.pkl")
-            # TorchScript's own unpickler only rebuilds TorchScript types, never arbitrary globals.
-            return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-        _require_zip(path, fmt, "archive_format")
-        return torch.export.load(str(path)).module()
-    except BuildError:
-        raise
-    except Exception as exc:
-        raise BuildError("InvalidModel", f"cannot load {fmt}: {_first_line(exc)}") from exc
-
-
-def _export_torch(request: BuildRequest, source: Path, dest: Path) -> None:
-    import torch
-
-    if not request.inputs:
-        raise BuildError(
-            "SignatureRequired", f"format {request.format} needs spec inputs (name, dataType, dims)"
-        )
-    module = _load_torch(source, request.format)
-    input_names = [s.name for s in request.inputs]
-    output_names = [s.name for s in request.outputs] if request.outputs else None
-    axes: dict[str, dict[int, str]] = {}
-    for sig in request.inputs:
-        axes[sig.name] = {0: "batch"} | {
-            i + 1: f"{sig.name}_{i + 1}" for i, d in enumerate(sig.dims) if d < 0
-        }
-    for name in output_names or []:
-        axes[name] = {0: "batch"}
-    last: Exception | None = None
-    # Batch 2 first: tracing at batch 1 can bake the batch size into reshapes.
-    for batch in (2, 1):
-        feeds = example_inputs(request.inputs, batch)
-        example = tuple(torch.from_numpy(feeds[n]) for n in input_names)
-        try:
-            with warnings.catch_warnings():
-                # The legacy exporter warns about itself on every call: noise in the Job's log.
-                warnings.simplefilter("ignore")
-                _export_once(module, example, dest, request.format, input_names, output_names, axes)
-            return
-        except Exception as exc:  # tracing/export errors come in many types
-            last = exc
-            log.info("export at batch %d failed: %s", batch, _first_line(exc))
-    raise BuildError(
-        "ExportFailed",
-        f"ONNX export of {request.format} failed: {_first_line(last or RuntimeError())}",
-    )
-
-
-def _export_once(
-    module: Any,
-    example: tuple[Any, ...],
-    dest: Path,
-    fmt: str,
-    input_names: list[str],
-    output_names: list[str] | None,
-    axes: dict[str, dict[int, str]],
-) -> None:
-    import torch
-
-    if fmt == "exported-program":
-        # The legacy exporter cannot take an fx GraphModule: trace it to TorchScript first.
-        module = torch.jit.trace(module, example, check_trace=False)  # type: ignore[no-untyped-call]
-    torch.onnx.export(
-        module,
-        example,
-        str(dest),
-        dynamo=False,
-        training=torch.onnx.TrainingMode.PRESERVE,
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_axes=axes,
-        opset_version=OPSET,
-    )
-
-
-def _name_outputs(model: onnx.ModelProto, request: BuildRequest) -> None:
-    """Give exported outputs stable names (output0, ...) when the request names none."""
+def _name_outputs(model: onnx.ModelProto, request: BuildRequest) -> bool:
+    """Give TorchScript exports stable output names (output0, ...) when the request names none;
+    whether anything was renamed."""
     if request.outputs:
         if len(request.outputs) != len(model.graph.output):
             raise BuildError(
                 "SignatureMismatch",
                 f"outputs: spec has {len(request.outputs)}, graph has {len(model.graph.output)}",
             )
-        return
+        return False
     renames = {o.name: f"output{i}" for i, o in enumerate(model.graph.output)}
     for node in model.graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
@@ -284,21 +208,46 @@ def _name_outputs(model: onnx.ModelProto, request: BuildRequest) -> None:
         info.name = renames.get(info.name, info.name)
     for value in model.graph.output:
         value.name = renames[value.name]
+    return True
+
+
+def graph_input_dims(model: onnx.ModelProto, signature: list[TensorSig]) -> list[InputDims]:
+    """Each input's dims for the shape plan: the request's fixed sizes, the graph's dim names
+    (shared by inputs with the same dynamic dim), None for an anonymous dynamic dim."""
+    graph_dims: dict[str, list[onnx.TensorShapeProto.Dimension]] = {
+        v.name: list(v.type.tensor_type.shape.dim)[1:] for v in model.graph.input
+    }
+    result = []
+    for sig in signature:
+        dims: list[Dim] = []
+        for size, dim in zip(sig.dims, graph_dims.get(sig.name, []), strict=False):
+            dims.append(size if size > 0 else (dim.dim_param or None))
+        result.append(InputDims(sig.name, tuple(dims)))
+    return result
 
 
 def to_onnx(request: BuildRequest, source: Path, work: Path) -> OnnxModel:
     """The checked fp32 ONNX graph of the verified source, with its reconciled signature."""
+    from .torch_export import export_program, export_torchscript
+
     if request.format == "onnx":
         model = _load_checked(source)
         path = source
     else:
         path = work / "exported.onnx"
-        _export_torch(request, source, path)
+        if request.format == "exported-program":
+            export_program(request, source, path)
+        else:
+            export_torchscript(request, source, path)
+        # The export holds everything the build needs: the source's space is scratch again.
+        source.unlink(missing_ok=True)
         model = _load_checked(path)
-        _name_outputs(model, request)
-        onnx.save(model, str(path))
+        if request.format == "torchscript" and _name_outputs(model, request):
+            onnx.save(model, str(path))  # TorchScript exports are single-file graphs
     graph_in, graph_out = graph_signature(model)
     fp16 = request.precision == "fp16"
     inputs = reconcile("input", request.inputs, graph_in, fp16=fp16)
     outputs = reconcile("output", request.outputs, graph_out, fp16=fp16)
-    return OnnxModel(path=path, inputs=inputs, outputs=outputs)
+    return OnnxModel(
+        path=path, inputs=inputs, outputs=outputs, input_dims=graph_input_dims(model, inputs)
+    )

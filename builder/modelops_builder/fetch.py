@@ -1,62 +1,75 @@
 """Fetch the model into the work directory while hashing it; nothing parses unverified bytes.
 
-Sources: plain paths and file://, pvc://CLAIM/PATH (a claim mounted under MODELOPS_PVC_ROOT,
-default /mnt/pvc), https:// (streamed, size-limited, retried on 5xx and connection errors, an
-optional MODELOPS_HTTP_AUTHORIZATION header) and s3://BUCKET/KEY (boto3, credentials from the
-environment, AWS_ENDPOINT_URL honoured). Every source is copied, so the bytes parsed later are
-exactly the bytes hashed here.
+Sources: pvc://CLAIM/PATH (a claim mounted under MODELOPS_PVC_ROOT, default /mnt/pvc), https://
+and s3://BUCKET/KEY (fetch_remote: the user's source credentials only), and, for `modelops dev`
+and `modelops-build MODEL` only, plain paths and file://. Every source is copied, so the bytes
+parsed later are exactly the bytes hashed here. Before a byte is written the work dir must have
+room for the source twice (the builder's scratch budget, modelops_contract.scratch).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from .errors import BuildError, ErrorKind
+from modelops_contract.scratch import scratch_bytes
 
-log = logging.getLogger(__name__)
+from .errors import BuildError
+from .fetch_remote import CHUNK, fetch_https, fetch_s3, split_s3
 
-CHUNK = 1 << 20
+__all__ = ["check_source_allowed", "fetch", "local_path", "sha256_file", "split_s3"]
+
 PVC_ROOT_ENV, DEFAULT_PVC_ROOT = "MODELOPS_PVC_ROOT", "/mnt/pvc"
-AUTH_ENV = "MODELOPS_HTTP_AUTHORIZATION"
-RETRIES_ENV, TIMEOUT_ENV = "MODELOPS_FETCH_RETRIES", "MODELOPS_FETCH_TIMEOUT"
-BACKOFF_BASE_S = 0.5
-
-
-class _Retryable(Exception):
-    """A transient failure (5xx, connection refused/reset, timeout): try again."""
-
-
-def _settings() -> tuple[int, float]:
-    retries = int(os.environ.get(RETRIES_ENV, "3"))
-    timeout = float(os.environ.get(TIMEOUT_ENV, "60"))
-    return max(0, retries), timeout
-
-
-def _copy_hashing(chunks: Iterator[bytes], dest: Path, max_bytes: int, what: str) -> str:
-    digest, size = hashlib.sha256(), 0
-    with dest.open("wb") as out:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > max_bytes:
-                raise BuildError(
-                    "SourceTooLarge", f"{what} exceeds maxDownloadBytes ({max_bytes} bytes)"
-                )
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
+# A mismatch shows only this much of the digest actually received: enough to tell two files
+# apart, too little to paste into the spec and make an unverified file pass.
+SHOWN_DIGEST_CHARS = 8
 
 
 def _read_chunks(handle: IO[bytes]) -> Iterator[bytes]:
     yield from iter(lambda: handle.read(CHUNK), b"")
+
+
+def check_scratch(folder: Path, size: int | None) -> None:
+    """Fail early, as infrastructure, when `folder` cannot hold a build of a `size`-byte model."""
+    if size is None:
+        return
+    need = scratch_bytes(size)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise BuildError(
+            "ScratchSpaceTooSmall",
+            f"the work dir {folder} has {free / 1024**3:.1f} GiB free; a {size / 1024**3:.2f} GiB "
+            f"source needs {need / 1024**3:.1f} GiB (twice the model plus 1 GiB): give the build "
+            "a larger /tmp (ephemeral storage) or set MODELOPS_WORK_DIR to a bigger volume",
+            "infrastructure",
+        )
+
+
+class _Sink:
+    """Writes chunks to `dest` while hashing and counting them against the download cap."""
+
+    def __init__(self, dest: Path, max_bytes: int, what: str) -> None:
+        self.dest, self.max_bytes, self.what = dest, max_bytes, what
+
+    def __call__(self, chunks: Iterator[bytes], size: int | None) -> str:
+        check_scratch(self.dest.parent, size)
+        digest, total = hashlib.sha256(), 0
+        with self.dest.open("wb") as out:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise BuildError(
+                        "SourceTooLarge",
+                        f"{self.what} exceeds maxDownloadBytes ({self.max_bytes} bytes)",
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
 
 
 def local_path(uri: str) -> Path | None:
@@ -83,10 +96,10 @@ def _pvc_path(claim: str, path: str) -> Path:
     return resolved
 
 
-def _fetch_local(path: Path, dest: Path, max_bytes: int) -> str:
+def _fetch_local(path: Path, sink: _Sink) -> str:
     try:
         with path.open("rb") as handle:
-            return _copy_hashing(_read_chunks(handle), dest, max_bytes, str(path))
+            return sink(_read_chunks(handle), os.fstat(handle.fileno()).st_size)
     except FileNotFoundError as exc:
         raise BuildError("FetchFailed", f"{path} does not exist") from exc
     except IsADirectoryError as exc:
@@ -95,99 +108,42 @@ def _fetch_local(path: Path, dest: Path, max_bytes: int) -> str:
         raise BuildError("FetchFailed", f"{path}: permission denied") from exc
 
 
-def _https_once(uri: str, dest: Path, max_bytes: int, timeout: float) -> str:
-    # Only https:// reaches here (fetch() dispatches by scheme), never file: or custom schemes.
-    request = urllib.request.Request(uri, headers={"User-Agent": "modelops-builder"})  # noqa: S310
-    if auth := os.environ.get(AUTH_ENV):
-        request.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
-                raise BuildError(
-                    "SourceTooLarge",
-                    f"{uri} is {length} bytes, over maxDownloadBytes ({max_bytes} bytes)",
-                )
-            return _copy_hashing(_read_chunks(response), dest, max_bytes, uri)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code == 429:
-            raise _Retryable(f"HTTP {exc.code} from {uri}") from exc
-        # 4xx: the URI or its credentials are wrong; retrying cannot help.
-        raise BuildError("FetchFailed", f"HTTP {exc.code} {exc.reason} from {uri}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Retryable(f"cannot reach {uri}: {reason}") from exc
+def check_source_allowed(uri: str, *, local_source: bool) -> None:
+    """Refuse a plain path or file:// source unless local sources were allowed (dev, CLI)."""
+    if urlsplit(uri).scheme not in ("", "file") or local_source:
+        return
+    raise BuildError(
+        "InvalidSource",
+        f"sourceUri {uri}: local files (file:// or a plain path) are read only by `modelops dev` "
+        "and `modelops-build MODEL`; a build Job fetches https://, s3:// or pvc://CLAIM/PATH",
+    )
 
 
-def _fetch_https(uri: str, dest: Path, max_bytes: int) -> str:
-    retries, timeout = _settings()
-    for attempt in range(retries + 1):
-        try:
-            return _https_once(uri, dest, max_bytes, timeout)
-        except _Retryable as exc:
-            if attempt == retries:
-                raise BuildError(
-                    "FetchFailed", f"{exc} (after {retries + 1} attempts)", "infrastructure"
-                ) from exc
-            delay = BACKOFF_BASE_S * 2**attempt
-            log.warning("%s; retrying in %.1fs", exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # the loop always returns or raises
+def fetch(
+    uri: str,
+    sha256: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    local_source: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """Copy the source to `dest` while hashing; fail before anything parses it on a mismatch.
 
-
-def s3_client() -> Any:
-    """A boto3 S3 client from the environment (AWS_* variables, AWS_ENDPOINT_URL honoured)."""
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    # S3-compatible stores (MinIO, Ceph) behind a custom endpoint mostly need path-style URLs.
-    style = "path" if endpoint else "auto"
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": style})
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """(bucket, key) of s3://BUCKET/KEY."""
-    parts = urlsplit(uri)
-    key = parts.path.lstrip("/")
-    if parts.scheme != "s3" or not parts.netloc or not key:
-        raise BuildError("InvalidSource", f"{uri}: want s3://BUCKET/KEY")
-    return parts.netloc, key
-
-
-def _fetch_s3(uri: str, dest: Path, max_bytes: int) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, key = split_s3(uri)
-    try:
-        response = s3_client().get_object(Bucket=bucket, Key=key)
-        length = int(response.get("ContentLength") or 0)
-        if length > max_bytes:
-            raise BuildError(
-                "SourceTooLarge", f"{uri} is {length} bytes, over maxDownloadBytes ({max_bytes})"
-            )
-        body = response["Body"]
-        return _copy_hashing(iter(lambda: body.read(CHUNK), b""), dest, max_bytes, uri)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        kind: ErrorKind = "input" if 400 <= status < 500 else "infrastructure"
-        raise BuildError("FetchFailed", f"{uri}: {code or status} {exc}", kind) from exc
-    except BotoCoreError as exc:  # no credentials, endpoint unreachable, ...
-        raise BuildError("FetchFailed", f"{uri}: {exc}", "infrastructure") from exc
-
-
-def fetch(uri: str, sha256: str, dest: Path, *, max_bytes: int) -> Path:
-    """Copy the source to `dest` while hashing; fail before anything parses it on a mismatch."""
+    `local_source` allows plain paths and file:// (the dev loop and the human CLI); a build Job
+    never sets it. `environ` (default os.environ) is where the source credentials are read.
+    """
     scheme = urlsplit(uri).scheme
+    env = os.environ if environ is None else environ
+    check_source_allowed(uri, local_source=local_source)
+    sink = _Sink(dest, max_bytes, uri)
     path = local_path(uri)
     if path is not None:
-        actual = _fetch_local(path, dest, max_bytes)
+        actual = _fetch_local(path, sink)
     elif scheme == "https":
-        actual = _fetch_https(uri, dest, max_bytes)
+        actual = fetch_https(uri, sink, max_bytes, env)
     elif scheme == "s3":
-        actual = _fetch_s3(uri, dest, max_bytes)
+        actual = fetch_s3(uri, sink, max_bytes, env)
     else:
         raise BuildError(
             "InvalidSource", f"{uri}: unsupported scheme {scheme!r} (https, s3, pvc, file)"
@@ -195,7 +151,10 @@ def fetch(uri: str, sha256: str, dest: Path, *, max_bytes: int) -> Path:
     if actual != sha256:
         dest.unlink(missing_ok=True)
         raise BuildError(
-            "ChecksumMismatch", f"{uri}: sha256 is {actual}, the request says {sha256}"
+            "ChecksumMismatch",
+            f"{uri}: the file's sha256 does not match the request's {sha256} (the file's begins "
+            f"{actual[:SHOWN_DIGEST_CHARS]}...): check spec.model.source.sha256 against the "
+            "digest published with the model",
         )
     return dest
 

@@ -7,21 +7,29 @@ Defaults by precision (docs/builder.md explains them):
   several steps accumulate through a network, so 1e-2 passes sound conversions and still catches
   overflow, underflow and ops that must stay in fp32.
 NaN or Inf in an engine output always fails, whatever the tolerance.
+
+The reference runs first and is released before the engine is built (memory.py makes glibc hand
+its weights back), so a large model is in memory once, not twice; the gate then runs the engine
+on the same seeded inputs at every distinct shape (min, opt, max of the shape plan) and batch
+(1, opt, max).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelops_contract.request import AccuracyReport, TensorSig
+from modelops_contract.shapes import ShapeLabel
 
 from .engines import OrtRunner, Runner
 from .errors import BuildError
 from .export import example_inputs
+from .shapes import ShapePlan, gate_points
 
 DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
 SEED = 20240601
@@ -69,29 +77,90 @@ def compare(
     return max_abs, max_rel, None
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The fp32 reference's outputs for the seeded inputs at one (shape, batch)."""
+
+    shape: ShapeLabel
+    batch: int
+    dims: dict[str, tuple[int, ...]]
+    outputs: dict[str, Any]
+
+    def feeds(self, inputs: list[TensorSig]) -> dict[str, Any]:
+        """The same seeded inputs the reference ran (regenerated, never stored)."""
+        return example_inputs(inputs, self.batch, seed=SEED + self.batch, dims=self.dims)
+
+    def where(self) -> str:
+        """`opt shape (batch 4, input_ids [64])` for messages."""
+        dims = ", ".join(f"{k} {list(v)}" for k, v in self.dims.items())
+        return f"{self.shape} shape (batch {self.batch}, {dims})"
+
+
+def _run(runner: Runner, feeds: dict[str, Any], what: str, point: Reference) -> list[Any]:
+    try:
+        return runner.run(feeds)
+    except BuildError:
+        raise
+    except Exception as exc:  # onnxruntime/tensorrt errors for a shape the model cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise BuildError(
+            "ShapeRangeFailed",
+            f"the {what} fails at the {point.where()}: {first}; narrow spec.build.shapes to "
+            "sizes the model supports",
+        ) from exc
+
+
+def reference_outputs(
+    reference_onnx: Path, inputs: list[TensorSig], plan: ShapePlan, batches: Iterable[int]
+) -> list[Reference]:
+    """Run the fp32 graph (ONNX Runtime, no fusions, one thread) at every gate point, then
+    release it."""
+    runner = OrtRunner(reference_onnx, reference=True)
+    points = []
+    for shape, batch in gate_points(plan, list(batches)):
+        point = Reference(shape, batch, plan.at(shape), {})
+        values = _run(runner, runner.cast(point.feeds(inputs)), "fp32 reference", point)
+        points.append(
+            Reference(shape, batch, point.dims, dict(zip(runner.output_names, values, strict=True)))
+        )
+    return points
+
+
+@dataclass
+class GateResult:
+    """The gate's report, and the worst errors at each shape."""
+
+    report: AccuracyReport
+    per_shape: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
 def check_accuracy(
     engine: Runner,
-    reference_onnx: Path,
+    references: list[Reference],
     inputs: list[TensorSig],
-    batches: Iterable[int],
     *,
     precision: str,
     atol: float,
     rtol: float,
-) -> AccuracyReport:
-    """Run engine and reference on seeded inputs; AccuracyGateFailed with the figures on failure."""
-    reference = OrtRunner(reference_onnx, reference=True)
-    max_abs = max_rel = 0.0
+) -> GateResult:
+    """Run the engine at the references' points; AccuracyGateFailed with the figures."""
+    result = GateResult(AccuracyReport(max_abs_error=0.0, max_rel_error=0.0))
     failures: list[str] = []
-    for batch in batches:
-        feeds = example_inputs(inputs, batch, seed=SEED + batch)
-        want = dict(zip(reference.output_names, reference.run(reference.cast(feeds)), strict=True))
-        got = dict(zip(engine.output_names, engine.run(feeds), strict=True))
-        for name, value in want.items():
+    for point in references:
+        got = dict(
+            zip(
+                engine.output_names, _run(engine, point.feeds(inputs), "engine", point), strict=True
+            )
+        )
+        worst = result.per_shape.get(point.shape, (0.0, 0.0))
+        for name, value in point.outputs.items():
             abs_err, rel_err, failure = compare(name, got[name], value, atol, rtol)
-            max_abs, max_rel = max(max_abs, abs_err), max(max_rel, rel_err)
+            worst = (max(worst[0], abs_err), max(worst[1], rel_err))
             if failure:
-                failures.append(f"batch {batch}: {failure}")
+                failures.append(f"{point.where()}: {failure}")
+        result.per_shape[point.shape] = worst
+    max_abs = max((v[0] for v in result.per_shape.values()), default=0.0)
+    max_rel = max((v[1] for v in result.per_shape.values()), default=0.0)
     if failures:
         raise BuildError(
             "AccuracyGateFailed",
@@ -99,6 +168,7 @@ def check_accuracy(
             f"max rel error {max_rel:.4g} (atol {atol:g}, rtol {rtol:g}); "
             + "; ".join(failures[:3]),
         )
-    return AccuracyReport(
+    result.report = AccuracyReport(
         max_abs_error=max_abs, max_rel_error=max_rel, atol=atol, rtol=rtol, passed=True
     )
+    return result

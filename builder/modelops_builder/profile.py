@@ -1,8 +1,13 @@
-"""Latency and throughput per batch size, measured in windows until three agree within 10%."""
+"""Latency and throughput per batch size, measured in windows until three agree within 10%.
+
+Every batch size runs at the opt shape (spec.build.shapes' opt dims); the pipeline measures the
+opt batch at the min and max shapes too, for the per-shape figures.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,9 +42,16 @@ def _window(runner: Runner, feeds: dict[str, Any], seconds: float) -> list[float
     return latencies
 
 
-def measure(runner: Runner, inputs: list[TensorSig], batch: int, budget_s: float) -> ProfilePoint:
-    """One batch size: windows of budget/10 until the last three means agree or time runs out."""
-    feeds = example_inputs(inputs, batch)
+def measure(
+    runner: Runner,
+    inputs: list[TensorSig],
+    batch: int,
+    budget_s: float,
+    dims: Mapping[str, Sequence[int]] | None = None,
+) -> ProfilePoint:
+    """One batch size at `dims` (default: the opt shape's): windows of budget/10 until the last
+    three means agree or time runs out."""
+    feeds = example_inputs(inputs, batch, dims=dims)
     runner.run(feeds)  # warm-up: first runs allocate buffers and pick kernels
     window_s = min(max(budget_s / 10, 0.01), 0.25)
     windows: list[list[float]] = []
@@ -65,11 +77,16 @@ def measure(runner: Runner, inputs: list[TensorSig], batch: int, budget_s: float
 
 
 def profile(
-    runner: Runner, inputs: list[TensorSig], max_batch: int, opt_batch: int, budget_s: float
+    runner: Runner,
+    inputs: list[TensorSig],
+    max_batch: int,
+    opt_batch: int,
+    budget_s: float,
+    dims: Mapping[str, Sequence[int]] | None = None,
 ) -> list[ProfilePoint]:
-    """A ProfilePoint per batch size (powers of two, opt and max)."""
+    """A ProfilePoint per batch size (powers of two, opt and max), all at the opt shape."""
     batches = profile_batches(max_batch, opt_batch)
-    return [measure(runner, inputs, batch, budget_s) for batch in batches]
+    return [measure(runner, inputs, batch, budget_s, dims) for batch in batches]
 
 
 def at_batch(points: list[ProfilePoint], batch: int) -> ProfilePoint | None:

@@ -107,10 +107,11 @@ def pull(store_uri: str, key: str, dest: Path, model: str | None = None) -> Pull
     folder = f"{REPOSITORY_DIR}/{manifest.model_name}/{VERSION_DIR}"
     files = store.list_files(digest, folder)
     where = f"{entry_uri}/{folder}"
-    if manifest.model_file not in files:
+    missing = [name for name in manifest.engine_files() if name not in files]
+    if missing:
         raise BuildError(
             "EngineIncomplete",
-            f"{where} lacks {manifest.model_file}, the engine file engine.json names",
+            f"{where} lacks {', '.join(missing)}, named by engine.json as the engine's files",
             "infrastructure",
         )
     result = PullResult(
@@ -134,11 +135,12 @@ def pull(store_uri: str, key: str, dest: Path, model: str | None = None) -> Pull
         _fetch_one(store, digest, f"{folder}/{name}", target, size, f"{where}/{name}")
         result.fetched.append(name)
         result.fetched_bytes += size
-    engine_file = dest / manifest.model_file
-    if not (engine_file.is_file() and engine_file.stat().st_size == files[manifest.model_file]):
-        raise BuildError(
-            "EngineIncomplete", f"{engine_file} is missing after the pull", "infrastructure"
-        )
+    for name in manifest.engine_files():
+        engine_file = dest / name
+        if not (engine_file.is_file() and engine_file.stat().st_size == files[name]):
+            raise BuildError(
+                "EngineIncomplete", f"{engine_file} is missing after the pull", "infrastructure"
+            )
     return result
 
 

@@ -77,6 +77,23 @@ class Store(Protocol):
         ...
 
 
+def store_s3_client() -> Any:
+    """The store's S3 client: the standard AWS_* environment of the store's own Secret.
+
+    Never used for the model source (fetch_remote.source_s3_client has its own credentials).
+    """
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    # S3-compatible stores (MinIO, Ceph) behind a custom endpoint mostly need path-style URLs.
+    style = "path" if endpoint else "auto"
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": style})
+    # A fresh session reads the environment now; boto3's default session caches the first
+    # credentials it ever resolved in this process.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+
+
 def _store_error(
     action: str, where: object, exc: BaseException, reason: str = "StoreWriteFailed"
 ) -> BuildError:
@@ -202,10 +219,8 @@ class S3Store:
     """An s3:// prefix: staged locally, uploaded with engine.json last (the commit marker)."""
 
     def __init__(self, bucket: str, prefix: str, uri: str) -> None:
-        from .fetch import s3_client
-
         self.bucket, self.prefix, self.uri = bucket, prefix.strip("/"), uri
-        self.client: Any = s3_client()
+        self.client: Any = store_s3_client()
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)

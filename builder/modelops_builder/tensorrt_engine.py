@@ -27,9 +27,9 @@ from modelops_contract.request import BuildRequest
 from .engines import PLAN_FILE, BuiltEngine, TimingCache
 from .errors import BuildError
 from .gpu import GpuInfo, gpu_unavailable, image_cuda_version
+from .shapes import ProfileShape
 from .tensorrt_logger import MESSAGE_LIMIT, TensorRTMessages, make_logger
 from .tensorrt_precision import require_fp16
-from .tensorrt_profiles import ProfileShape
 from .tensorrt_runner import DeviceBuffers, TrtRunner
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def build_plan(
     *,
     buffers: DeviceBuffers | None = None,
 ) -> BuiltEngine:
-    """Build model.plan for exactly the `profile` shapes (tensorrt_profiles.profile_shapes)."""
+    """Build model.plan for exactly the `profile` shapes (shapes.profile_shapes)."""
     import tensorrt as trt
 
     messages = TensorRTMessages()

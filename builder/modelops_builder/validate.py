@@ -191,8 +191,10 @@ def check_user_set(request: ValidationRequest, arrays: Mapping[str, Any]) -> dic
     return {"agreement": agreement}
 
 
-def validate(request: ValidationRequest) -> ValidationSummary:
-    """Run the whole validation; BuildError on any failure (its reason and message say why)."""
+def validate(request: ValidationRequest, *, local_source: bool = False) -> ValidationSummary:
+    """Run the whole validation; BuildError on any failure (its reason and message say why).
+
+    `local_source` lets a user set be a local file (tests); the Job never sets it."""
     summary = check_reference(request, load_set(Path(request.reference_set)))
     if request.user_set is None:
         return summary
@@ -204,6 +206,7 @@ def validate(request: ValidationRequest) -> ValidationSummary:
             request.user_set.sha256,
             Path(work) / "user.npz",
             max_bytes=2 * 1024**3,
+            local_source=local_source,
         )
         figures = check_user_set(request, load_set(path))
     return summary.model_copy(update=figures)

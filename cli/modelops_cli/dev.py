@@ -35,9 +35,12 @@ from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
+from modelops_operator.api.spec import LOCAL_SOURCES
 from modelops_operator.render.job import build_request
 from modelops_operator.render.revision import serving_options
 from modelops_operator.settings import Settings
+
+from .dev_display import Progress, figures_table
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 2, 3, 130
 FILE_SCHEME = "file://"
@@ -75,7 +78,10 @@ def load_deployment(path: Path) -> Deployment:
     doc = found[0]
     name = str((doc.get("metadata") or {}).get("name") or path.stem)
     try:
-        spec = ModelDeploymentSpec.model_validate(doc.get("spec") or {})
+        # The dev loop is where file:// sources belong: the cluster's validation refuses them.
+        spec = ModelDeploymentSpec.model_validate(
+            doc.get("spec") or {}, context={LOCAL_SOURCES: True}
+        )
     except ValidationError as exc:
         raise DevError(EXIT_BAD_INPUT, f"{path}: {format_validation_error(exc)}") from exc
     return Deployment(name=name, spec=spec, base_dir=path.resolve().parent)
@@ -175,6 +181,9 @@ def random_inputs(inputs: list[TensorSig], batch: int = 1, seed: int = 0) -> dic
             )
         if np.issubdtype(dtype, np.floating):
             feeds[sig.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype != np.bool_ and "mask" in sig.name.lower():
+            # Every token attended: a masked-out row has no defined attention.
+            feeds[sig.name] = np.ones(shape, dtype=dtype)
         else:
             # 0/1 stay valid for token ids, masks and booleans alike.
             feeds[sig.name] = rng.integers(0, 2, size=shape).astype(dtype)
@@ -205,32 +214,6 @@ def infer_once(http_url: str, name: str, manifest: EngineManifest) -> tuple[dict
         client.close()
 
 
-def _figures_table(result: Any, build_seconds: float, infer_ms: float) -> Table:
-    """Accuracy, latency, throughput and build time of the served engine."""
-    summary, manifest = result.summary, result.manifest
-    table = Table(title=f"engine {manifest.key[:19]}...", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("engine", f"{manifest.engine} {manifest.precision}")
-    if summary.accuracy is not None:
-        acc = summary.accuracy
-        table.add_row(
-            "accuracy", f"max abs error {acc.max_abs_error:.3g}, rel {acc.max_rel_error:.3g}"
-        )
-    if summary.latency_ms is not None:
-        lat = summary.latency_ms
-        table.add_row(
-            f"latency (batch {manifest.opt_batch_size})",
-            f"p50 {lat.p50:.3g} ms, p99 {lat.p99:.3g} ms",
-        )
-    if summary.throughput is not None:
-        table.add_row("throughput", f"{summary.throughput:,.0f} inferences/s")
-    built = "cached (engine-key hit)" if result.cached else f"{build_seconds:.1f} s"
-    table.add_row("build", built)
-    table.add_row("first inference", f"{infer_ms:.1f} ms over HTTP (binary tensors)")
-    return table
-
-
 def _build(request: BuildRequest, console: Console) -> tuple[Any, float]:
     """pipeline.build with a rich progress display; BuildError -> DevError with its exit code."""
     from modelops_builder.errors import BuildError
@@ -238,8 +221,8 @@ def _build(request: BuildRequest, console: Console) -> tuple[Any, float]:
 
     start = time.perf_counter()
     try:
-        with _Progress(console) as reporter:
-            result = build(request, reporter=reporter)
+        with Progress(console) as reporter:
+            result = build(request, reporter=reporter, local_source=True)
     except BuildError as exc:
         code = EXIT_BAD_INPUT if exc.kind == "input" else EXIT_INFRA
         raise DevError(code, f"build failed: {exc}") from exc
@@ -284,7 +267,7 @@ def _prove_and_wait(
         raise DevError(EXIT_INFRA, f"inference failed: {exc}\n{server.log()[-2000:]}") from exc
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
     console.print(f"[green]inference ok[/green]: {shapes}")
-    console.print(_figures_table(result, build_seconds, infer_ms))
+    console.print(figures_table(result, build_seconds, infer_ms))
     endpoints = Table(title=f"{name}: Triton endpoints", show_header=False)
     endpoints.add_row("HTTP", f"http://{server.http_url}/v2/models/{name}/infer")
     endpoints.add_row("gRPC", server.grpc_url)
@@ -319,38 +302,3 @@ def run_dev(path: Path, *, store: Path, once: bool, console: Console | None = No
     except KeyboardInterrupt:
         console.print("interrupted")
         return EXIT_INTERRUPTED
-
-
-class _Progress:
-    """A rich progress display: pipeline.StageReporter, one line per stage."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Progress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def start(self, stage: str) -> None:
-        """A stage began."""
-        self.tasks[stage] = self.progress.add_task(stage, total=1)
-
-    def done(self, stage: str, seconds: float, detail: str) -> None:
-        """A stage ended after `seconds`, with the pipeline's one-line detail."""
-        task = self.tasks.get(stage)
-        if task is None:
-            task = self.tasks[stage] = self.progress.add_task(stage, total=1)
-        text = f"{stage:<10} {seconds:6.2f} s  {detail}".rstrip()
-        self.progress.update(task, completed=1, description=text)

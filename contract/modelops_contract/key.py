@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import BUILDER_VERSION
@@ -27,6 +27,7 @@ def engine_key(
     inputs: Sequence[dict[str, Any]] | None,
     gpu_product: str | None,
     tensorrt_version: str | None,
+    shapes: Sequence[Mapping[str, Any]] | None = None,
     builder_version: str = BUILDER_VERSION,
 ) -> str:
     """`sha256:<hex>` over the fields that change the built engine, and nothing else.
@@ -47,6 +48,15 @@ def engine_key(
                 {"name": i["name"], "dataType": i["dataType"], "dims": list(i["dims"])}
                 for i in inputs or []
             ],
+            # Shape ranges shape the TensorRT profile and what the gate and profiler run; their
+            # order in the spec does not matter, an absent bound hashes as null (its default).
+            "shapes": sorted(
+                (
+                    {"name": s["name"], **{b: s.get(b) for b in ("min", "opt", "max")}}
+                    for s in shapes or []
+                ),
+                key=lambda s: str(s["name"]),
+            ),
         },
         "builder": builder_version,
         # ONNX Runtime engines are portable ONNX graphs: the GPU and TensorRT version matter

@@ -8,7 +8,8 @@ from pydantic import Field
 
 from .enums import EngineKind, ModelFormat, Precision, ServingBackend
 from .layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR
-from .request import AccuracyReport, BuildSummary, LatencyReport, TensorSig
+from .request import AccuracyReport, BuildSummary, LatencyReport, ShapeFigures, TensorSig
+from .shapes import ShapeRange
 from .wire import WireModel
 
 
@@ -32,10 +33,21 @@ class EngineManifest(WireModel):
     serving_backend: ServingBackend
     model_name: str
     model_file: str = Field(description="File name inside repository/<model>/1/.")
+    model_files: list[str] = Field(
+        default_factory=list,
+        description="Every file of repository/<model>/1/ the engine needs, the model file first "
+        "(an ONNX graph's external-data file follows it); empty in entries of builder 0.1.",
+    )
     inputs: list[TensorSig]
     outputs: list[TensorSig]
     max_batch_size: int = Field(ge=1)
     opt_batch_size: int = Field(ge=1)
+    shape_ranges: list[ShapeRange] = Field(
+        default_factory=list, description="The resolved min/opt/max dims of every input."
+    )
+    shapes: list[ShapeFigures] = Field(
+        default_factory=list, description="Accuracy and latency at the min, opt and max shapes."
+    )
     source_sha256: str
     format: ModelFormat
     gpu_product: str | None = None
@@ -58,6 +70,10 @@ class EngineManifest(WireModel):
     def version_dir(self, entry: Path) -> Path:
         """repository/<model>/1 inside a store entry."""
         return entry / REPOSITORY_DIR / self.model_name / VERSION_DIR
+
+    def engine_files(self) -> list[str]:
+        """The files of the version dir the engine needs (model_file alone for old entries)."""
+        return self.model_files or [self.model_file]
 
 
 def read_manifest(entry: Path) -> EngineManifest | None:
@@ -85,4 +101,5 @@ def summary_of(manifest: EngineManifest, uri: str | None, *, cached: bool) -> Bu
         throughput=point.throughput if point else None,
         cached=cached,
         fallback=manifest.fallback,
+        shapes=list(manifest.shapes) or None,
     )

@@ -6,10 +6,11 @@ the one line the Job leaves as its termination message, which the operator parse
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .enums import DataType, EngineKind, ModelFormat, Precision, ServingBackend
-from .termination import parse_termination, termination_line
+from .shapes import ShapeLabel, ShapeRange
+from .termination import LIMIT_BYTES, parse_termination, termination_line
 from .wire import WireModel
 
 
@@ -33,6 +34,12 @@ class BuildRequest(WireModel):
     precision: Precision = Precision.FP32
     max_batch_size: int = Field(default=8, ge=1, le=4096)
     opt_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    shapes: list[ShapeRange] | None = Field(
+        default=None,
+        max_length=16,
+        description="Per-input min/opt/max dims (batch excluded) of the dynamic dims: the "
+        "TensorRT profile, and the shapes the gate (min, opt, max) and profiler (opt) run.",
+    )
     gpu_product: str | None = Field(default=None, max_length=63)
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
@@ -63,6 +70,14 @@ class BuildRequest(WireModel):
         "TensorRT, onnxruntime for ONNX Runtime; python for the CPU Triton of pytriton.",
     )
 
+    @field_validator("shapes")
+    @classmethod
+    def _unique_shapes(cls, shapes: list[ShapeRange] | None) -> list[ShapeRange] | None:
+        names = [s.name for s in shapes or []]
+        if len(names) != len(set(names)):
+            raise ValueError(f"shapes: one range per input, got {names}")
+        return shapes
+
     @property
     def effective_opt_batch_size(self) -> int:
         """The profile's opt batch: optBatchSize, or maxBatchSize when unset."""
@@ -86,6 +101,23 @@ class LatencyReport(WireModel):
     p99: float
 
 
+class ShapeFigures(WireModel):
+    """What the gate and the profiler measured at one of the profile's shapes (min, opt, max).
+
+    `dims` gives each input's dims without the batch axis; the latency and throughput are at
+    `batch` (the opt batch), the accuracy the worst over the gate's batches at this shape.
+    """
+
+    shape: ShapeLabel
+    dims: dict[str, list[int]] = Field(default_factory=dict, max_length=16)
+    batch: int = Field(ge=1)
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    throughput: float | None = None
+
+
 class BuildSummary(WireModel):
     """The one-line JSON the build Job prints as its termination message (< 4 KiB).
 
@@ -104,12 +136,18 @@ class BuildSummary(WireModel):
     throughput: float | None = None
     cached: bool | None = None
     fallback: str | None = None
+    shapes: list[ShapeFigures] | None = None
     reason: str | None = Field(default=None, max_length=128)
     message: str | None = Field(default=None, max_length=4096)
 
     def to_line(self) -> str:
         """The termination message: compact JSON that fits the kubelet's limit."""
-        return termination_line(self)
+        line = termination_line(self)
+        if len(line.encode()) > LIMIT_BYTES and self.shapes:
+            # Many inputs: the per-shape figures stay, their dims (also in engine.json) go.
+            shapes = [figure.model_copy(update={"dims": {}}) for figure in self.shapes]
+            line = termination_line(self.model_copy(update={"shapes": shapes}))
+        return line
 
 
 def parse_summary(text: str) -> BuildSummary | None:

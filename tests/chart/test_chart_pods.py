@@ -102,7 +102,8 @@ def _operator_rendered_workloads() -> list[Manifest]:
 
     settings = Settings(store_pvc="modelops-engines")
     out: list[Manifest] = []
-    for example in ("cpu-onnxruntime.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml"):
+    # file:// examples are for `modelops dev`: the operator refuses them (spec.model.source.uri).
+    for example in ("minimal-onnx.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml"):
         body = yaml.safe_load((REPO / "examples" / example).read_text())
         body["metadata"].update(namespace="ml", uid="0f6c5a5e-1111-2222-3333-444455556666")
         body["metadata"].setdefault("generation", 1)

@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from modelops_builder import cli
+from modelops_builder.fetch import PVC_ROOT_ENV
 from modelops_builder.pipeline import BuildResult, build
 from modelops_contract.manifest import read_manifest
 from modelops_contract.request import BuildRequest
@@ -108,7 +109,7 @@ def test_every_cpu_path_publishes_a_servable_entry(
 ) -> None:
     model = MODELS[name]
     stages = Stages()
-    result = build(_request(model, fmt, precision, tmp_path), reporter=stages)
+    result = build(_request(model, fmt, precision, tmp_path), reporter=stages, local_source=True)
     _check_entry(result, model, precision)
     assert store_contents(tmp_path / "store") == [result.entry.name]
     done = [s for kind, s in stages.events if kind == "done"]
@@ -118,10 +119,10 @@ def test_every_cpu_path_publishes_a_servable_entry(
 
 def test_cache_hit_returns_without_fetching(tmp_path: Path) -> None:
     request = _request(MODELS["cnn"], "onnx", "fp16", tmp_path)
-    first = build(request)
+    first = build(request, local_source=True)
     Path(request.source_uri).unlink()  # a second fetch would now fail
     stages = Stages()
-    again = build(request, reporter=stages)
+    again = build(request, reporter=stages, local_source=True)
     assert again.cached
     assert again.summary.cached
     assert again.manifest == first.manifest
@@ -135,7 +136,7 @@ def test_signature_narrowing_and_custom_tolerances(tmp_path: Path) -> None:
     path, sha = save_model(model, "onnx", tmp_path / "src")
     fixed = [{"name": "ids", "dataType": "INT64", "dims": [12]}]
     request = make_request(path, sha, tmp_path / "store", inputs=fixed, atol=0.5, rtol=0.0)
-    result = build(request)
+    result = build(request, local_source=True)
     assert result.manifest.inputs[0].dims == [12]  # the request fixes what the graph leaves free
     assert result.manifest.accuracy is not None
     assert result.manifest.accuracy.atol == 0.5
@@ -148,7 +149,9 @@ def test_fp16_io_when_the_spec_asks_for_it(tmp_path: Path) -> None:
         "inputs": [{"name": "x", "dataType": "FP16", "dims": [16]}],
         "outputs": [{"name": "y", "dataType": "FP16", "dims": [4]}],
     }
-    result = build(make_request(path, sha, tmp_path / "store", precision="fp16", **spec))
+    result = build(
+        make_request(path, sha, tmp_path / "store", precision="fp16", **spec), local_source=True
+    )
     assert [s.data_type for s in result.manifest.inputs + result.manifest.outputs] == ["FP16"] * 2
     assert "TYPE_FP16" in (result.entry / "repository/model/config.pbtxt").read_text()
 
@@ -166,7 +169,9 @@ def test_job_mode_prints_only_the_summary_and_writes_the_termination_log(
     assert json.loads(log.read_text()) == summary.to_wire()
     assert len(log.read_text().encode()) < 4096
     file = tmp_path / "request.json"
-    file.write_text(json.dumps(request.to_wire()))
+    # The same request from a file, with the model on a mounted claim as a Job would see it.
+    monkeypatch.setenv(PVC_ROOT_ENV, str(tmp_path))
+    file.write_text(json.dumps(request.to_wire() | {"sourceUri": "pvc://src/twoio.onnx"}))
     assert cli.main(["--request", str(file)]) == 0
     assert capsys.readouterr().out.count("\n") == 1
     assert json.loads(log.read_text())["cached"] is True

@@ -33,7 +33,7 @@ def entry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EngineManifes
     """A directory store holding one real entry (tiny MLP, onnxruntime); (store, manifest)."""
     root = tmp_path_factory.mktemp("pull")
     path, sha = save_model(tiny_models()["mlp"], "onnx", root / "src")
-    result = build(make_request(path, sha, root / "store"))
+    result = build(make_request(path, sha, root / "store"), local_source=True)
     return root / "store", result.manifest
 
 

@@ -71,7 +71,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
             model_name=name,
             serving_backend="python",
         )
-        result = build(request)
+        result = build(request, local_source=True)
         served[name] = Served(name, model, result.manifest, result.entry, atol, rtol)
     return served
 

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from modelops_builder import pipeline
 from modelops_builder.engines import build_engine, plan_engine
 from modelops_builder.errors import BuildError
-from modelops_builder.export import DEFAULT_DYNAMIC_DIM
-from modelops_builder.pipeline import build
 from modelops_builder.tensorrt_engine import build_plan
 from modelops_builder.tensorrt_logger import MESSAGE_LIMIT
-from modelops_builder.tensorrt_profiles import profile_shapes
+from modelops_contract.request import BuildRequest
 from tests.support.fake_tensorrt import BuilderFlag, read_cache
 from tests.support.fake_tensorrt_engine import state
 from tests.support.tensorrt_support import H100, install_gpu_node, model, onnx_file, trt_request
@@ -27,6 +26,11 @@ from tests.support.tensorrt_support import H100, install_gpu_node, model, onnx_f
 @pytest.fixture(autouse=True)
 def gpu_node(monkeypatch: pytest.MonkeyPatch) -> None:
     install_gpu_node(monkeypatch)
+
+
+def build(request: BuildRequest) -> pipeline.BuildResult:
+    """A build from the test's local ONNX file (as `modelops-build MODEL` does)."""
+    return pipeline.build(request, local_source=True)
 
 
 def _cache_files(store: Path) -> list[Path]:
@@ -74,21 +78,30 @@ def test_fp16_is_checked_on_the_parsed_network(tmp_path: Path) -> None:
 def test_fp16_request_of_an_fp32_graph_fails_before_building(tmp_path: Path) -> None:
     source, sha = onnx_file(model("mlp"), tmp_path / "src")
     request = trt_request(source, sha, tmp_path / "store", precision="fp16")
-    shapes = profile_shapes([], 8, 4)
     with pytest.raises(BuildError) as caught:
-        build_plan(request, source, tmp_path, H100, None, shapes)
+        build_plan(request, source, tmp_path, H100, None, {})
     assert caught.value.reason == "PrecisionNotApplied"
     assert state.builds == []  # no minutes spent on a build that cannot pass
 
 
-def test_the_profile_tensorrt_gets_is_profile_shapes(tmp_path: Path) -> None:
+def test_the_profile_tensorrt_gets_is_the_requested_shape_range(tmp_path: Path) -> None:
     tokens = model("tokens")  # int64 ids with a dynamic sequence axis
     source, sha = onnx_file(tokens, tmp_path / "src")
-    request = trt_request(source, sha, tmp_path / "store")
+    request = trt_request(
+        source, sha, tmp_path / "store", shapes=[{"name": "ids", "opt": [16], "max": [32]}]
+    )
     result = build(request)
-    dim = DEFAULT_DYNAMIC_DIM
-    assert state.builds[0]["profile"] == {"ids": ((1, dim), (4, dim), (8, dim))}
-    assert state.builds[0]["profile"] == profile_shapes(result.manifest.inputs, 8, 4)
+    assert state.builds[0]["profile"] == {"ids": ((1, 1), (4, 16), (8, 32))}
+    assert result.manifest.shape_ranges
+
+
+def test_a_dynamic_dim_without_a_range_is_refused_before_building(tmp_path: Path) -> None:
+    source, sha = onnx_file(model("tokens"), tmp_path / "src")
+    with pytest.raises(BuildError) as caught:
+        build(trt_request(source, sha, tmp_path / "store"))
+    assert caught.value.reason == "ShapeRangeRequired"
+    assert "{name: ids, max: [...]}" in caught.value.message
+    assert state.builds == []
 
 
 def test_second_request_is_a_store_hit_and_the_timing_cache_was_written(tmp_path: Path) -> None:
@@ -181,8 +194,7 @@ def test_profile_rejections_are_build_errors(
     assert expected in caught.value.message
 
 
-def test_build_engine_computes_the_profile_and_accepts_ranges(tmp_path: Path) -> None:
-    from modelops_builder.tensorrt_profiles import DimRange
+def test_build_engine_hands_the_profile_to_tensorrt(tmp_path: Path) -> None:
     from modelops_contract.request import TensorSig
 
     tokens = model("tokens")
@@ -192,8 +204,7 @@ def test_build_engine_computes_the_profile_and_accepts_ranges(tmp_path: Path) ->
     version_dir = tmp_path / "v"
     version_dir.mkdir()
     plan = plan_engine(request)
-    built = build_engine(
-        plan, request, source, inputs, version_dir, None, {"ids": DimRange((2,), (16,), (32,))}
-    )
+    profile = {"ids": ((1, 2), (4, 16), (8, 32))}
+    built = build_engine(plan, request, source, inputs, version_dir, None, profile)
     assert built.engine == "tensorrt"
     assert state.builds[-1]["profile"] == {"ids": ((1, 2), (4, 16), (8, 32))}

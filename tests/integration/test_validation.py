@@ -46,7 +46,8 @@ def _build(root: Path, seed: int) -> BuildResult:
             model_name=NAME,
             serving_backend="python",
             profile_seconds=0.1,
-        )
+        ),
+        local_source=True,
     )
 
 
@@ -122,11 +123,11 @@ def _user_set(tmp_path: Path, served: dict[str, Any], labels: Any) -> UserValida
 def test_a_labelled_user_set_gates_on_accuracy(served: dict[str, Any], tmp_path: Path) -> None:
     model = tiny_models(0)["mlp"]
     truth = _user_set(tmp_path, served, lambda x: model.reference({"x": x})["y"].argmax(axis=1))
-    summary = validate(request_for(served, "right", user_set=truth))
+    summary = validate(request_for(served, "right", user_set=truth), local_source=True)
     assert summary.accuracy == 1.0
     wrong = _user_set(tmp_path, served, lambda x: np.full(len(x), 10**6, dtype=np.int64))
     with pytest.raises(BuildError, match=r"accuracy 0.0000 < minAccuracy 0.9"):
-        validate(request_for(served, "right", user_set=wrong))
+        validate(request_for(served, "right", user_set=wrong), local_source=True)
 
 
 def test_the_job_command_leaves_a_summary(served: dict[str, Any], tmp_path: Path) -> None:

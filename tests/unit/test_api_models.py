@@ -168,8 +168,22 @@ tensors = st.lists(
     unique_by=lambda t: t["name"],
 )
 uris = st.sampled_from(
-    ["https://m.example.com/a.onnx", "s3://bucket-1/k/m.pt", "pvc://models/m.pt", "file:///m.pt"]
+    ["https://m.example.com/a.onnx", "s3://bucket-1/k/m.pt", "pvc://models/m.pt"]
 )
+
+
+@st.composite
+def shape_range(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    """A valid min <= opt <= max range for one input (each bound but max optional)."""
+    high = draw(st.lists(st.integers(1, 4096), min_size=1, max_size=8))
+    mid = [draw(st.integers(1, h)) for h in high]
+    low = [draw(st.integers(1, m)) for m in mid]
+    shape: dict[str, Any] = {"name": name, "max": high}
+    if draw(st.booleans()):
+        shape["opt"] = mid
+    if draw(st.booleans()):
+        shape["min"] = low
+    return shape
 
 
 @st.composite
@@ -185,11 +199,15 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     build |= {"maxBatchSize": max_batch, "optBatchSize": draw(st.integers(1, max_batch))}
     if gpu:
         build["gpu"] = {"product": "NVIDIA-H100-80GB-HBM3"}
+    inputs = draw(tensors)
+    ranged = draw(st.lists(st.sampled_from(inputs), unique_by=lambda t: t["name"], max_size=3))
+    if ranged:
+        build["shapes"] = [draw(shape_range(t["name"])) for t in ranged]
     return {
         "model": {
             "source": {"uri": draw(uris), "sha256": SHA},
             "format": draw(st.sampled_from(["onnx", "torchscript", "exported-program"])),
-            "inputs": draw(tensors),
+            "inputs": inputs,
             "outputs": draw(tensors),
         },
         "build": build,
@@ -216,3 +234,27 @@ def test_valid_specs_round_trip_and_pass_the_crd(wire: dict[str, Any]) -> None:
     assert again.to_wire() == spec.to_wire()
     obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment"}
     assert validate({**obj, "metadata": {"name": "h"}, "spec": spec.to_wire()}) == []
+
+
+def test_per_shape_figures_reach_status_and_pass_the_crd() -> None:
+    from modelops_contract.request import BuildSummary, ShapeFigures
+    from modelops_operator.decide.build import engine_from_summary
+
+    summary = BuildSummary(
+        ok=True,
+        key="sha256:" + "ab" * 32,
+        shapes=[
+            ShapeFigures(shape=label, dims={"input_ids": [n], "attention_mask": [n]}, batch=4,
+                         max_abs_error=1e-6, p50_ms=0.2 * n, p99_ms=0.3 * n, throughput=100.0)
+            for label, n in (("min", 1), ("opt", 32), ("max", 128))
+        ],
+    )  # fmt: skip
+    engine = engine_from_summary(summary)
+    assert engine.shapes is not None
+    assert [s.shape for s in engine.shapes] == ["min", "opt", "max"]
+    wire = engine.to_wire()
+    assert wire["shapes"][2]["dims"] == {"input_ids": [128], "attention_mask": [128]}
+    assert wire["shapes"][1]["latencyMs"] == {"p50": 6.4, "p99": 9.6}
+    obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment"}
+    body = {**obj, "metadata": {"name": "h"}, "spec": MINIMAL, "status": {"engine": wire}}
+    assert validate(body) == []

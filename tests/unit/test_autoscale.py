@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from modelops_operator.api.spec import ScalingSpec
+from modelops_operator.api.serving import ScalingSpec
 from modelops_operator.decide.scale_recommend import (
     TOLERANCE,
     Recommendation,

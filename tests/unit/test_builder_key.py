@@ -39,6 +39,7 @@ BASE: dict[str, Any] = {
         ("gpu_product", "NVIDIA-L4"),
         ("tensorrt_version", "11.5.0"),
         ("builder_version", "9.9.9"),
+        ("shapes", [{"name": "x", "max": [3, 224, 224]}]),
     ],
 )
 def test_each_engine_field_changes_the_key(field: str, value: Any) -> None:
@@ -98,3 +99,48 @@ def test_a_fallback_is_keyed_as_what_was_built() -> None:
     assert compute_key(request, fallback) == compute_key(plain, PLAN)
     real = EnginePlan("tensorrt", GpuInfo(True, "NVIDIA H100"), tensorrt_version="11.4.0")
     assert compute_key(request, real) != compute_key(request, fallback)
+
+
+SHAPES = [
+    {"name": "input_ids", "min": [1], "opt": [64], "max": [128]},
+    {"name": "attention_mask", "max": [128]},
+]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        [SHAPES[0] | {"opt": [32]}],
+        [SHAPES[0] | {"max": [256]}],
+        [SHAPES[0] | {"min": None}],  # a defaulted min is not the same request as min [1]
+        SHAPES[:1],
+    ],
+)
+def test_each_shape_bound_changes_the_key(other: list[dict[str, Any]]) -> None:
+    assert engine_key(**(BASE | {"shapes": SHAPES})) != engine_key(**(BASE | {"shapes": other}))
+
+
+def test_shape_order_does_not_change_the_key() -> None:
+    assert engine_key(**(BASE | {"shapes": SHAPES})) == engine_key(
+        **(BASE | {"shapes": SHAPES[::-1]})
+    )
+
+
+def test_operator_and_builder_compute_the_same_key_with_shapes() -> None:
+    from modelops_operator.api import ModelDeploymentSpec
+    from modelops_operator.decide.build import desired_key
+    from modelops_operator.render.job import build_request
+    from modelops_operator.settings import Settings
+
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {
+                "source": {"uri": "https://m.example.com/bert.pt2", "sha256": "d" * 64},
+                "format": "exported-program",
+            },
+            "build": {"maxBatchSize": 8, "optBatchSize": 4, "shapes": SHAPES},
+        }
+    )
+    settings = Settings(namespaces=[])
+    request = build_request(spec, settings, engine_key=None)
+    assert compute_key(request, PLAN) == desired_key(spec, settings)

@@ -88,6 +88,17 @@ def test_example_inputs_are_seeded_and_typed() -> None:
     np.testing.assert_array_equal(first["x"], again["x"])
 
 
+def test_example_inputs_take_the_shape_plan_dims_and_attend_every_token() -> None:
+    sigs = [
+        TensorSig(name="input_ids", data_type="INT64", dims=[-1]),
+        TensorSig(name="attention_mask", data_type="INT64", dims=[-1]),
+    ]
+    feeds = example_inputs(sigs, 2, dims={"input_ids": (5,), "attention_mask": (5,)})
+    assert feeds["input_ids"].shape == feeds["attention_mask"].shape == (2, 5)
+    # A random mask could hide a whole row, whose attention is NaN in any engine.
+    assert (feeds["attention_mask"] == 1).all()
+
+
 def test_split_s3() -> None:
     assert split_s3("s3://bucket/a/b.onnx") == ("bucket", "a/b.onnx")
     for bad in ["s3://bucket", "s3:///key", "s3://bucket/"]:

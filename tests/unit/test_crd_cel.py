@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelops_operator.api import ModelDeploymentSpec, format_validation_error
+from modelops_operator.api import ModelDeploymentSpec, format_validation_error, rules
+from modelops_operator.api.spec import LOCAL_SOURCES
 from tests.support.crd import admit, validate
 
 SHA = "9f2c" + "0" * 60
@@ -165,11 +166,65 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
     ("cel-tensorrt-no-gpu", changed(spec__build={"engine": "tensorrt"}), "gpu", True),
     ("cel-torchscript-no-inputs", changed(spec__model__format="torchscript"), "inputs", True),
     (
-        "cel-exported-empty-inputs",
-        changed(spec__model__format="exported-program", spec__model__inputs=[]),
+        "cel-torchscript-empty-inputs",
+        changed(spec__model__format="torchscript", spec__model__inputs=[]),
         "inputs",
         True,
     ),
+    ("cel-file-uri", changed(spec__model__source__uri="file:///etc/hostname"), "uri", True),
+    (
+        "cel-file-uri-environ",
+        changed(spec__model__source__uri="file:///proc/self/environ"),
+        "uri",
+        True,
+    ),
+    (
+        "cel-shape-opt-above-max",
+        changed(spec__build={"shapes": [{"name": "ids", "opt": [256], "max": [128]}]}),
+        "opt",
+        True,
+    ),
+    (
+        "cel-shape-opt-below-min",
+        changed(spec__build={"shapes": [{"name": "ids", "min": [8], "opt": [4], "max": [128]}]}),
+        "opt",
+        True,
+    ),
+    (
+        "cel-shape-opt-length",
+        changed(spec__build={"shapes": [{"name": "ids", "opt": [4, 4], "max": [128]}]}),
+        "opt",
+        True,
+    ),
+    (
+        "cel-shape-min-above-max",
+        changed(spec__build={"shapes": [{"name": "x", "min": [3, 64], "max": [3, 32]}]}),
+        "min",
+        True,
+    ),
+    (
+        "cel-shape-min-length",
+        changed(spec__build={"shapes": [{"name": "x", "min": [1], "max": [3, 32]}]}),
+        "min",
+        True,
+    ),
+    (
+        "cel-shapes-unique",
+        changed(spec__build={"shapes": [{"name": "ids", "max": [8]}, {"name": "ids", "max": [9]}]}),
+        "shapes",
+        True,
+    ),
+    (
+        "cel-shapes-not-an-input",
+        changed(
+            spec__model__inputs=[{"name": "ids", "dataType": "INT64", "dims": [-1]}],
+            spec__build={"shapes": [{"name": "mask", "max": [64]}]},
+        ),
+        "shapes",
+        True,
+    ),
+    ("shape-dim-0", changed(spec__build={"shapes": [{"name": "ids", "max": [0]}]}), "max", True),
+    ("shape-no-max", changed(spec__build={"shapes": [{"name": "ids", "opt": [4]}]}), "max", True),
     ("cel-inputs-unique", changed(spec__model__inputs=[INPUT, INPUT]), "inputs", True),
     ("cel-outputs-unique", changed(spec__model__outputs=[INPUT, INPUT]), "outputs", True),
     (
@@ -189,7 +244,7 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
         changed(
             spec__model__source={"uri": "file:///m/r.onnx", "sha256": SHA, "credentialsSecret": "s"}
         ),
-        "credentialsSecret",
+        "uri",  # file:// itself is refused first; the credentials rule also fires in CEL
         True,
     ),
     (
@@ -234,9 +289,19 @@ VALID: list[tuple[str, dict[str, Any]]] = [
         ),
     ),
     ("pvc", changed(spec__model__source={"uri": "pvc://models/resnet/model.onnx", "sha256": SHA})),
+    ("exported-program-without-inputs", changed(spec__model__format="exported-program")),
     (
-        "file",
-        changed(spec__model__source={"uri": "file://./examples/models/m.onnx", "sha256": SHA}),
+        "shapes-for-a-sequence",
+        changed(
+            spec__model__format="exported-program",
+            spec__build={
+                "shapes": [
+                    {"name": "input_ids", "min": [1], "opt": [64], "max": [128]},
+                    {"name": "attention_mask", "max": [128]},
+                    {"name": "pixels", "min": [3, 8, 8], "max": [3, 224, 224]},
+                ]
+            },
+        ),
     ),
     (
         "torchscript",
@@ -327,6 +392,16 @@ def test_canary_steps_default_before_cel() -> None:
     assert errors == []
     assert stored["spec"]["rollout"]["canary"]["steps"] == [10, 50, 100]
     assert "build" not in stored["spec"]  # no defaults where the parent is absent
+
+
+def test_file_sources_are_refused_in_the_cluster_but_not_by_modelops_dev() -> None:
+    obj = changed(spec__model__source__uri="file://models/m.onnx")
+    assert validate(obj) == [f"spec.model.source.uri: {rules.MSG_FILE_URI}"]
+    with pytest.raises(ValidationError) as info:
+        ModelDeploymentSpec.model_validate(obj["spec"])
+    assert "`modelops dev`" in format_validation_error(info.value)
+    spec = ModelDeploymentSpec.model_validate(obj["spec"], context={LOCAL_SOURCES: True})
+    assert spec.model.source.uri == "file://models/m.onnx"
 
 
 def test_resource_keys_are_checked_by_the_operator() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from modelops_contract.credentials import SOURCE_SECRET_KEYS
 from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildRequest
 from modelops_operator.api import ModelDeployment
@@ -108,7 +109,14 @@ def test_job_gpu_security_and_credentials() -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["readOnlyRootFilesystem"] is True
-    assert container["envFrom"] == [{"secretRef": {"name": "s3-reader"}}]
+    # The user's Secret: allow-listed keys only, under names only the fetch step reads.
+    assert "envFrom" not in container
+    refs = [e for e in container["env"] if "valueFrom" in e]
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in refs} == {
+        f"MODELOPS_SOURCE_{k}": k for k in SOURCE_SECRET_KEYS
+    }
+    assert all(e["valueFrom"]["secretKeyRef"]["name"] == "s3-reader" for e in refs)
+    assert all(e["valueFrom"]["secretKeyRef"]["optional"] is True for e in refs)
     assert "s3-reader" not in json.dumps(container["args"])
     assert {"name": "store", "persistentVolumeClaim": {"claimName": "engines"}} in spec["volumes"]
 
@@ -132,12 +140,27 @@ def test_job_for_onnxruntime_on_an_s3_store_has_no_gpu_and_store_env() -> None:
     assert "nodeSelector" not in spec
     (container,) = spec["containers"]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert container["envFrom"] == [
-        {"secretRef": {"name": "store-creds"}},
-        {"secretRef": {"name": "s3-reader"}},
-    ]
+    assert container["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
     assert BuildRequest.model_validate_json(container["args"][1]).store == "s3://engines/store"
     assert all("persistentVolumeClaim" not in v for v in spec["volumes"])
+
+
+def test_a_tenant_secret_cannot_set_builder_or_store_variables() -> None:
+    # Whatever keys the tenant's Secret holds (MODELOPS_TERMINATION_LOG, AWS_ENDPOINT_URL,
+    # HTTPS_PROXY...), the Job names only allow-listed keys, each under MODELOPS_SOURCE_.
+    job = render_build_job(make_md(build={"engine": "onnxruntime"}), KEY, S3)
+    (container,) = pod(job)["containers"]
+    from_user = [
+        e
+        for e in container["env"]
+        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "s3-reader"
+    ]
+    assert from_user
+    assert all(e["name"].startswith("MODELOPS_SOURCE_") for e in from_user)
+    assert {e["valueFrom"]["secretKeyRef"]["key"] for e in from_user} <= set(SOURCE_SECRET_KEYS)
+    assert {"secretRef": {"name": "s3-reader"}} not in container.get("envFrom", [])
+    plain = {e["name"] for e in container["env"] if "value" in e}
+    assert plain.isdisjoint({"MODELOPS_TERMINATION_LOG", "MODELOPS_WORK_DIR"})
 
 
 def test_job_mounts_a_pvc_source_read_only() -> None:
@@ -285,3 +308,14 @@ def test_triton_pods_drain_before_sigterm_within_their_grace_period(drain: int) 
         assert triton["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
     # SIGKILL comes only after the drain and Triton's own exit timeout have both run out.
     assert spec["terminationGracePeriodSeconds"] > drain + exit_timeout
+
+
+def test_the_build_jobs_scratch_space_is_bounded() -> None:
+    """Two copies of the largest download plus overhead: evicted before it fills the node."""
+    job = render_build_job(make_md(), KEY, PVC)
+    spec = pod(job)
+    (container,) = spec["containers"]
+    tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
+    assert tmp["emptyDir"] == {"sizeLimit": "41Gi"}
+    assert container["resources"]["requests"]["ephemeral-storage"] == "41Gi"
+    assert container["resources"]["limits"]["ephemeral-storage"] == "41Gi"

@@ -30,6 +30,10 @@ Array = npt.NDArray[Any]
 DEFAULT_MODEL_FILE = "model.onnx"
 THREADS_ENV, THREADS_PARAM = "MODELOPS_ORT_THREADS", "ort_intra_op_threads"
 SPINNING_ENV, SPINNING_PARAM = "MODELOPS_ORT_SPINNING", "ort_allow_spinning"
+# onnxruntime 1.31 on CPU crashes at session creation on fp16 graphs where a 3-D Transpose feeds a
+# MatMul with an fp16 weight (attention projections) unless this fusion is skipped; the builder
+# skips it too (modelops_builder.engines.ORT_DISABLED_OPTIMIZERS).
+DISABLED_OPTIMIZERS = ["MatmulTransposeFusion"]
 
 # ONNX Runtime's type strings -> numpy, to feed each input in the dtype the graph declares.
 _ORT_NUMPY: dict[str, Any] = {
@@ -79,7 +83,10 @@ class TritonPythonModel:
         spinning = _setting(config, SPINNING_ENV, SPINNING_PARAM, "1")
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
         self.input_types = {i.name: _ORT_NUMPY.get(i.type) for i in self.session.get_inputs()}
         self.output_names = [str(o["name"]) for o in config.get("output", [])] or [

@@ -18,16 +18,14 @@ from .rollout import (
     TrafficSpec,
 )
 from .routes import Route, RouteTable
+from .serving import DynamicBatching, ResourceRequirements, ScalingSpec, ServingSpec
+from .shapes import ShapeRangeSpec
 from .spec import (
     AccuracySpec,
     BuildSpec,
-    DynamicBatching,
     GpuSpec,
     ModelDeploymentSpec,
     ModelSpec,
-    ResourceRequirements,
-    ScalingSpec,
-    ServingSpec,
     Source,
     TensorSpec,
     ValidationSpec,
@@ -49,6 +47,7 @@ from .status import (
     RevisionStatus,
     RolloutProgress,
     ScaleRecord,
+    ShapeStatus,
     TrafficStatus,
     TrafficWeight,
     ValidationStatus,
@@ -102,6 +101,8 @@ __all__ = [
     "ScalingMetric",
     "ScalingSpec",
     "ServingSpec",
+    "ShapeRangeSpec",
+    "ShapeStatus",
     "Source",
     "TensorSpec",
     "TrafficMode",

@@ -45,8 +45,9 @@ OPERATOR_ONLY = [
     "`spec.serving.resources.limits` / `requests` keys must be resource names such as `cpu`, "
     "`memory` or `nvidia.com/gpu` (pattern `^([a-z0-9.-]+/)?[a-z0-9A-Z._-]+$`): Kubernetes "
     "schemas cannot constrain map keys, so the operator checks them (`phase: Failed`).",
-    "`file://` sources are for `modelops dev` on a laptop; in a cluster the build Job can read "
-    "only what is mounted into it.",
+    "`spec.build.shapes` against the model itself (a name the model lacks, a fixed dim given "
+    "another size, inputs sharing a dynamic dim given different ranges): the build fails with "
+    "`InvalidShapeRange` naming the input and the fix.",
 ]
 
 INTRO = f"""# ModelDeployment API reference (`{API_VERSION}`)

@@ -7,8 +7,8 @@ from pydantic.config import JsonDict
 from .base import cel
 
 MSG_INPUTS_REQUIRED = (
-    "spec.model.inputs is required when spec.model.format is torchscript or exported-program: "
-    "list each input's name, dataType and dims"
+    "spec.model.inputs is required when spec.model.format is torchscript: list each input's "
+    "name, dataType and dims (onnx and exported-program carry their own signature)"
 )
 MSG_INPUTS_UNIQUE = "spec.model.inputs names must be unique"
 MSG_OUTPUTS_UNIQUE = "spec.model.outputs names must be unique"
@@ -29,6 +29,21 @@ MSG_DIMS = (
     "or >= 1"
 )
 MSG_OPT_BATCH = "spec.build.optBatchSize must be <= spec.build.maxBatchSize"
+MSG_FILE_URI = (
+    "spec.model.source.uri must not be file:// in a cluster: file:// is for `modelops dev` on a "
+    "laptop; a build Job fetches https://, s3:// or pvc://CLAIM/PATH"
+)
+MSG_SHAPE_MIN = (
+    "spec.build.shapes[*].min must have one dim per max dim, each <= max (dims exclude the "
+    "batch axis)"
+)
+MSG_SHAPE_OPT = (
+    "spec.build.shapes[*].opt must have one dim per max dim, each between min (default 1) and max"
+)
+MSG_SHAPES_UNIQUE = "spec.build.shapes names must be unique: one range per input"
+MSG_SHAPES_INPUTS = (
+    "spec.build.shapes[*].name must name one of spec.model.inputs when the inputs are listed"
+)
 MSG_TENSORRT_GPU = (
     "spec.build.gpu.product is required when spec.build.engine is tensorrt: a TensorRT engine "
     "is built for one GPU model (e.g. NVIDIA-H100-80GB-HBM3)"

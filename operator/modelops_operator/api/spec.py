@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from modelops_contract.enums import DataType, EngineKind, ModelFormat, Precision
 from modelops_contract.wire import WireModel
@@ -14,21 +14,17 @@ from . import rules
 from .base import DNS1123_SUBDOMAIN, cel
 from .enums import ScalingMetric
 from .rollout import RolloutSpec
+from .serving import ScalingSpec, ServingSpec
+from .shapes import TENSOR_NAME_PATTERN, ShapeRangeSpec
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 URI_PATTERN = r"^(https://|s3://|pvc://|file://)[^\s]+$"
-TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
+# Validation context key: `modelops dev` sets it to accept file:// sources (rules.MSG_FILE_URI).
+LOCAL_SOURCES = "localSources"
 GPU_PRODUCT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-RESOURCE_NAME_PATTERN = r"^([a-z0-9.-]+/)?[a-z0-9A-Z._-]+$"
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 
 
 Dim = Annotated[int, Field(ge=-1, le=1_048_576)]
-ResourceName = Annotated[str, StringConstraints(max_length=128, pattern=RESOURCE_NAME_PATTERN)]
-ResourceValue = (
-    Annotated[str, StringConstraints(max_length=64, pattern=QUANTITY_PATTERN)]
-    | Annotated[int, Field(ge=0)]
-)
 
 
 class Source(WireModel):
@@ -36,7 +32,10 @@ class Source(WireModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [rules.scheme_rule(*shape) for shape in rules.URI_SHAPES]
+            "x-kubernetes-validations": [
+                *(rules.scheme_rule(*shape) for shape in rules.URI_SHAPES),
+                cel("!self.uri.startsWith('file://')", rules.MSG_FILE_URI, ".uri"),
+            ]
         }
     )
 
@@ -60,10 +59,13 @@ class Source(WireModel):
     )
 
     @model_validator(mode="after")
-    def _uri_shape(self) -> Source:
+    def _uri_shape(self, info: ValidationInfo) -> Source:
         for scheme, pattern, message in rules.URI_SHAPES:
             if self.uri.startswith(scheme) and not re.match(pattern, self.uri):
                 raise ValueError(message)
+        local_ok = bool(info.context and info.context.get(LOCAL_SOURCES))
+        if self.uri.startswith("file://") and not local_ok:
+            raise ValueError(rules.MSG_FILE_URI)
         return self
 
 
@@ -137,7 +139,7 @@ class ModelSpec(WireModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.format == 'onnx' || (has(self.inputs) && size(self.inputs) > 0)",
+                    "self.format != 'torchscript' || (has(self.inputs) && size(self.inputs) > 0)",
                     rules.MSG_INPUTS_REQUIRED,
                     ".inputs",
                 ),
@@ -168,7 +170,8 @@ class ModelSpec(WireModel):
     inputs: list[TensorSpec] | None = Field(
         default=None,
         max_length=16,
-        description="Input signature; optional for ONNX (read from the graph).",
+        description="Input signature; required for torchscript, optional for onnx and "
+        "exported-program (read from the graph or the program, checked against it when given).",
     )
     outputs: list[TensorSpec] | None = Field(
         default=None, max_length=16, description="Output signature; optional (read from the graph)."
@@ -176,7 +179,7 @@ class ModelSpec(WireModel):
 
     @model_validator(mode="after")
     def _cross_fields(self) -> ModelSpec:
-        if self.format != ModelFormat.ONNX and not self.inputs:
+        if self.format == ModelFormat.TORCHSCRIPT and not self.inputs:
             raise ValueError(rules.MSG_INPUTS_REQUIRED)
         for message, tensors in (
             (rules.MSG_INPUTS_UNIQUE, self.inputs),
@@ -224,6 +227,12 @@ class BuildSpec(WireModel):
                     ".optBatchSize",
                 ),
                 cel("self.engine != 'tensorrt' || has(self.gpu)", rules.MSG_TENSORRT_GPU, ".gpu"),
+                cel(
+                    "!has(self.shapes) || self.shapes.all(s, self.shapes.exists_one(t, "
+                    "t.name == s.name))",
+                    rules.MSG_SHAPES_UNIQUE,
+                    ".shapes",
+                ),
             ]
         }
     )
@@ -240,6 +249,13 @@ class BuildSpec(WireModel):
     opt_batch_size: int | None = Field(
         default=None, ge=1, le=4096, description="Optimisation profile's opt batch; default max."
     )
+    shapes: list[ShapeRangeSpec] | None = Field(
+        default=None,
+        max_length=16,
+        description="min/opt/max dims of inputs with dynamic dims other than batch (e.g. a "
+        "sequence length): TensorRT's optimisation profile (required there), the gate's min, "
+        "opt and max shapes and the profiler's opt shape; part of the engine key.",
+    )
     gpu: GpuSpec | None = Field(default=None, description="Target GPU; part of the engine key.")
     accuracy: AccuracySpec | None = Field(
         default=None, description="Accuracy gate against an fp32 ONNX Runtime reference."
@@ -251,85 +267,15 @@ class BuildSpec(WireModel):
             raise ValueError(rules.MSG_OPT_BATCH)
         if self.engine == EngineKind.TENSORRT and self.gpu is None:
             raise ValueError(rules.MSG_TENSORRT_GPU)
+        names = [s.name for s in self.shapes or []]
+        if len(names) != len(set(names)):
+            raise ValueError(rules.MSG_SHAPES_UNIQUE)
         return self
 
     @property
     def effective_opt_batch_size(self) -> int:
         """The opt shape of the profile: optBatchSize, or maxBatchSize when unset."""
         return self.opt_batch_size or self.max_batch_size
-
-
-class ResourceRequirements(WireModel):
-    """Container resources of each Triton pod (Kubernetes quantities)."""
-
-    limits: dict[ResourceName, ResourceValue] | None = Field(
-        default=None, max_length=16, description="e.g. {cpu: 2, memory: 4Gi, nvidia.com/gpu: 1}."
-    )
-    requests: dict[ResourceName, ResourceValue] | None = Field(
-        default=None, max_length=16, description="e.g. {cpu: 500m, memory: 2Gi}."
-    )
-
-
-class DynamicBatching(WireModel):
-    """Triton dynamic batching."""
-
-    max_queue_delay_microseconds: int = Field(
-        default=100, ge=0, le=10_000_000, description="How long Triton waits to fill a batch."
-    )
-
-
-class ServingSpec(WireModel):
-    """How the engine is served; changes here never rebuild the engine."""
-
-    replicas: int = Field(default=1, ge=0, le=1000, description="Used only when scaling is absent.")
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Resources of each Triton container."
-    )
-    dynamic_batching: DynamicBatching | None = Field(
-        default_factory=DynamicBatching, description="Triton dynamic batching settings."
-    )
-    instances_per_replica: int = Field(
-        default=1, ge=1, le=16, description="Triton model instances per pod (instance_group count)."
-    )
-
-
-class ScalingSpec(WireModel):
-    """The operator's own Triton-aware autoscaler."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("self.minReplicas <= self.maxReplicas", rules.MSG_MIN_MAX, ".minReplicas"),
-                cel(
-                    "self.metric != 'gpuUtilization' || self.target <= 100.0",
-                    rules.MSG_GPU_TARGET,
-                    ".target",
-                ),
-            ]
-        }
-    )
-
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest serving pods.")
-    max_replicas: int = Field(ge=1, le=1000, description="Most serving pods.")
-    metric: ScalingMetric = Field(
-        default=ScalingMetric.QUEUE_TIME, description="Which Triton figure is held at target."
-    )
-    target: float = Field(
-        gt=0,
-        le=1e9,
-        description="Queue microseconds per request, inferences/s per replica, or GPU percent.",
-    )
-    scale_down_delay_seconds: int = Field(
-        default=120, ge=0, le=3600, description="Lower recommendations must last this long."
-    )
-
-    @model_validator(mode="after")
-    def _bounds(self) -> ScalingSpec:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(rules.MSG_MIN_MAX)
-        if self.metric == ScalingMetric.GPU_UTILIZATION and self.target > 100:
-            raise ValueError(rules.MSG_GPU_TARGET)
-        return self
 
 
 class ModelDeploymentSpec(WireModel):
@@ -343,7 +289,13 @@ class ModelDeploymentSpec(WireModel):
                     "(has(self.build) && has(self.build.gpu))",
                     rules.MSG_GPU_METRIC,
                     ".scaling.metric",
-                )
+                ),
+                cel(
+                    "!has(self.build) || !has(self.build.shapes) || !has(self.model.inputs) || "
+                    "self.build.shapes.all(s, self.model.inputs.exists(i, i.name == s.name))",
+                    rules.MSG_SHAPES_INPUTS,
+                    ".build.shapes",
+                ),
             ]
         }
     )
@@ -367,4 +319,7 @@ class ModelDeploymentSpec(WireModel):
         gpu_metric = self.scaling and self.scaling.metric == ScalingMetric.GPU_UTILIZATION
         if gpu_metric and self.build.gpu is None:
             raise ValueError(rules.MSG_GPU_METRIC)
+        inputs = {t.name for t in self.model.inputs or []}
+        if inputs and any(s.name not in inputs for s in self.build.shapes or []):
+            raise ValueError(rules.MSG_SHAPES_INPUTS)
         return self

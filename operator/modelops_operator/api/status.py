@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
+from modelops_contract.request import ShapeFigures
+from modelops_contract.shapes import MAX_DIMS
 from modelops_contract.wire import WireModel
 
 HISTORY_LIMIT = 10
@@ -73,6 +76,44 @@ class LatencyFigures(WireModel):
     p99: float | None = Field(default=None, description="99th percentile latency in ms.")
 
 
+class ShapeLabel(StrEnum):
+    """One of the engine profile's shapes."""
+
+    MIN = "min"
+    OPT = "opt"
+    MAX = "max"
+
+
+class ShapeStatus(WireModel):
+    """What the gate and the profiler measured at one of the profile's shapes."""
+
+    shape: ShapeLabel = Field(description="min, opt or max (spec.build.shapes).")
+    dims: dict[str, Annotated[list[int], Field(max_length=MAX_DIMS)]] | None = Field(
+        default=None, max_length=16, description="Each input's dims, batch axis excluded."
+    )
+    batch: int | None = Field(default=None, ge=1, description="Batch of the latency figures.")
+    max_abs_error: float | None = Field(
+        default=None, description="Largest |engine - reference| over the gate's batches."
+    )
+    latency_ms: LatencyFigures | None = Field(default=None, description="Latency at this shape.")
+    throughput: float | None = Field(default=None, description="Inferences per second.")
+
+    @classmethod
+    def from_figures(cls, figures: ShapeFigures) -> ShapeStatus:
+        """The status form of a builder's per-shape figures (summary or engine.json)."""
+        latency = None
+        if figures.p50_ms is not None and figures.p99_ms is not None:
+            latency = LatencyFigures(p50=figures.p50_ms, p99=figures.p99_ms)
+        return cls(
+            shape=ShapeLabel(figures.shape),
+            dims=figures.dims or None,
+            batch=figures.batch,
+            max_abs_error=figures.max_abs_error,
+            latency_ms=latency,
+            throughput=figures.throughput,
+        )
+
+
 class EngineStatus(WireModel):
     """The built engine, copied from the build Job's termination message."""
 
@@ -92,6 +133,9 @@ class EngineStatus(WireModel):
     latency_ms: LatencyFigures | None = Field(default=None, description="Profiled latency.")
     throughput: float | None = Field(
         default=None, description="Inferences per second at opt batch."
+    )
+    shapes: list[ShapeStatus] | None = Field(
+        default=None, max_length=3, description="Accuracy and latency at the min, opt, max shapes."
     )
 
 

@@ -21,6 +21,7 @@ from ..api import (
     LatencyFigures,
     ModelDeployment,
     ModelDeploymentSpec,
+    ShapeStatus,
     find_condition,
 )
 from ..render.common import ANNOTATION_GENERATION, ANNOTATION_RETRY
@@ -50,6 +51,7 @@ def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
         inputs=[t.to_wire() for t in spec.model.inputs or []],
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         tensorrt_version=settings.tensorrt_version,
+        shapes=[s.to_wire() for s in spec.build.shapes or []],
     )
 
 
@@ -133,6 +135,7 @@ def engine_from_summary(summary: BuildSummary) -> EngineStatus:
         if summary.latency_ms
         else None,
         throughput=summary.throughput,
+        shapes=[ShapeStatus.from_figures(f) for f in summary.shapes or []] or None,
     )
 
 

@@ -149,6 +149,6 @@ def gpu_scheduling(product: str | None) -> dict[str, Any]:
     }
 
 
-def tmp_volume(name: str = "tmp") -> dict[str, Any]:
-    """A scratch emptyDir: the root filesystem is read-only."""
-    return {"name": name, "emptyDir": {}}
+def tmp_volume(name: str = "tmp", size_limit: str | None = None) -> dict[str, Any]:
+    """A scratch emptyDir (the root filesystem is read-only), bounded when `size_limit` is set."""
+    return {"name": name, "emptyDir": {"sizeLimit": size_limit} if size_limit else {}}

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
 from modelops_contract.enums import EngineKind, ServingBackend
 from modelops_contract.request import BuildRequest, TensorSig
+from modelops_contract.scratch import scratch_quantity
+from modelops_contract.shapes import ShapeRange
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..settings import Settings
@@ -89,6 +92,9 @@ def build_request(
         precision=spec.build.precision,
         max_batch_size=spec.build.max_batch_size,
         opt_batch_size=spec.build.opt_batch_size,
+        shapes=[ShapeRange.model_validate(s.to_wire()) for s in spec.build.shapes]
+        if spec.build.shapes
+        else None,
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         atol=accuracy.atol if accuracy else None,
         rtol=accuracy.rtol if accuracy else None,
@@ -106,20 +112,34 @@ def _source_claim(uri: str) -> str | None:
     return urlsplit(uri).netloc or None
 
 
-def _env_from(md: ModelDeployment, settings: Settings) -> list[dict[str, Any]]:
-    sources: list[dict[str, Any]] = []
+def _env_from(settings: Settings) -> list[dict[str, Any]]:
+    # Only the store's own Secret is injected whole; the user's Secret never is (source_env).
     if settings.store_uri and settings.store_secret:
-        sources.append({"secretRef": {"name": settings.store_secret}})
-    secret = md.spec.model.source.credentials_secret
-    if secret:
-        # Last: on a duplicate key Kubernetes keeps the last source, and fetching the model is
-        # the step that needs the user's credentials.
-        sources.append({"secretRef": {"name": secret}})
-    return sources
+        return [{"secretRef": {"name": settings.store_secret}}]
+    return []
+
+
+def source_env(md: ModelDeployment) -> list[dict[str, Any]]:
+    """spec.model.source's credentialsSecret as credential_env gives it."""
+    return credential_env(md.spec.model.source.credentials_secret)
+
+
+def credential_env(secret: str | None) -> list[dict[str, Any]]:
+    """A user's credentialsSecret, allow-listed keys only, under MODELOPS_SOURCE_* names.
+
+    A key the Secret lacks is skipped (optional), and no other key can reach the builder, so a
+    tenant's Secret can neither set the builder's own variables nor the store client's AWS_*.
+    """
+    if not secret:
+        return []
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for key, env in SOURCE_CREDENTIAL_ENV.items()
+    ]
 
 
 def _volumes(md: ModelDeployment, settings: Settings) -> tuple[list[Any], list[Any]]:
-    volumes: list[dict[str, Any]] = [tmp_volume()]
+    volumes: list[dict[str, Any]] = [tmp_volume(size_limit=_scratch())]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
     if not settings.store_uri and settings.store_pvc:
         volumes.append(
@@ -135,8 +155,16 @@ def _volumes(md: ModelDeployment, settings: Settings) -> tuple[list[Any], list[A
     return volumes, mounts
 
 
+def _scratch() -> str:
+    """The build's /tmp: room for two copies of the largest model a build may download."""
+    return scratch_quantity(BuildRequest.model_fields["max_download_bytes"].default)
+
+
 def _resources(md: ModelDeployment) -> dict[str, Any]:
     resources = {k: dict(v) for k, v in BUILDER_RESOURCES.items()}
+    # The kubelet evicts the Job before its scratch space can fill the node's disk.
+    resources["requests"]["ephemeral-storage"] = _scratch()
+    resources["limits"]["ephemeral-storage"] = _scratch()
     if str(md.spec.build.engine) == "tensorrt":
         resources["limits"]["nvidia.com/gpu"] = 1
     return resources
@@ -168,6 +196,7 @@ def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[
     env = [
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
         {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+        *source_env(md),
     ]
     if str(md.spec.build.engine) == "tensorrt":
         # The builder refuses to build with any other TensorRT: Triton could not load the plan.
@@ -183,7 +212,7 @@ def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
-    env_from = _env_from(md, settings)
+    env_from = _env_from(settings)
     if env_from:
         container["envFrom"] = env_from
     gpu = md.spec.build.gpu.product if md.spec.build.gpu else None

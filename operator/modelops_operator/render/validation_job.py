@@ -35,6 +35,7 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
+from .job import credential_env
 from .names import validation_job_name
 
 SET_DIR = "/var/lib/modelops/validation"
@@ -81,7 +82,7 @@ def validation_request(
 
 
 def _user_set_access(md: ModelDeployment) -> tuple[list[Any], list[Any], list[Any]]:
-    """(volumes, mounts, envFrom) that reach spec.validation's file."""
+    """(volumes, mounts, env) that reach spec.validation's file."""
     user = md.spec.validation
     if user is None:
         return [], [], []
@@ -95,8 +96,7 @@ def _user_set_access(md: ModelDeployment) -> tuple[list[Any], list[Any], list[An
         )
         mounts.append({"name": "user-set", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
     secret = user.source.credentials_secret
-    env_from = [{"secretRef": {"name": secret}}] if secret else []
-    return volumes, mounts, env_from
+    return volumes, mounts, credential_env(secret)
 
 
 def render_validation_job(
@@ -121,7 +121,7 @@ def render_validation_job(
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_REVISION: str(revision),
     }
-    volumes, mounts, env_from = _user_set_access(md)
+    volumes, mounts, credentials = _user_set_access(md)
     entry = f"{key_digest(manifest.key)}/{VALIDATION_SET_NAME}"
     volumes += [
         tmp_volume(),
@@ -147,14 +147,13 @@ def render_validation_job(
         "env": [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108
             {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+            *credentials,
         ],
         "resources": RESOURCES,
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
-    if env_from:
-        container["envFrom"] = env_from
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
