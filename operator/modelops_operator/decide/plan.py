@@ -25,6 +25,7 @@ class EventReason(StrEnum):
     VALIDATION_PASSED = "ValidationPassed"
     INCOMPATIBLE_SIGNATURE = "IncompatibleSignature"
     TRAFFIC_SHIFTED = "TrafficShifted"
+    CHILD_REJECTED = "ChildRejected"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.
@@ -36,6 +37,7 @@ WARNING_REASONS = frozenset(
         EventReason.ROLLOUT_FAILED,
         EventReason.ROLLBACK_TARGET_INVALID,
         EventReason.INCOMPATIBLE_SIGNATURE,
+        EventReason.CHILD_REJECTED,
     }
 )
 
