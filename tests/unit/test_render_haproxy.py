@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelops_operator.render.haproxy import (
-    GRPC_MAX_REUSE,
+    MAX_REUSE,
     SLOTS,
     RouterConfig,
     render_haproxy_config,
@@ -58,19 +58,20 @@ def test_retries_only_when_nothing_was_sent() -> None:
     )
 
 
-def test_http_backend_closes_server_connections_after_each_response() -> None:
+def test_http_backend_reuses_server_connections_a_bounded_number_of_times() -> None:
     http = SECTIONS["backend http"]
-    assert "option http-server-close" in http
+    (template,) = [d for d in http if d.startswith("server-template")]
+    assert f"max-reuse {MAX_REUSE} pool-purge-delay 1s" in template
     assert "balance roundrobin" in http
     assert "option httpchk GET /v2/health/ready" in http
-    assert "option http-server-close" not in SECTIONS["backend grpc"]  # HTTP/2 streams share one
+    assert "option http-server-close" not in http
 
 
 def test_grpc_backend_speaks_h2_and_reuses_connections_a_bounded_number_of_times() -> None:
     (template,) = [d for d in SECTIONS["backend grpc"] if d.startswith("server-template")]
     assert "proto h2" in template
-    assert f"max-reuse {GRPC_MAX_REUSE}" in template
-    assert GRPC_MAX_REUSE == 16
+    assert f"max-reuse {MAX_REUSE}" in template
+    assert MAX_REUSE == 16
     assert "proto h2" in next(d for d in SECTIONS["frontend grpc"] if d.startswith("bind"))
 
 

@@ -6,11 +6,11 @@ time through HAProxy's admin socket (address, weight, state), one slot per revis
 change without a reload and without dropping a connection.
 
 - HTTP (port 8000): each request is balanced on its own (weighted round robin), also on one
-  keep-alive client connection; the connection to the revision's Service is closed after each
-  response, so the next request opens a new one and the Service (kube-proxy) balances it too,
-  and a pod that is draining is never sent a request on a stale pooled connection.
-- gRPC (port 8001, HTTP/2 cleartext): each call (stream) is balanced on its own; server
-  connections are reused at most GRPC_MAX_REUSE times, so they move to other pods often.
+  keep-alive client connection.
+- gRPC (port 8001, HTTP/2 cleartext): each call (stream) is balanced on its own.
+- Connections to a revision's Service are reused at most MAX_REUSE times and purged after 1 s
+  idle, so new ones keep being opened and the Service (kube-proxy) balances them across pods,
+  and a draining pod stops getting requests soon after its endpoint is removed.
 - Retries happen only when the connection to a revision failed and nothing was sent.
 - gRPC calls that fail in a trailers-only response (status in the headers) are counted per slot
   in the `grpc_errors` stick table: HTTP/2 says 200 for them, and the router must still see them.
@@ -29,7 +29,7 @@ SLOTS = 16
 SLOT_PREFIX = "rev"
 BACKENDS = ("http", "grpc", "metrics")
 GRPC_ERRORS_TABLE = "grpc_errors"
-GRPC_MAX_REUSE = 16
+MAX_REUSE = 16
 SOCKET_DIR = "/var/run/haproxy"
 ADMIN_SOCKET = f"{SOCKET_DIR}/admin.sock"
 # A placeholder address for empty slots: disabled servers are never connected to.
@@ -102,9 +102,9 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "",
         "backend http",
         "  balance roundrobin",
-        "  option http-server-close",
         "  option httpchk GET /v2/health/ready",
-        f"  server-template {SLOT_PREFIX} {config.slots} {PARKED_ADDRESS} disabled {check}",
+        f"  server-template {SLOT_PREFIX} {config.slots} {PARKED_ADDRESS} disabled {check}"
+        f" max-reuse {MAX_REUSE} pool-purge-delay 1s",
         "",
         "backend grpc",
         "  balance roundrobin",
@@ -113,7 +113,7 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "  http-response sc-inc-gpc0(0) if { res.hdr(grpc-status) -m found }"
         " !{ res.hdr(grpc-status) -m str 0 }",
         f"  server-template {SLOT_PREFIX} {config.slots} {PARKED_ADDRESS} disabled proto h2"
-        f" max-reuse {GRPC_MAX_REUSE} pool-purge-delay 1s",
+        f" max-reuse {MAX_REUSE} pool-purge-delay 1s",
         "",
         "backend metrics",
         "  balance roundrobin",
