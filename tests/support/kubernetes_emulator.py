@@ -130,12 +130,15 @@ class Cluster:
             **extra,
         }
 
-    async def create_md(self, name: str, spec: Obj, namespace: str = "default") -> Obj:
-        """POST a ModelDeployment with the metadata a real API server would add."""
+    async def create_md(
+        self, name: str, spec: Obj, namespace: str = "default", **metadata: Any
+    ) -> Obj:
+        """POST a ModelDeployment with the metadata a real API server would add (and any
+        other metadata given: finalizers, annotations)."""
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ModelDeployment",
-            "metadata": self._meta(name, namespace),
+            "metadata": self._meta(name, namespace, **metadata),
             "spec": spec,
         }
         return await self._send("POST", r.MODELDEPLOYMENTS.path(namespace), body)
@@ -144,15 +147,13 @@ class Cluster:
         """Merge-patch the spec and bump generation (kmock does not)."""
         current = self.get(r.MODELDEPLOYMENTS, name, namespace)
         assert current is not None
-        meta = {
-            "generation": int(current["metadata"].get("generation", 1)) + 1,
-            "resourceVersion": str(next(self._versions)),
-        }
+        # The API server bumps resourceVersion (tests.support.apiserver); generation is ours.
+        meta = {"generation": int(current["metadata"].get("generation", 1)) + 1}
         path = r.MODELDEPLOYMENTS.path(namespace, name)
         return await self._send("PATCH", path, {"metadata": meta, "spec": spec_patch})
 
     async def delete_md(self, name: str, namespace: str = "default") -> None:
-        """DELETE a ModelDeployment (its finalizer holds it until the operator releases it)."""
+        """DELETE a ModelDeployment (a finalizer, if any, holds it until removed)."""
         await self._send("DELETE", r.MODELDEPLOYMENTS.path(namespace, name))
 
     async def patch_status(
@@ -313,6 +314,13 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
         await asyncio.sleep(0.02)
+
+
+async def in_operator(op: Operator, coro: Awaitable[T]) -> T:
+    """Run a coroutine in the operator's own event loop (its thread) and wait for it."""
+    assert op.loop is not None, "the operator has not started"
+    future = asyncio.run_coroutine_threadsafe(coro, op.loop)  # type: ignore[arg-type]
+    return await asyncio.wrap_future(future)
 
 
 def only(items: Iterable[T]) -> T:
