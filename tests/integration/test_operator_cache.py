@@ -14,7 +14,7 @@ from modelops_operator.render.names import build_job_name, revision_name, servic
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
 from tests.support.kubernetes_emulator import Cluster, eventually, in_operator, rbac_call
-from tests.support.operator_flow import build_and_serve, key_of, phase, spec
+from tests.support.operator_flow import RunOperator, build_and_serve, key_of, phase, spec
 
 
 def operator_lists(cluster: Cluster) -> list[tuple[str, str, str]]:
@@ -143,3 +143,20 @@ async def test_stale_resource_version_is_read_again_and_keeps_foreign_fields(
     # merged again and written with the current version.
     assert operator.client.calls[("apps", "deployments", "get")] == 1
     assert cluster.posts("deployments") == 1
+
+
+async def test_without_the_gateway_api_the_caches_still_sync(
+    api: FaithfulEmulator, run_operator: RunOperator, settings: Settings
+) -> None:
+    """Most clusters have no HTTPRoute/GRPCRoute CRDs: their caches must not hold startup."""
+    for res in (r.HTTPROUTES, r.GRPCROUTES):
+        del api.resources[f"{res.group}/{res.version}/{res.plural}"]
+    resp = await api.get("/apis/gateway.networking.k8s.io/v1")
+    async with resp:
+        found = await resp.json(content_type=None) if resp.status == 200 else {}
+    assert not (found or {}).get("resources"), "the Gateway API is not served"
+    cluster = Cluster(api)
+    async with run_operator():
+        await cluster.create_md("nogw", spec())
+        job = build_job_name("nogw", key_of(cluster, "nogw", settings))
+        await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")

@@ -39,6 +39,7 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _counter: Any = None
     _watch_gate: asyncio.Event | None = None
     watch_starts: int = 0
+    bookmark_seconds: float = 60.0
 
     def hold_watches(self) -> None:
         """New WATCH requests wait (a server restarting) until `release_watches`."""
@@ -152,14 +153,27 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.params.get("sendInitialEvents") == "true":
             yield _bookmark(request, self._next_version())
         assert request.resource is not None
-        async for event in self._buses[request.resource]:
-            if event is _END:
-                return
-            meta = (event.get("object") or {}).get("metadata") or {}
-            check = self._KubernetesEmulator__check
-            ours = check(request, request.resource, meta.get("namespace"), meta.get("name"), False)
-            if ours and _selected(event, selector):
-                yield event
+        events_in = aiter(self._buses[request.resource])
+        pending = asyncio.ensure_future(anext(events_in))
+        try:
+            while True:
+                # Like a real server: a BOOKMARK every minute keeps quiet streams alive.
+                done, _ = await asyncio.wait({pending}, timeout=self.bookmark_seconds)
+                if not done:
+                    yield _bookmark(request, self._next_version(), initial=False)
+                    continue
+                event = pending.result()
+                pending = asyncio.ensure_future(anext(events_in))
+                if event is _END:
+                    return
+                meta = (event.get("object") or {}).get("metadata") or {}
+                check = self._KubernetesEmulator__check
+                namespace, name = meta.get("namespace"), meta.get("name")
+                ours = check(request, request.resource, namespace, name, False)
+                if ours and _selected(event, selector):
+                    yield event
+        finally:
+            pending.cancel()
 
 
 def _selected(event: Obj, selector: str) -> bool:
@@ -167,8 +181,8 @@ def _selected(event: Obj, selector: str) -> bool:
     return not selector or selector_matches(selector, labels)
 
 
-def _bookmark(request: kmock.Request, version: str) -> Obj:
-    annotations = {"k8s.io/initial-events-end": "true"}
+def _bookmark(request: kmock.Request, version: str, *, initial: bool = True) -> Obj:
+    annotations = {"k8s.io/initial-events-end": "true"} if initial else {}
     return {
         "type": "BOOKMARK",
         "object": {"metadata": {"resourceVersion": version, "annotations": annotations}},

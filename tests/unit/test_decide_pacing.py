@@ -41,10 +41,18 @@ def test_retry_backoff(failures: int, delay: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requeue", "safety", "delay"), [(None, 30.0, 30.0), (5.0, 30.0, 5.0), (60.0, 30.0, 30.0)]
+    ("requeue", "safety", "delay"),
+    [
+        (None, 33.0, 33.0),
+        (5.0, 33.0, 5.0),
+        (60.0, 33.0, 33.0),
+        (30.0, 27.0, 27.0),  # "look again in one interval": the jittered net instead
+        (30.0, 35.0, 35.0),
+        (23.0, 35.0, 23.0),  # sooner than the net can be: kept
+    ],
 )
 def test_next_delay_is_the_sooner(requeue: float | None, safety: float, delay: float) -> None:
-    assert next_delay(requeue, safety) == delay
+    assert next_delay(requeue, safety, 30.0) == delay
 
 
 def test_status_only_changes_do_not_trigger() -> None:

@@ -26,9 +26,12 @@ def retry_delay(failures: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2**exponent))
 
 
-def next_delay(requeue_after: float | None, safety: float) -> float:
-    """The sooner of the plan's own requeue and the safety net."""
-    return safety if requeue_after is None else max(0.0, min(requeue_after, safety))
+def next_delay(requeue_after: float | None, safety: float, interval: float) -> float:
+    """The sooner of the plan's own requeue and the safety net; a requeue about as far as the
+    safety net (a plan waiting "one interval") takes the jittered safety net instead."""
+    if requeue_after is None or requeue_after >= interval * (1 - JITTER):
+        return safety
+    return max(0.0, min(requeue_after, safety))
 
 
 # What a reconcile depends on besides status: a change of any of these is worth a reconcile;

@@ -107,6 +107,9 @@ class Operator:
         )
         self.daemons = Daemons(self.telemetry.run)
         self.scheduler = Scheduler(self._scheduled)
+        self.metrics.cached_objects.set_function(lambda: sum(self.cache.counts().values()))
+        self.metrics.cached_bytes.set_function(self.cache.size_bytes)
+        self.metrics.leader.set_function(lambda: float(self.leading))
         self.elector: LeaderElector | None = None  # set when leader election runs
         self.loop: asyncio.AbstractEventLoop | None = None  # kopf's, once started
         self.reconciles = 0
@@ -116,6 +119,7 @@ class Operator:
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._handled: dict[Key, tuple[Any, ...]] = {}
         self._failures: dict[Key, int] = {}
+        self._netted: set[Key] = set()  # objects whose safety net was set once
 
     # --- credentials ----------------------------------------------------------------------------
     async def login(self, **kwargs: Any) -> Any:
@@ -165,6 +169,7 @@ class Operator:
         """No more reconciles or telemetry here (another replica leads, or the process stops)."""
         await self.scheduler.stop()
         await self.daemons.stop_all()
+        self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
 
     # --- bookkeeping ----------------------------------------------------------------------------
     def seen(self, body: Body) -> None:
@@ -186,6 +191,7 @@ class Operator:
         self._bodies.pop(key, None)
         self._handled.pop(key, None)
         self._failures.pop(key, None)
+        self._netted.discard(key)
         self._locks.pop(key, None)
         self.telemetry.forget(key)
         self.daemons.stop(key)
@@ -272,8 +278,13 @@ class Operator:
         revision = plan.status.get("revision") or {}
         wanted = revision.get("current") is not None or revision.get("candidate") is not None
         self.daemons.ensure(key, self.options.telemetry and wanted)
-        safety = safety_delay(self.settings.reconcile_interval_seconds, self.options.draw())
-        self.scheduler.at(key, next_delay(plan.requeue_after, safety))
+        # The first pass of an object lands anywhere in the interval: objects created or
+        # resumed together spread out at once, not only after many jittered passes.
+        interval = self.settings.reconcile_interval_seconds
+        first = key not in self._netted
+        self._netted.add(key)
+        safety = safety_delay(interval, self.options.draw(), first=first)
+        self.scheduler.at(key, next_delay(plan.requeue_after, safety, interval))
         self._log(key, plan, applied)
         if not isinstance(parsed, ModelDeployment):
             raise InvalidSpecError(parsed.message)  # decide wrote Failed + the message into status

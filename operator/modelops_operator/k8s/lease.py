@@ -173,8 +173,12 @@ class LeaderElector:
             self._transition(releasing=True)
             return
         try:
-            await self._write(released(mine), self._clock(), create=False)
-        except (ApiError, OSError) as exc:
+            # Best effort, and short: a stopping pod must not wait on an unreachable server.
+            await asyncio.wait_for(
+                self._write(released(mine), self._clock(), create=False),
+                self.timing.retry_period,
+            )
+        except (ApiError, OSError, TimeoutError) as exc:
             logger.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
         self._mine, self._renewed_at = None, None
         self._transition(releasing=True)
