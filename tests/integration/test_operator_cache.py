@@ -160,3 +160,41 @@ async def test_without_the_gateway_api_the_caches_still_sync(
         await cluster.create_md("nogw", spec())
         job = build_job_name("nogw", key_of(cluster, "nogw", settings))
         await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
+
+
+async def test_a_delete_decided_on_a_stale_cache_spares_a_newer_object(
+    api: FaithfulEmulator, cluster: Cluster
+) -> None:
+    """The Applier deletes with the cached uid as precondition: another object of the same name,
+    made since, is not the one decided on and stays."""
+    from modelops_operator.decide.inputs import Observed
+    from modelops_operator.decide.plan import Delete, Plan
+    from modelops_operator.k8s.apply import Applier
+    from modelops_operator.k8s.cache import ChildCache
+    from modelops_operator.k8s.client import Credentials, KubeClient
+    from modelops_operator.k8s.events import EventRecorder
+
+    async def connect() -> Credentials:
+        return Credentials(server=str(api.url).rstrip("/"))
+
+    client = KubeClient(connect)
+    cache = ChildCache([r.CONFIGMAPS])
+    applier = Applier(client, EventRecorder(client), cache)
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "ns"}}
+    cache.observed(r.CONFIGMAPS, await client.create(r.CONFIGMAPS, "ns", body))
+    # Behind the cache's back: deleted and made again (a new uid).
+    await cluster._send("DELETE", r.CONFIGMAPS.path("ns", "x"))
+    newer = await cluster._send("POST", r.CONFIGMAPS.path("ns"), body)
+    md = {"metadata": {"name": "m", "namespace": "ns"}}
+    plan = Plan(actions=(Delete("v1", "ConfigMap", "x"),), status={})
+    done = await applier.apply(md, Observed(), plan)
+    assert done.deleted == []
+    stored = cluster.get(r.CONFIGMAPS, "x", "ns")
+    assert stored is not None
+    assert stored["metadata"]["uid"] == newer["metadata"]["uid"]
+    # With the cache up to date, the same decision deletes it.
+    cache.observed(r.CONFIGMAPS, newer)
+    done = await applier.apply(md, Observed(), plan)
+    assert done.deleted == ["ConfigMap/x"]
+    assert cluster.get(r.CONFIGMAPS, "x", "ns") is None
+    await client.close()

@@ -162,6 +162,7 @@ class Operator:
         """Reconcile every ModelDeployment seen so far (from the caches), then on every event."""
         self.scheduler.enabled = True
         self._handled.clear()
+        self._statuses.clear()
         for key in list(self._bodies):
             self.scheduler.now(key)
 
@@ -170,6 +171,9 @@ class Operator:
         await self.scheduler.stop()
         await self.daemons.stop_all()
         self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
+        # What this process wrote is history once another replica writes: a standby's route
+        # feed (and a later term as leader) must read the statuses the watch brings.
+        self._statuses.clear()
 
     # --- bookkeeping ----------------------------------------------------------------------------
     def seen(self, body: Body) -> None:
