@@ -97,8 +97,10 @@ async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
             assert cluster.created("jobs").count(second) == 1, "no duplicate child"
             # The old holder's view (its route feed) follows the new leader's statuses.
             await eventually(
-                lambda: (a.latest(("default", "h")) or {}).get("status")
-                == cluster.md("h").get("status"),
+                lambda: (
+                    (a.latest(("default", "h")) or {}).get("status")
+                    == cluster.md("h").get("status")
+                ),
                 what="a follows b's status",
             )
             assert holder(cluster) == "op-b"
