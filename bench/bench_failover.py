@@ -25,16 +25,8 @@ from typing import Any
 
 import kmock
 
-from bench.bench_operator import (
-    ROOT,
-    ShortLogEmulator,
-    create_all,
-    free_port,
-    machine,
-    scrape,
-    spec,
-    start_child,
-)
+from bench.bench_operator import create_all, spec
+from bench.operator_procs import ROOT, ShortLogEmulator, free_port, machine, scrape, start_child
 from modelops_operator.k8s import resources as r
 from tests.support.kubernetes_emulator import declare_resources
 

@@ -13,8 +13,15 @@ from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import build_job_name, revision_name, service_name
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
-from tests.support.kubernetes_emulator import Cluster, eventually, in_operator, rbac_call
-from tests.support.operator_flow import RunOperator, build_and_serve, key_of, phase, spec
+from tests.support.kubernetes_emulator import Cluster, eventually, rbac_call
+from tests.support.operator_flow import (
+    RunOperator,
+    build_and_serve,
+    in_operator,
+    key_of,
+    phase,
+    spec,
+)
 
 
 def operator_lists(cluster: Cluster) -> list[tuple[str, str, str]]:

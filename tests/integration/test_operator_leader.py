@@ -14,8 +14,8 @@ from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.lease import NotLeaderError
 from modelops_operator.render.names import build_job_name
 from modelops_operator.settings import Settings
-from tests.support.kubernetes_emulator import Cluster, eventually, in_operator, rbac_call
-from tests.support.operator_flow import RunOperator, key_of, phase, spec
+from tests.support.kubernetes_emulator import Cluster, eventually, rbac_call
+from tests.support.operator_flow import RunOperator, in_operator, key_of, phase, spec
 
 WRITES = ("create", "patch", "delete")
 

@@ -316,13 +316,6 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def in_operator(op: Operator, coro: Awaitable[T]) -> T:
-    """Run a coroutine in the operator's own event loop (its thread) and wait for it."""
-    assert op.loop is not None, "the operator has not started"
-    future = asyncio.run_coroutine_threadsafe(coro, op.loop)  # type: ignore[arg-type]
-    return await asyncio.wrap_future(future)
-
-
 def only(items: Iterable[T]) -> T:
     """The single item of an iterable."""
     found = list(items)

@@ -19,7 +19,7 @@ from ..decide.facts import observe_keys
 from ..decide.finalizers import legacy_cleanup
 from ..decide.inputs import DecideContext, Observed, ObserveKeys
 from ..decide.pacing import next_delay, retry_delay, safety_delay, trigger_fingerprint
-from ..decide.plan import Apply, Emit, EventReason, Plan
+from ..decide.plan import Plan
 from ..decide.reconcile import reconcile
 from ..k8s.apply import Applied, Applier
 from ..k8s.cache import ChildCache
@@ -30,16 +30,14 @@ from ..k8s.lease import LeaderElector, NotLeaderError
 from ..k8s.observe import Observer
 from ..k8s.resources import (
     CHILD_RESOURCES,
-    DEPLOYMENTS,
-    JOBS,
     MODELDEPLOYMENTS,
     PODS,
 )
 from ..k8s.store import EngineStore, store_from_settings
 from ..observability import Health, OperatorMetrics, log_ref
-from ..render.common import LABEL_COMPONENT
 from ..render.names import label_value
 from ..settings import Settings
+from .accounting import count_plan
 from .daemons import Daemons
 from .pods import MetricsUrl, default_metrics_url
 from .route_feed import RouteFeed
@@ -54,11 +52,6 @@ Body = Mapping[str, Any]
 LoginSource = Callable[..., Awaitable[Any]]
 # Canary analyses per revision for DecideContext (metrics/ scraping): body, observed -> analyses.
 AnalysesProvider = Callable[[Body, Observed], Awaitable[Mapping[int, Analysis]]]
-
-
-# Which Events count in the operator's own metrics: a lookup, never a substring match.
-ROLLBACK_REASONS = frozenset({EventReason.ROLLED_BACK, EventReason.ROLLOUT_FAILED})
-BUILD_OUTCOMES = {EventReason.BUILD_SUCCEEDED: "succeeded", EventReason.BUILD_FAILED: "failed"}
 
 
 class InvalidSpecError(Exception):
@@ -277,7 +270,7 @@ class Operator:
         self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
         self.routes.notify(key)
-        self._count(plan, applied)
+        count_plan(self.metrics, plan, applied)
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         revision = plan.status.get("revision") or {}
         wanted = revision.get("current") is not None or revision.get("candidate") is not None
@@ -331,26 +324,6 @@ class Operator:
         if own is None or body.get("status") == own:
             return body
         return {**body, "status": own}
-
-    def _count(self, plan: Plan, applied: Applied) -> None:
-        for action in plan.actions:
-            if isinstance(action, Apply) and action.manifest.get("kind") == JOBS.kind:
-                ref = f"{JOBS.kind}/{action.manifest['metadata']['name']}"
-                labels = action.manifest["metadata"].get("labels") or {}
-                if ref in applied.created and labels.get(LABEL_COMPONENT) == "build":
-                    self.metrics.builds.labels("started").inc()
-            elif isinstance(action, Apply) and action.manifest.get("kind") == DEPLOYMENTS.kind:
-                ref = f"{DEPLOYMENTS.kind}/{action.manifest['metadata']['name']}"
-                if ref in applied.created:
-                    self.metrics.rollouts.inc()
-            elif isinstance(action, Emit):
-                self._count_event(action.reason)
-
-    def _count_event(self, reason: EventReason) -> None:
-        if reason in ROLLBACK_REASONS:
-            self.metrics.rollbacks.inc()
-        elif reason in BUILD_OUTCOMES:
-            self.metrics.builds.labels(BUILD_OUTCOMES[reason]).inc()
 
     # --- triggers -------------------------------------------------------------------------------
     async def trigger(self, namespace: str, name: str) -> None:
