@@ -51,6 +51,17 @@ class OperatorMetrics:
         self.api_requests = Gauge(
             "modelops_api_requests", "Kubernetes API requests made by the operator.", registry=r
         )
+        self.cached_objects = Gauge(
+            "modelops_cached_objects", "Children held in the watch-fed cache.", registry=r
+        )
+        self.cached_bytes = Gauge(
+            "modelops_cached_bytes",
+            "Deep size of the cached children (computed when scraped).",
+            registry=r,
+        )
+        self.leader = Gauge(
+            "modelops_leader", "1 while this replica holds the Lease and reconciles.", registry=r
+        )
         self.last_watch_event = Gauge(
             "modelops_last_watch_event_timestamp_seconds",
             "Unix time of the last watch event the operator received.",

@@ -80,7 +80,30 @@ class Settings(BaseSettings):
         default=600, ge=30, description="How long a Triton pod may take to load its engine."
     )
     reconcile_interval_seconds: float = Field(
-        default=30.0, gt=0, description="Safety-net timer of every ModelDeployment."
+        default=300.0,
+        gt=0,
+        description="Safety-net reconcile of every ModelDeployment (+-20% jitter), read from the "
+        "watch-fed caches: it writes only when something differs. Changes reconcile at once.",
+    )
+    leader_election: bool = Field(
+        default=True,
+        description="Reconcile only while holding the Lease (run several replicas for HA).",
+    )
+    lease_name: str = Field(default="modelops-operator", description="The leader Lease's name.")
+    lease_namespace: str | None = Field(
+        default=None,
+        description="The leader Lease's namespace; unset: the operator pod's own namespace.",
+    )
+    lease_duration_seconds: float = Field(
+        default=8.0, gt=0, description="How long a Lease not renewed holds before a takeover."
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A leader that could not renew for this long stops writing (fencing).",
+    )
+    lease_retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and candidates look."
     )
     metrics_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often serving pods are scraped for autoscaling."

@@ -32,8 +32,17 @@ def test_operator_deployment(rendered: tuple[str, list[Manifest]]) -> None:
     values = load_values(dict(VALUES_CASES)[name])
     deployment = one(manifests, "Deployment", FULLNAME)
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2, "two replicas: one holds the Lease, one stands by"
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    pdb = one(manifests, "PodDisruptionBudget", FULLNAME)
+    assert pdb["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+    env = env_of(operator_container(manifests))
+    assert env["MODELOPS_LEASE_NAMESPACE"] == NAMESPACE
+    assert env["MODELOPS_LEASE_NAME"] == FULLNAME
+    assert env["MODELOPS_LEADER_ELECTION"] == "true"
     pod = spec["template"]["spec"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     container = operator_container(manifests)
@@ -127,11 +136,15 @@ def test_every_setting_is_passed_by_some_values(helm: Helm) -> None:
     assert names == fields, f"settings the chart never passes: {fields - names}"
 
 
+def _lease(manifest: Manifest) -> bool:
+    return str(manifest["metadata"]["name"]).endswith("-leader-election")
+
+
 def test_watch_namespaces_get_roles_and_env(helm: Helm) -> None:
     manifests = helm.template(values={"watchNamespaces": ["ml-a", "ml-b"]})
     assert env_of(operator_container(manifests))["MODELOPS_NAMESPACES"] == "ml-a,ml-b"
-    roles = {m["metadata"]["namespace"] for m in find(manifests, "Role")}
-    bindings = {m["metadata"]["namespace"] for m in find(manifests, "RoleBinding")}
+    roles = {m["metadata"]["namespace"] for m in find(manifests, "Role") if not _lease(m)}
+    bindings = {m["metadata"]["namespace"] for m in find(manifests, "RoleBinding") if not _lease(m)}
     assert roles == bindings == {"ml-a", "ml-b"}
     assert len(find(manifests, "ClusterRole")) == 1  # discovery only
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from modelops_operator.k8s.permissions import LEASE_RULES
 from tests.support.chart import (
+    FULLNAME,
     NAMESPACE,
     REQUIRED,
     REQUIRED_CLUSTER,
     REQUIRED_NAMESPACED,
     VALUES_CASES,
     Manifest,
+    expand,
     find,
     grants_of,
     load_values,
@@ -21,6 +24,9 @@ def test_rbac_is_exactly_the_required_rules(rendered: tuple[str, list[Manifest]]
     name, manifests = rendered
     values = load_values(dict(VALUES_CASES)[name])
     roles = grants_of(manifests, "Role")
+    # The leader Lease: get/create/patch on leases, in the release namespace only.
+    lease = roles.pop((NAMESPACE, f"{FULLNAME}-leader-election"))
+    assert lease == expand(LEASE_RULES)
     cluster_roles = grants_of(manifests, "ClusterRole")
     discovery = [g for g in cluster_roles.values() if g == REQUIRED_CLUSTER]
     assert len(discovery) == 1, "one ClusterRole with exactly the cluster-scoped rules"
@@ -44,6 +50,9 @@ def test_rbac_is_exactly_the_required_rules(rendered: tuple[str, list[Manifest]]
             assert binding["roleRef"]["kind"] == role_kind
             bound.add((binding["metadata"].get("namespace"), binding["roleRef"]["name"]))
         assert bound == set(grants_of(manifests, role_kind))
+    assert (NAMESPACE, f"{FULLNAME}-leader-election") in {
+        (b["metadata"]["namespace"], b["roleRef"]["name"]) for b in find(manifests, "RoleBinding")
+    }
 
 
 def test_rbac_has_no_wildcard_and_no_secret(rendered: tuple[str, list[Manifest]]) -> None:

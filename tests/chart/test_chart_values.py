@@ -116,7 +116,7 @@ def test_values_yaml_documents_every_key() -> None:
     ("values", "expected"),
     [
         ({"replicaCount": 2}, "replicaCount"),
-        ({"replicas": 2}, "replicas"),
+        ({"replicas": -1}, "replicas"),
         ({"operator": {"logLevel": "debug"}}, "logLevel"),
         ({"clusterWide": "yes"}, "clusterWide"),
         ({"images": {"operator": {"tag": 1.2}}}, "tag"),
@@ -163,3 +163,12 @@ def test_existing_service_account_needs_a_name(helm: Helm) -> None:
 def test_replicas_zero_pauses_the_operator(helm: Helm) -> None:
     manifests = helm.template(values={"replicas": 0})
     assert one(manifests, "Deployment")["spec"]["replicas"] == 0
+    assert find(manifests, "PodDisruptionBudget") == [], "no budget for a paused operator"
+
+
+def test_one_replica_gets_no_budget_and_election_can_be_off(helm: Helm) -> None:
+    off = {"enabled": False, "leaseDurationSeconds": 8, "renewDeadlineSeconds": 5}
+    off["retryPeriodSeconds"] = 2
+    manifests = helm.template(values={"replicas": 1, "operator": {"leaderElection": off}})
+    assert find(manifests, "PodDisruptionBudget") == []
+    assert not [m for m in find(manifests, "Role") if "leader" in m["metadata"]["name"]]

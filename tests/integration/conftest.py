@@ -14,6 +14,7 @@ import yaml
 
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
+from tests.support.apiserver import FaithfulEmulator
 from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
 from tests.support.operator_flow import RunOperator
 
@@ -30,8 +31,9 @@ def crd() -> dict[str, Any]:
 
 @pytest.fixture
 async def api(crd: dict[str, Any]) -> AsyncIterator[kmock.KubernetesEmulator]:
-    """A KubernetesEmulator on 127.0.0.1 with every resource declared (kmock declares none)."""
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
+    """A KubernetesEmulator on 127.0.0.1 with every resource declared (kmock declares none),
+    with resourceVersions, preconditions and label selectors as a real API server has them."""
+    async with FaithfulEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
         yield emulator
 

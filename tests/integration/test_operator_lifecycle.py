@@ -147,20 +147,6 @@ async def test_store_hit_deploys_without_build(
     assert cluster.posts("jobs", "hit-build-") == 0
 
 
-async def test_delete_removes_children(
-    cluster: Cluster, operator: Operator, store: Path, settings: Settings
-) -> None:
-    await cluster.create_md("gone", spec())
-    await build_and_serve(cluster, store, settings, "gone")
-    assert cluster.md("gone")["metadata"]["finalizers"] == ["modelops.dev/finalizer"]
-
-    await cluster.delete_md("gone")
-    await eventually(lambda: cluster.get(r.MODELDEPLOYMENTS, "gone") is None, what="MD gone")
-    for res in (r.JOBS, r.DEPLOYMENTS, r.CONFIGMAPS, r.SERVICES):
-        assert cluster.names(res) == [], res.plural
-    assert ("default", "gone") not in operator._bodies
-
-
 async def test_restart_mid_rollout_converges_without_duplicates(
     cluster: Cluster, run_operator: RunOperator, store: Path, settings: Settings
 ) -> None:

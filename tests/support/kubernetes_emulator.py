@@ -130,12 +130,15 @@ class Cluster:
             **extra,
         }
 
-    async def create_md(self, name: str, spec: Obj, namespace: str = "default") -> Obj:
-        """POST a ModelDeployment with the metadata a real API server would add."""
+    async def create_md(
+        self, name: str, spec: Obj, namespace: str = "default", **metadata: Any
+    ) -> Obj:
+        """POST a ModelDeployment with the metadata a real API server would add (and any
+        other metadata given: finalizers, annotations)."""
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ModelDeployment",
-            "metadata": self._meta(name, namespace),
+            "metadata": self._meta(name, namespace, **metadata),
             "spec": spec,
         }
         return await self._send("POST", r.MODELDEPLOYMENTS.path(namespace), body)
@@ -144,15 +147,13 @@ class Cluster:
         """Merge-patch the spec and bump generation (kmock does not)."""
         current = self.get(r.MODELDEPLOYMENTS, name, namespace)
         assert current is not None
-        meta = {
-            "generation": int(current["metadata"].get("generation", 1)) + 1,
-            "resourceVersion": str(next(self._versions)),
-        }
+        # The API server bumps resourceVersion (tests.support.apiserver); generation is ours.
+        meta = {"generation": int(current["metadata"].get("generation", 1)) + 1}
         path = r.MODELDEPLOYMENTS.path(namespace, name)
         return await self._send("PATCH", path, {"metadata": meta, "spec": spec_patch})
 
     async def delete_md(self, name: str, namespace: str = "default") -> None:
-        """DELETE a ModelDeployment (its finalizer holds it until the operator releases it)."""
+        """DELETE a ModelDeployment (a finalizer, if any, holds it until removed)."""
         await self._send("DELETE", r.MODELDEPLOYMENTS.path(namespace, name))
 
     async def patch_status(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest, ProfilePoint
@@ -22,9 +23,17 @@ from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 MODEL_SHA = hashlib.sha256(b"tiny model").hexdigest()
 # `async with run_operator() as op:` (the fixture in tests/integration/conftest.py)
 RunOperator = Callable[..., contextlib.AbstractAsyncContextManager[Operator]]
+
+
+async def in_operator(op: Operator, coro: Awaitable[T]) -> T:
+    """Run a coroutine in the operator's own event loop (its thread) and wait for it."""
+    assert op.loop is not None, "the operator has not started"
+    future = asyncio.run_coroutine_threadsafe(coro, op.loop)  # type: ignore[arg-type]
+    return await asyncio.wrap_future(future)
 
 
 def spec(sha: str = MODEL_SHA, replicas: int = 1, delay: int = 100, mode: str = "Replicas") -> Obj:

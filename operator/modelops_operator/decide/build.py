@@ -275,7 +275,7 @@ def decide_build(
             events=events,
         )
     if state == JobState.ABSENT:
-        message = f"building engine {short_key(key)} in Job {name}"
+        message = f"Job {name} is building engine {short_key(key)}"  # the same while it runs
         actions = (*stale, Apply(render_build_job(md, key, settings)))
         return BuildOutcome(
             manifest=None,

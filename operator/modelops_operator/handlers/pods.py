@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from ..k8s.client import KubeClient
 from ..k8s.observe import replica_set_pod
-from ..k8s.resources import PODS
-from ..render.common import LABEL_NAME, LABEL_REVISION, ROUTER_APP, owner_labels
+from ..render.common import LABEL_NAME, LABEL_REVISION, ROUTER_APP
 from ..render.haproxy import AGENT_PORT
 from ..render.names import revision_name
 from ..render.revision import METRICS_PORT
@@ -16,6 +14,14 @@ from ..render.revision import METRICS_PORT
 Pod = Mapping[str, Any]
 # Where a pod's metrics page is; None when the pod has no address yet.
 MetricsUrl = Callable[[Pod], str | None]
+
+
+class PodSource(Protocol):
+    """Where pods come from: the watch-fed cache (k8s.observe.Observer.pods), never a LIST."""
+
+    def pods(self, namespace: str, name: str) -> Sequence[Pod]:
+        """The pods labelled for a ModelDeployment."""
+        ...
 
 
 def default_metrics_url(pod: Pod) -> str | None:
@@ -36,13 +42,13 @@ def pod_ready(pod: Pod) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-async def ready_revision_pods(
-    client: KubeClient, namespace: str, name: str, revisions: set[int]
+def ready_revision_pods(
+    source: PodSource, namespace: str, name: str, revisions: set[int]
 ) -> list[Pod]:
     """Ready pods of these revisions that the revisions' ReplicaSets made."""
     wanted = {str(n) for n in revisions}
     found: list[Pod] = []
-    for pod in await client.list(PODS, namespace, owner_labels(name)):
+    for pod in source.pods(namespace, name):
         revision = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
         # Labels are a filter; only pods the revision's ReplicaSet made are read.
         if (

@@ -15,9 +15,8 @@ from typing import Any
 import aiohttp
 
 from ..decide.traffic import RouterReport
-from ..k8s.client import KubeClient
+from ..k8s.client import labels_match
 from ..k8s.observe import replica_set_pod
-from ..k8s.resources import PODS
 from ..metrics.router import (
     RevisionTraffic,
     RouterPageError,
@@ -29,6 +28,7 @@ from ..metrics.router import (
 from ..metrics.scrape import MAX_BODY_BYTES, fetch_page
 from ..render.names import router_name
 from ..render.router import router_selector
+from .pods import PodSource
 
 Pod = Mapping[str, Any]
 PAGE_LIMIT = MAX_BODY_BYTES // 16  # an agent's page is a few KiB
@@ -58,16 +58,20 @@ def _ready(pod: Pod) -> bool:
 
 
 async def read_router(
-    client: KubeClient,
+    source: PodSource,
     session: aiohttp.ClientSession,
     namespace: str,
     md_name: str,
     url_of: Callable[[Pod], str | None],
 ) -> RouterReading:
     """Every running router pod's page (pods that cannot be read report nothing)."""
-    pods = await client.list(PODS, namespace, router_selector(md_name))
+    selector = router_selector(md_name)
     deployment = router_name(md_name)
-    mine = [p for p in pods if replica_set_pod(p, deployment)]
+    mine = [
+        p
+        for p in source.pods(namespace, md_name)
+        if labels_match(p, selector) and replica_set_pod(p, deployment)
+    ]
     samples: dict[str, RouterSample] = {}
     for pod in mine:
         url = url_of(pod)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,21 +16,32 @@ from ..api import ModelDeployment
 from ..decide.analysis import Analysis
 from ..decide.body import parse_body
 from ..decide.facts import observe_keys
+from ..decide.finalizers import legacy_cleanup
 from ..decide.inputs import DecideContext, Observed, ObserveKeys
-from ..decide.plan import Apply, Emit, EventReason, Plan
+from ..decide.pacing import next_delay, retry_delay, safety_delay, trigger_fingerprint
+from ..decide.plan import Plan
 from ..decide.reconcile import reconcile
 from ..k8s.apply import Applied, Applier
+from ..k8s.cache import ChildCache
 from ..k8s.client import Credentials, KubeClient
+from ..k8s.errors import ConflictError, NotFoundError
 from ..k8s.events import EventRecorder
+from ..k8s.lease import LeaderElector, NotLeaderError
 from ..k8s.observe import Observer
-from ..k8s.resources import CONFIGMAPS, DEPLOYMENTS, JOBS, MODELDEPLOYMENTS, SERVICES
+from ..k8s.resources import (
+    CHILD_RESOURCES,
+    MODELDEPLOYMENTS,
+    PODS,
+)
 from ..k8s.store import EngineStore, store_from_settings
 from ..observability import Health, OperatorMetrics, log_ref
-from ..render.common import LABEL_COMPONENT, owner_labels
 from ..render.names import label_value
 from ..settings import Settings
+from .accounting import count_plan
+from .daemons import Daemons
 from .pods import MetricsUrl, default_metrics_url
 from .route_feed import RouteFeed
+from .scheduler import Scheduler
 from .telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -42,13 +54,8 @@ LoginSource = Callable[..., Awaitable[Any]]
 AnalysesProvider = Callable[[Body, Observed], Awaitable[Mapping[int, Analysis]]]
 
 
-# Which Events count in the operator's own metrics: a lookup, never a substring match.
-ROLLBACK_REASONS = frozenset({EventReason.ROLLED_BACK, EventReason.ROLLOUT_FAILED})
-BUILD_OUTCOMES = {EventReason.BUILD_SUCCEEDED: "succeeded", EventReason.BUILD_FAILED: "failed"}
-
-
 class InvalidSpecError(Exception):
-    """The spec cannot be acted on: status says Failed, kopf must not retry this generation."""
+    """The spec cannot be acted on: status says Failed; retried only when the spec changes."""
 
 
 @dataclass
@@ -64,10 +71,11 @@ class OperatorOptions:
     identity: str = field(default_factory=socket.gethostname)
     telemetry: bool = True  # canary analysis and autoscaling from Triton's metrics
     metrics_url: MetricsUrl = default_metrics_url  # tests map pod IPs to loopback Tritons
+    draw: Callable[[], float] = random.random  # the safety net's jitter (tests fix it)
 
 
 class Operator:
-    """One reconcile at a time per ModelDeployment; child events coalesce into one reconcile."""
+    """One reconcile at a time per ModelDeployment, on the leader only; events coalesce."""
 
     def __init__(self, options: OperatorOptions) -> None:
         self.options = options
@@ -77,24 +85,34 @@ class Operator:
         self._login_source = options.login
         self._login_kwargs: dict[str, Any] = {}
         self._connection: Any = None
-        self.client = KubeClient(self._credentials)
+        self.logged_in = asyncio.Event()  # kopf runs the login beside, not before, startup
+        self.client = KubeClient(
+            self._credentials, user_agent=f"modelops-operator/{options.identity}"
+        )
+        self.cache = ChildCache(CHILD_RESOURCES, specless=[PODS.plural])
         self.events = EventRecorder(self.client, host=options.identity)
         self.store: EngineStore = store_from_settings(self.settings)
-        self.observer = Observer(self.client, self.store)
-        self.applier = Applier(self.client, self.events)
+        self.observer = Observer(self.cache, self.store)
+        self.applier = Applier(self.client, self.events, self.cache)
         self.routes = RouteFeed(self.latest)
         self.telemetry = Telemetry(
-            self.client, self.settings, options.metrics_url, self.latest, self.trigger
+            self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
+        self.daemons = Daemons(self.telemetry.run)
+        self.scheduler = Scheduler(self._scheduled)
+        self.metrics.cached_objects.set_function(lambda: sum(self.cache.counts().values()))
+        self.metrics.cached_bytes.set_function(self.cache.size_bytes)
+        self.metrics.leader.set_function(lambda: float(self.leading))
+        self.elector: LeaderElector | None = None  # set when leader election runs
+        self.loop: asyncio.AbstractEventLoop | None = None  # kopf's, once started
         self.reconciles = 0
         self.closed = False
         self._locks: dict[Key, asyncio.Lock] = {}
-        self._pending: set[Key] = set()
         self._statuses: dict[Key, dict[str, Any]] = {}
         self._bodies: dict[Key, dict[str, Any]] = {}
-        self._last: dict[Key, float] = {}
-        self._requeues: dict[Key, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._handled: dict[Key, tuple[Any, ...]] = {}
+        self._failures: dict[Key, int] = {}
+        self._netted: set[Key] = set()  # objects whose safety net was set once
 
     # --- credentials ----------------------------------------------------------------------------
     async def login(self, **kwargs: Any) -> Any:
@@ -103,6 +121,7 @@ class Operator:
         info = await self._login_source(**kwargs)
         if info is not None:
             self._connection = info
+            self.logged_in.set()
         return info
 
     async def _credentials(self) -> Credentials:
@@ -114,39 +133,66 @@ class Operator:
         self._connection = info
         return Credentials.from_connection_info(info)
 
+    @property
+    def default_namespace(self) -> str | None:
+        """The namespace of the login (in a pod: its own), once logged in."""
+        return getattr(self._connection, "default_namespace", None)
+
     async def close(self) -> None:
-        """Cancel requeues and background triggers, close the HTTP session."""
-        for handle in self._requeues.values():
-            handle.cancel()
-        self._requeues.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop reconciling, stop the daemons, close the HTTP sessions."""
+        await self.stop_leading()
         await self.telemetry.close()
         await self.client.close()
         self.closed = True
 
+    # --- leadership -----------------------------------------------------------------------------
+    @property
+    def leading(self) -> bool:
+        """Whether this process reconciles (holds the Lease, or runs without election)."""
+        return self.scheduler.enabled
+
+    def start_leading(self) -> None:
+        """Reconcile every ModelDeployment seen so far (from the caches), then on every event."""
+        self.scheduler.enabled = True
+        self._handled.clear()
+        self._statuses.clear()
+        for key in list(self._bodies):
+            self.scheduler.now(key)
+
+    async def stop_leading(self) -> None:
+        """No more reconciles or telemetry here (another replica leads, or the process stops)."""
+        await self.scheduler.stop()
+        await self.daemons.stop_all()
+        self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
+        # What this process wrote is history once another replica writes: a standby's route
+        # feed (and a later term as leader) must read the statuses the watch brings.
+        self._statuses.clear()
+
     # --- bookkeeping ----------------------------------------------------------------------------
     def seen(self, body: Body) -> None:
-        """Remember the newest body of a ModelDeployment (from its watch events)."""
+        """The newest body of a ModelDeployment (a watch event): reconcile if it asks for it."""
         meta = body.get("metadata") or {}
         self.health.watch_event()
         key = (meta.get("namespace") or "default", meta.get("name", ""))
         self._bodies[key] = dict(body)
         self.health.objects = len(self._bodies)
         self.routes.notify(key)
+        # Our own status patches come back as MODIFIED events: only other changes reconcile.
+        if self._handled.get(key) != trigger_fingerprint(body):
+            self.scheduler.now(key)
 
     def forget(self, namespace: str, name: str) -> None:
         """Release everything kept about a deleted ModelDeployment."""
         key = (namespace, name)
         self._statuses.pop(key, None)
         self._bodies.pop(key, None)
-        self._last.pop(key, None)
+        self._handled.pop(key, None)
+        self._failures.pop(key, None)
+        self._netted.discard(key)
         self._locks.pop(key, None)
         self.telemetry.forget(key)
-        handle = self._requeues.pop(key, None)
-        if handle is not None:
-            handle.cancel()
+        self.daemons.stop(key)
+        self.scheduler.cancel(key)
         self.metrics.set_phase(namespace, name, None)
         self.health.objects = len(self._bodies)
 
@@ -165,11 +211,6 @@ class Operator:
                 return name
         return label
 
-    def recently_reconciled(self, namespace: str, name: str, within: float) -> bool:
-        """Whether a reconcile finished less than `within` seconds ago."""
-        last = self._last.get((namespace, name))
-        return last is not None and time.monotonic() - last < within
-
     # --- reconcile ------------------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str, body: Body | None = None) -> Plan | None:
         """Read -> decide -> apply for one ModelDeployment; None when it is gone or going."""
@@ -186,7 +227,6 @@ class Operator:
                 self.metrics.reconciles.labels("error").inc()
                 raise
             finally:
-                self._last[key] = time.monotonic()
                 self.health.reconciled()
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.metrics.api_requests.set(self.client.requests)
@@ -198,7 +238,9 @@ class Operator:
         namespace, name = key
         body = given or self._bodies.get(key)
         if body is None:
-            body = await self.client.get_or_none(MODELDEPLOYMENTS, namespace, name)
+            return None  # never seen (or deleted): the watch brings it if it exists
+        self._handled[key] = trigger_fingerprint(body)
+        body = await self._without_legacy_finalizers(key, body)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         body = self._with_own_status(key, body)
@@ -228,9 +270,39 @@ class Operator:
         self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
         self.routes.notify(key)
-        self._count(plan, applied)
+        count_plan(self.metrics, plan, applied)
         self.metrics.set_phase(namespace, name, plan.status.get("phase"))
-        self._requeue(key, plan.requeue_after)
+        revision = plan.status.get("revision") or {}
+        wanted = revision.get("current") is not None or revision.get("candidate") is not None
+        self.daemons.ensure(key, self.options.telemetry and wanted)
+        # The first pass of an object lands anywhere in the interval: objects created or
+        # resumed together spread out at once, not only after many jittered passes.
+        interval = self.settings.reconcile_interval_seconds
+        first = key not in self._netted
+        self._netted.add(key)
+        safety = safety_delay(interval, self.options.draw(), first=first)
+        self.scheduler.at(key, next_delay(plan.requeue_after, safety, interval))
+        self._log(key, plan, applied)
+        if not isinstance(parsed, ModelDeployment):
+            raise InvalidSpecError(parsed.message)  # decide wrote Failed + the message into status
+        return plan
+
+    async def _without_legacy_finalizers(self, key: Key, body: Body) -> Body | None:
+        """Earlier versions' finalizers go (issue: deletes must never hang); 409: read again."""
+        for _ in range(3):
+            patch = legacy_cleanup(body)
+            if patch is None:
+                return body
+            try:
+                body = await self.client.merge_patch(MODELDEPLOYMENTS, key[0], key[1], patch)
+            except ConflictError:
+                body = await self.client.get(MODELDEPLOYMENTS, *key)
+            except NotFoundError:
+                return None
+            logger.info("removed legacy finalizers", extra=log_ref(*key))
+        return body
+
+    def _log(self, key: Key, plan: Plan, applied: Applied) -> None:
         # INFO only for what changed in the cluster; a status-only patch (a waiting rollout's
         # note, new metrics) is routine and stays at DEBUG.
         level = logging.INFO if applied.children_changed or applied.events else logging.DEBUG
@@ -242,11 +314,8 @@ class Operator:
             applied.patched,
             applied.deleted,
             applied.events,
-            extra=log_ref(namespace, name),
+            extra=log_ref(*key),
         )
-        if not isinstance(parsed, ModelDeployment):
-            raise InvalidSpecError(parsed.message)  # decide wrote Failed + the message into status
-        return plan
 
     def _with_own_status(self, key: Key, body: Body) -> Body:
         # We are the only writer of status; a body from a watch event can predate our last
@@ -256,66 +325,24 @@ class Operator:
             return body
         return {**body, "status": own}
 
-    def _count(self, plan: Plan, applied: Applied) -> None:
-        for action in plan.actions:
-            if isinstance(action, Apply) and action.manifest.get("kind") == JOBS.kind:
-                ref = f"{JOBS.kind}/{action.manifest['metadata']['name']}"
-                labels = action.manifest["metadata"].get("labels") or {}
-                if ref in applied.created and labels.get(LABEL_COMPONENT) == "build":
-                    self.metrics.builds.labels("started").inc()
-            elif isinstance(action, Apply) and action.manifest.get("kind") == DEPLOYMENTS.kind:
-                ref = f"{DEPLOYMENTS.kind}/{action.manifest['metadata']['name']}"
-                if ref in applied.created:
-                    self.metrics.rollouts.inc()
-            elif isinstance(action, Emit):
-                self._count_event(action.reason)
-
-    def _count_event(self, reason: EventReason) -> None:
-        if reason in ROLLBACK_REASONS:
-            self.metrics.rollbacks.inc()
-        elif reason in BUILD_OUTCOMES:
-            self.metrics.builds.labels(BUILD_OUTCOMES[reason]).inc()
-
     # --- triggers -------------------------------------------------------------------------------
     async def trigger(self, namespace: str, name: str) -> None:
-        """Reconcile soon; a trigger while one is already waiting is folded into it."""
-        key = (namespace, name)
-        if key in self._pending:
-            return  # the waiting reconcile reads the state after this event anyway
-        self._pending.add(key)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self._pending.discard(key)
+        """Reconcile soon (telemetry's news, a child's event); folded into a waiting one."""
+        self.scheduler.now((namespace, name))
+
+    async def _scheduled(self, key: Key) -> None:
+        """The scheduler's reconcile: failures back off, an invalid spec waits for a change."""
         try:
-            await self.reconcile(namespace, name)
+            await self.reconcile(*key)
         except InvalidSpecError:
+            self._failures.pop(key, None)
             return
-        except Exception as exc:  # a child event must not crash kopf's watcher; the timer retries
-            logger.warning("reconcile after a child event failed: %s", exc, extra=log_ref(*key))
-
-    def _requeue(self, key: Key, delay: float | None) -> None:
-        old = self._requeues.pop(key, None)
-        if old is not None:
-            old.cancel()
-        if delay is None:
+        except NotLeaderError:
+            return  # leadership is gone: the elector stops the scheduler
+        except Exception as exc:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            self.scheduler.at(key, retry_delay(failures))
+            logger.warning("reconcile failed (%s in a row): %s", failures, exc, extra=log_ref(*key))
             return
-        loop = asyncio.get_running_loop()
-        self._requeues[key] = loop.call_later(max(0.0, delay), self._fire, key)
-
-    def _fire(self, key: Key) -> None:
-        self._requeues.pop(key, None)
-        task = asyncio.get_running_loop().create_task(self.trigger(*key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # --- deletion -------------------------------------------------------------------------------
-    async def delete_children(self, namespace: str, name: str) -> list[str]:
-        """Delete every owned child (what garbage collection does on a real cluster)."""
-        deleted: list[str] = []
-        labels = owner_labels(name)
-        for res in (DEPLOYMENTS, JOBS, CONFIGMAPS, SERVICES):
-            for item in await self.client.list(res, namespace, labels):
-                child = item["metadata"]["name"]
-                if await self.client.delete(res, namespace, child):
-                    deleted.append(f"{res.kind}/{child}")
-        return deleted
+        self._failures.pop(key, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ import kopf
 from ..observability import MetricsServer, Probe
 from ..render.common import LABEL_MANAGED_BY, MANAGED_BY
 from .children import WATCHED
-from .modeldeployments import FINALIZER
+from .leadership import Leadership
 from .runtime import Operator
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
-    # One operator replica (the chart's Deployment): no peering objects, no RBAC for them.
+    # kopf's peering is no lease (handlers/leadership.py is): no peering objects, no RBAC.
     settings.peering.standalone = True
-    settings.persistence.finalizer = FINALIZER
-    # Status belongs to the operator's reconcile alone: kopf keeps its progress in annotations.
+    # Only watching handlers are registered, so kopf stores nothing on objects; should one ever
+    # be added, kopf's bookkeeping stays out of status, which is the reconcile's alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
@@ -53,6 +54,7 @@ def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
 def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     """Register the operator-level handlers into `registry`."""
     server: MetricsServer | None = None
+    leadership = Leadership(op)
 
     @kopf.on.login(registry=registry, id="login")
     async def login(**kwargs: Any) -> Any:
@@ -61,6 +63,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     @kopf.on.startup(registry=registry, id="startup")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         nonlocal server
+        op.loop = asyncio.get_running_loop()
         configure(settings, op)
         host = op.options.metrics_host
         if host is not None:
@@ -69,9 +72,11 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
             server = MetricsServer(op.metrics, op.health.probes(), routes)
             await server.start(host, op.settings.metrics_port if port is None else port)
             logger.info("serving /metrics and /healthz on %s:%s", host, server.port)
+        leadership.start()
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
+        await leadership.stop()
         op.routes.close()
         if server is not None:
             await server.stop()

@@ -1,6 +1,6 @@
 """Figures for canary analysis and autoscaling: gather, run the pure maths, hand to reconcile.
 
-One coroutine per ModelDeployment (a kopf daemon, see modeldeployments.py) sleeps until its own
+One coroutine per ModelDeployment (handlers/daemons.py, on the leader) sleeps until its own
 next look: every spec.rollout.canary.analysisIntervalSeconds while a canary runs, every
 settings.metrics_interval_seconds for the serving pods (status.metrics, and a scaling decision
 with spec.scaling). A slow scrape of one resource never delays another, and an idle resource
@@ -27,7 +27,6 @@ from ..decide.clock import rfc3339
 from ..decide.rollout import is_immediate
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..decide.traffic import RouterReport
-from ..k8s.client import KubeClient
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
 from ..metrics.router import RouterSample
@@ -35,7 +34,7 @@ from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
 from ..observability import log_ref
 from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..settings import Settings
-from .pods import MetricsUrl, Pod, ready_revision_pods
+from .pods import MetricsUrl, Pod, PodSource, ready_revision_pods
 from .router_watch import RouterReading, read_router
 
 logger = logging.getLogger(__name__)
@@ -96,14 +95,14 @@ class Telemetry:
 
     def __init__(
         self,
-        client: KubeClient,
+        pods: PodSource,
         settings: Settings,
         metrics_url: MetricsUrl,
         body_of: Callable[[Key], Mapping[str, Any] | None],
         trigger: Callable[[str, str], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client, self._settings, self._url = client, settings, metrics_url
+        self._pods, self._settings, self._url = pods, settings, metrics_url
         self._body_of, self._trigger, self._clock = body_of, trigger, clock
         self._states: dict[Key, _State] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -145,7 +144,7 @@ class Telemetry:
             while not stop.done():
                 try:
                     delay = await self.look(key, state)
-                except Exception as exc:  # scraping never raises: the pod LIST, or a bug
+                except Exception as exc:  # scraping never raises: a bug
                     logger.warning("metrics look failed: %r", exc, extra=log_ref(*key))
                     delay = NO_PODS_RETRY_SECONDS
                 wake = asyncio.ensure_future(state.wake.wait())
@@ -242,7 +241,7 @@ class Telemetry:
         if self._session is None:
             self._session = new_session()
         namespace, name = key
-        reading = await read_router(self._client, self._session, namespace, name, self._url)
+        reading = await read_router(self._pods, self._session, namespace, name, self._url)
         changed = state.router != reading.report
         state.router, state.router_reading = reading.report, reading
         return changed
@@ -287,7 +286,7 @@ class Telemetry:
 
     # --- I/O --------------------------------------------------------------------------------
     async def _ready_pods(self, key: Key, revisions: set[int]) -> list[Pod]:
-        return await ready_revision_pods(self._client, *key, revisions)
+        return ready_revision_pods(self._pods, *key, revisions)
 
     async def _gather(
         self, key: Key, tracker: MetricsTracker, pods: Sequence[Pod], window_s: float

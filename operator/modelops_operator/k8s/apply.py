@@ -12,13 +12,13 @@ from ..decide.clock import rfc3339
 from ..decide.inputs import Observed
 from ..decide.plan import Apply, Delete, Emit, EventReason, Plan
 from ..decide.status import rejected_status
-from ..decide.writes import apply_patch_of, unchanged, with_applied_hash
+from ..decide.writes import unchanged, with_applied_hash
 from ..observability import log_ref
+from .cache import ChildCache
 from .client import KubeClient
-from .errors import ApiError, BadRequestError, ForbiddenError, InvalidError
+from .errors import ApiError, BadRequestError, ConflictError, ForbiddenError, InvalidError
 from .events import EventRecorder
 from .resources import (
-    CONFIGMAPS,
     DEPLOYMENTS,
     GRPCROUTES,
     HTTPROUTES,
@@ -89,11 +89,13 @@ def _known(observed: Observed, kind: str, name: str) -> Mapping[str, Any] | None
 
 
 class Applier:
-    """Applies plans through the client and the event recorder."""
+    """Applies plans through the client and the event recorder; what it writes goes into the
+    cache at once, so the next reconcile reads it even before the watch event arrives."""
 
-    def __init__(self, client: KubeClient, events: EventRecorder) -> None:
+    def __init__(self, client: KubeClient, events: EventRecorder, cache: ChildCache) -> None:
         self._client = client
         self._events = events
+        self._cache = cache
 
     async def apply(self, body: Mapping[str, Any], observed: Observed, plan: Plan) -> Applied:
         """Every action in order; then the status, only when it differs from the body's."""
@@ -113,10 +115,7 @@ class Applier:
                     status = await self._rejected(body, what, exc, log)
                     break
             elif isinstance(action, Delete):
-                res = resource_for(action.api_version, action.kind)
-                if await self._client.delete(res, namespace, action.name):
-                    done.deleted.append(f"{action.kind}/{action.name}")
-                    logger.info("deleted %s/%s", action.kind, action.name, extra=log)
+                await self._delete(namespace, action, done, log)
             elif isinstance(action, Emit):
                 await self._events.emit(body, action.type, action.reason, action.message)
                 done.events.append(action.reason)
@@ -152,21 +151,34 @@ class Applier:
         log: Mapping[str, Any],
     ) -> None:
         kind, child = manifest["kind"], manifest["metadata"]["name"]
-        annotated, _ = with_applied_hash(manifest)
+        res = resource_for(manifest["apiVersion"], kind)
         existing = _known(observed, kind, child)
-        if existing is None and kind == CONFIGMAPS.kind and child in observed.configmaps:
-            # Observed keeps only ConfigMap names: their content is read by nobody else.
-            existing = await self._client.get_or_none(CONFIGMAPS, namespace, child)
         if existing is None:
-            _, outcome = await self._client.apply(annotated, namespace)
-            if outcome != "unchanged":
-                (done.created if outcome == "created" else done.patched).append(f"{kind}/{child}")
-                logger.info("%s %s/%s", outcome, kind, child, extra=log)
-            return
-        patch = apply_patch_of(annotated)
+            # Observed keeps only ConfigMap names: their content comes from the cache.
+            existing = self._cache.kind(res).get(namespace, child)
         if unchanged(existing, manifest):
             return
-        res = resource_for(manifest["apiVersion"], kind)
-        await self._client.merge_patch(res, namespace, child, patch)
-        done.patched.append(f"{kind}/{child}")
-        logger.info("patched %s/%s", kind, child, extra=log)
+        annotated, _ = with_applied_hash(manifest)
+        stored, outcome = await self._client.apply(annotated, namespace, existing)
+        self._cache.observed(res, stored)
+        if outcome != "unchanged":
+            (done.created if outcome == "created" else done.patched).append(f"{kind}/{child}")
+            logger.info("%s %s/%s", outcome, kind, child, extra=log)
+
+    async def _delete(
+        self, namespace: str, action: Delete, done: Applied, log: Mapping[str, Any]
+    ) -> None:
+        res = resource_for(action.api_version, action.kind)
+        cached = self._cache.kind(res).get(namespace, action.name)
+        uid = (cached.get("metadata") or {}).get("uid") if cached is not None else None
+        try:
+            gone = await self._client.delete(res, namespace, action.name, uid=uid)
+        except ConflictError:
+            # Another object of that name (made after the cached one): not the one decided on.
+            logger.info("not deleted %s/%s: replaced since", action.kind, action.name, extra=log)
+            return
+        if cached is not None:
+            self._cache.deleted(res, cached)
+        if gone:
+            done.deleted.append(f"{action.kind}/{action.name}")
+            logger.info("deleted %s/%s", action.kind, action.name, extra=log)

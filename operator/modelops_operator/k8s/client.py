@@ -32,6 +32,8 @@ JsonDict = dict[str, Any]
 # (apiGroup, resource or resource/subresource, RBAC verb): what one request needs from RBAC.
 ApiCall = tuple[str, str, str]
 MERGE_PATCH = "application/merge-patch+json"
+# A write based on a stale read is read again and retried this often before giving up.
+CONFLICT_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Credentials:
 
 
 Connect = Callable[[], Awaitable[Credentials]]
+# Called before every write except to the leader Lease: raises when this process may not write.
+WriteGuard = Callable[[Resource], None]
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
 def labels_match(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -78,6 +83,7 @@ class KubeClient:
         max_backoff: float = 5.0,
         timeout: float = 30.0,
         user_agent: str = "modelops-operator",
+        guard: WriteGuard | None = None,
     ) -> None:
         self._connect = connect
         self._retries = retries
@@ -85,6 +91,7 @@ class KubeClient:
         self._max_backoff = max_backoff
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
+        self.guard = guard
         self._credentials: Credentials | None = None
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
@@ -131,9 +138,19 @@ class KubeClient:
         return await self._call("POST", resource, "create", namespace, body=body)
 
     async def merge_patch(
-        self, resource: Resource, namespace: str | None, name: str, patch: Mapping[str, Any]
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> JsonDict:
-        """RFC 7386 merge-patch of one object."""
+        """RFC 7386 merge-patch of one object; with `resource_version`, only of that version
+        (ConflictError when the object changed since)."""
+        if resource_version is not None:
+            meta = {**(patch.get("metadata") or {}), "resourceVersion": resource_version}
+            patch = {**patch, "metadata": meta}
         return await self._call("PATCH", resource, "patch", namespace, name, body=patch)
 
     async def patch_status(
@@ -150,40 +167,65 @@ class KubeClient:
             # then carries the status. A missing object 404s again here, which is the truth.
             return await self.merge_patch(resource, namespace, name, body)
 
-    async def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
-        """Delete in the background (children go by GC); False when it was already gone."""
+    async def delete(
+        self, resource: Resource, namespace: str | None, name: str, *, uid: str | None = None
+    ) -> bool:
+        """Delete in the background (children go by GC); False when it was already gone.
+
+        With `uid`, only that object: a newer one of the same name answers ConflictError.
+        """
+        options: JsonDict = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
         try:
-            await self._call(
-                "DELETE",
-                resource,
-                "delete",
-                namespace,
-                name,
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                },
-            )
+            await self._call("DELETE", resource, "delete", namespace, name, body=options)
         except NotFoundError:
             return False
         return True
 
-    async def apply(self, manifest: Mapping[str, Any], namespace: str) -> tuple[JsonDict, str]:
+    async def apply(
+        self,
+        manifest: Mapping[str, Any],
+        namespace: str,
+        existing: Mapping[str, Any] | None = None,
+    ) -> tuple[JsonDict, str]:
         """Create the manifest; when it exists, merge-patch its owned fields if they differ.
 
-        Returns the object and what happened: "created", "patched" or "unchanged".
+        `existing` is what the caller believes is stored (a cached copy): the patch carries its
+        resourceVersion, so a stale belief answers 409 and is read again instead of written
+        over; a belief in an object that is gone creates it. Returns the object and what
+        happened: "created", "patched" or "unchanged".
         """
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         name = manifest["metadata"]["name"]
-        try:
-            return await self.create(resource, namespace, manifest), "created"
-        except ConflictError:
-            existing = await self.get(resource, namespace, name)
         patch = apply_patch_of(manifest)
-        if merged(existing, patch) == existing:
-            return existing, "unchanged"
-        return await self.merge_patch(resource, namespace, name, patch), "patched"
+        for _ in range(CONFLICT_RETRIES):
+            if existing is None:
+                try:
+                    return await self.create(resource, namespace, manifest), "created"
+                except ConflictError:
+                    existing = await self.get(resource, namespace, name)
+            if merged(existing, patch) == existing:
+                return dict(existing), "unchanged"
+            version = (existing.get("metadata") or {}).get("resourceVersion")
+            try:
+                done = await self.merge_patch(
+                    resource, namespace, name, patch, resource_version=version
+                )
+            except ConflictError:
+                existing = await self.get(resource, namespace, name)  # changed since: re-read
+                continue
+            except NotFoundError:
+                existing = None  # deleted since: create it
+                continue
+            return done, "patched"
+        raise ConflictError(
+            409, "Conflict", f"{name} kept changing", method="PATCH", path=resource.path(namespace)
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
     async def _ensure(self) -> tuple[aiohttp.ClientSession, Credentials]:
@@ -210,6 +252,8 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> JsonDict:
+        if method in WRITE_METHODS and self.guard is not None:
+            self.guard(resource)
         path = resource.path(namespace, name, subresource)
         rbac_resource = f"{resource.plural}/{subresource}" if subresource else resource.plural
         self.calls[(resource.group, rbac_resource, verb)] += 1
@@ -218,6 +262,8 @@ class KubeClient:
         reauthenticated = False
         attempt = 0
         while True:
+            if attempt and method in WRITE_METHODS and self.guard is not None:
+                self.guard(resource)  # a retry after a backoff: still allowed to write?
             session, creds = await self._ensure()
             headers = {**creds.headers, "Content-Type": content_type}
             self.requests += 1
@@ -284,5 +330,6 @@ __all__ = [
     "Connect",
     "Credentials",
     "KubeClient",
+    "WriteGuard",
     "labels_match",
 ]

@@ -7,15 +7,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..decide.inputs import Observed, ObserveKeys
-from ..render.common import LABEL_COMPONENT, LABEL_NAME, ROUTER_APP, owner_labels
-from ..render.names import router_name, service_name
-from .client import JsonDict, KubeClient, labels_match
-from .errors import NotFoundError
-from .resources import CONFIGMAPS, DEPLOYMENTS, GRPCROUTES, HTTPROUTES, JOBS, PODS, SERVICES
+from ..render.common import LABEL_COMPONENT, LABEL_NAME, ROUTER_APP
+from ..render.names import label_value, router_name, service_name
+from .cache import ChildCache
+from .client import JsonDict, labels_match
+from .resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    GRPCROUTES,
+    HTTPROUTES,
+    JOBS,
+    PODS,
+    SERVICES,
+    Resource,
+)
 from .store import EngineStore
 
-# Set by the Job controller on its pods (the older key first appeared in every version).
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 FINISHED_CONDITIONS = frozenset({"Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"})
 
 
@@ -89,10 +96,12 @@ def _by_name(items: list[JsonDict]) -> dict[str, JsonDict]:
 
 
 class Observer:
-    """Reads one ModelDeployment's children; remembers build termination messages (immutable)."""
+    """Reads one ModelDeployment's children from the watch-fed cache (no LIST per reconcile);
+    remembers build termination messages (immutable). One method per kind: fields of Observed
+    that need another kind get their own method."""
 
-    def __init__(self, client: KubeClient, store: EngineStore) -> None:
-        self._client = client
+    def __init__(self, cache: ChildCache, store: EngineStore) -> None:
+        self._cache = cache
         self._store = store
         self._messages: dict[str, str] = {}
 
@@ -101,36 +110,44 @@ class Observer:
         for uid in job_uids:
             self._messages.pop(uid, None)
 
+    def children(
+        self, resource: Resource, namespace: str, name: str, uid: str | None
+    ) -> list[JsonDict]:
+        """Cached objects of one kind that the ModelDeployment controls (copies: decide and
+        the k8s layer may annotate them)."""
+        kind = self._cache.kind(resource)
+        if uid:
+            found = [o for o in kind.owned(uid) if _namespace(o) == namespace]
+        else:  # an owner that was never stored (bodies built by hand): labels, then the check
+            found = kind.labelled(namespace, label_value(name))
+        return [dict(o) for o in found if owned_by(o, uid)]
+
+    def pods(self, namespace: str, name: str) -> list[JsonDict]:
+        """Cached pods labelled for the ModelDeployment (serving and router pods)."""
+        return self._cache.kind(PODS).labelled(namespace, label_value(name))
+
     async def observe(
         self, namespace: str, name: str, uid: str | None, keys: ObserveKeys
     ) -> Observed:
         """Owned Jobs, Deployments (+ their pods), ConfigMaps, Services, routes, store entries."""
-        labels = owner_labels(name)
-        lists, entries = await asyncio.gather(
-            asyncio.gather(
-                self._client.list(JOBS, namespace, labels),
-                self._client.list(DEPLOYMENTS, namespace, labels),
-                self._client.list(CONFIGMAPS, namespace, labels),
-                self._client.list(SERVICES, namespace, labels),
-                self._routes(namespace, labels) if keys.gateway else _empty(),
-            ),
-            asyncio.gather(
-                self._store.entry(keys.desired) if keys.desired else _none(),
-                self._store.entry(keys.serving) if keys.serving else _none(),
-            ),
+        store_entry, serving = await asyncio.gather(
+            self._store.entry(keys.desired) if keys.desired else _none(),
+            self._store.entry(keys.serving) if keys.serving else _none(),
         )
-        store_entry, serving = entries
-        mine = [_by_name([o for o in objs if owned_by(o, uid)]) for objs in lists]
-        jobs_all, deployments_all, configmaps, services, routes = mine
+        jobs_all = _by_name(self.children(JOBS, namespace, name, uid))
+        deployments_all = _by_name(self.children(DEPLOYMENTS, namespace, name, uid))
+        configmaps = _by_name(self.children(CONFIGMAPS, namespace, name, uid))
+        services = _by_name(self.children(SERVICES, namespace, name, uid))
+        routes = self._routes(namespace, name, uid) if keys.gateway else {}
         jobs = {n: j for n, j in jobs_all.items() if _component(j) != "validate"}
         validation_jobs = {n: j for n, j in jobs_all.items() if _component(j) == "validate"}
         deployments = {n: d for n, d in deployments_all.items() if _app(d) != ROUTER_APP}
         router = next((d for d in deployments_all.values() if _app(d) == ROUTER_APP), None)
-        # Pods matter only once there are revisions: skip the list before the first rollout.
-        pod_items = await self._client.list(PODS, namespace, labels) if deployments_all else []
+        pod_items = self.pods(namespace, name) if deployments_all else []
         pods = {d: pods_of(dep, pod_items) for d, dep in deployments.items()}
         router_pods = pods_of(router, pod_items) if router is not None else []
-        await asyncio.gather(*(self._attach_message(namespace, j) for j in jobs_all.values()))
+        for job in jobs_all.values():
+            self._attach_message(job)
         return Observed(
             jobs=jobs,
             validation_jobs=validation_jobs,
@@ -142,37 +159,32 @@ class Observer:
             router=router,
             router_config=configmaps.get(router_name(name)),
             router_pods=tuple(router_pods),
-            routes={f"{r['kind']}/{n}": r for n, r in routes.items()},
+            routes=routes,
             store_entry=store_entry,
             serving_entry=serving,
         )
 
-    async def _routes(self, namespace: str, labels: dict[str, str]) -> list[JsonDict]:
-        """HTTPRoutes and GRPCRoutes; none when the cluster has no Gateway API CRDs."""
-        found: list[JsonDict] = []
+    def _routes(self, namespace: str, name: str, uid: str | None) -> dict[str, JsonDict]:
+        """HTTPRoutes and GRPCRoutes by "Kind/name" (none cached without the Gateway API)."""
+        found: dict[str, JsonDict] = {}
         for resource in (HTTPROUTES, GRPCROUTES):
-            try:
-                found += [
-                    {**item, "kind": resource.kind}
-                    for item in await self._client.list(resource, namespace, labels)
-                ]
-            except NotFoundError:
-                continue
+            for item in self.children(resource, namespace, name, uid):
+                found[f"{resource.kind}/{item['metadata']['name']}"] = {
+                    **item,
+                    "kind": resource.kind,
+                }
         return found
 
-    async def _attach_message(self, namespace: str, job: JsonDict) -> None:
-        status = job.setdefault("status", {})
+    def _attach_message(self, job: JsonDict) -> None:
+        status = dict(job.get("status") or {})
+        job["status"] = status  # a copy: the cached object stays as the watch delivered it
         if status.get("terminationMessage") or not job_finished(job):
             return
         meta = job.get("metadata") or {}
         uid = str(meta.get("uid") or meta.get("name"))
         message = self._messages.get(uid)
         if message is None:
-            pods: list[JsonDict] = []
-            for label in JOB_NAME_LABELS:
-                pods = await self._client.list(PODS, namespace, {label: meta["name"]})
-                if pods:
-                    break
+            pods = self._cache.kind(PODS).owned(str(meta.get("uid"))) if meta.get("uid") else []
             message = termination_message(pods, meta.get("uid"))
             if message is None:
                 return
@@ -184,13 +196,13 @@ async def _none() -> None:
     return None
 
 
-async def _empty() -> list[JsonDict]:
-    return []
-
-
 def _component(obj: Mapping[str, Any]) -> str:
     return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT, ""))
 
 
 def _app(obj: Mapping[str, Any]) -> str:
     return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_NAME, ""))
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")

@@ -1,9 +1,12 @@
 """Exactly the API access the operator needs: the Helm chart's RBAC is checked against this list.
 
-kopf's own needs are included: it watches and patches ModelDeployments (finalizer, progress
-annotations), watches the children the handlers react to, and, even when it watches one
-namespace, lists/watches namespaces and CRDs cluster-wide. It runs standalone: no peering objects.
-The operator never touches Secrets: they reach build Jobs and Triton pods only through the kubelet.
+kopf's own needs are included: it watches ModelDeployments and the children (the caches) and,
+even when it watches one namespace, lists/watches namespaces and CRDs cluster-wide. It writes
+nothing itself (watching handlers only) and runs standalone: no peering objects. The operator
+patches ModelDeployments' status, and their metadata once to drop earlier versions' finalizers.
+Leader election needs get/create/patch on Leases in the operator's own namespace only
+(LEASE_RULES, a Role there). The operator never touches Secrets: they reach build Jobs and
+Triton pods only through the kubelet.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ REQUIRED_RULES: list[PolicyRule] = [
     },
 ]
 
+# In the operator's (the Helm release's) namespace only.
+LEASE_RULES: list[PolicyRule] = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "patch"],
+    },
+]
+
 CLUSTER_SCOPED = frozenset(
     {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
 )
@@ -70,7 +82,8 @@ def grants(rules: Iterable[PolicyRule] = REQUIRED_RULES) -> frozenset[Grant]:
     )
 
 
-def missing(calls: Iterable[Grant], rules: Iterable[PolicyRule] = REQUIRED_RULES) -> set[Grant]:
-    """The calls that the rules do not allow (empty when RBAC covers everything)."""
+def missing(calls: Iterable[Grant], rules: Iterable[PolicyRule] | None = None) -> set[Grant]:
+    """The calls that the rules (default: every rule the chart grants) do not allow."""
+    rules = [*REQUIRED_RULES, *LEASE_RULES] if rules is None else rules
     allowed = grants(rules)
     return {call for call in calls if call not in allowed}

@@ -48,6 +48,7 @@ EVENTS = Resource("", "v1", "events", "Event")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 GRPCROUTES = Resource("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 CRDS = Resource(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
 )
@@ -62,6 +63,17 @@ ALL: tuple[Resource, ...] = (
     EVENTS,
     NAMESPACES,
     CRDS,
+    HTTPROUTES,
+    GRPCROUTES,
+    LEASES,
+)
+# The children the operator watches and caches (kopf's watch streams, k8s/cache.py).
+CHILD_RESOURCES: tuple[Resource, ...] = (
+    JOBS,
+    DEPLOYMENTS,
+    CONFIGMAPS,
+    SERVICES,
+    PODS,
     HTTPROUTES,
     GRPCROUTES,
 )
