@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from ..k8s.resources import DEPLOYMENTS, JOBS, PODS, Resource
-from ..render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
+from ..render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, LABEL_OWNER_NAMESPACE, MANAGED_BY
 from .runtime import Operator
 
 WATCHED: tuple[Resource, ...] = (JOBS, DEPLOYMENTS, PODS)
@@ -33,5 +33,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
                 return
             label = body.metadata.labels.get(LABEL_DEPLOYMENT)
             if label:
-                namespace = body.metadata.namespace or "default"
+                # A build Job lives in the operator's namespace and names its owner's.
+                namespace = body.metadata.labels.get(LABEL_OWNER_NAMESPACE) or (
+                    body.metadata.namespace or "default"
+                )
                 await op.trigger(namespace, op.owner_of(namespace, label))

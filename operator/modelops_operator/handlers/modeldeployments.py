@@ -9,6 +9,7 @@ import kopf
 
 from ..api import GROUP, PLURAL, VERSION
 from ..k8s.errors import ApiError
+from ..k8s.orphans import delete_build_jobs
 from .runtime import InvalidSpecError, Operator
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
         namespace, name = body.metadata.namespace or "default", body.metadata.name or ""
         try:
             deleted = await op.delete_children(namespace, name)
+            deleted += await delete_build_jobs(
+                op.client, op.settings.operator_namespace, namespace, name
+            )
         except ApiError as exc:
             raise kopf.TemporaryError(str(exc), delay=_retry_delay(retry)) from exc
         op.forget(namespace, name)

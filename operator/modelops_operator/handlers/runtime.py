@@ -80,7 +80,9 @@ class Operator:
         self.client = KubeClient(self._credentials)
         self.events = EventRecorder(self.client, host=options.identity)
         self.store: EngineStore = store_from_settings(self.settings)
-        self.observer = Observer(self.client, self.store)
+        self.observer = Observer(
+            self.client, self.store, build_namespace=self.settings.operator_namespace
+        )
         self.applier = Applier(self.client, self.events)
         self.routes = RouteFeed(self.latest)
         self.telemetry = Telemetry(

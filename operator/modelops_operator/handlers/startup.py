@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import aiohttp.web
 import kopf
 
+from ..k8s.orphans import sweep_forever
 from ..observability import MetricsServer, Probe
 from ..render.common import LABEL_MANAGED_BY, MANAGED_BY
 from .children import WATCHED
@@ -18,6 +21,7 @@ from .runtime import Operator
 logger = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX = "modelops.dev"
+SWEEP_MIN_SECONDS = 120.0
 
 
 def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
@@ -53,6 +57,7 @@ def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
 def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     """Register the operator-level handlers into `registry`."""
     server: MetricsServer | None = None
+    sweeper: asyncio.Task[None] | None = None
 
     @kopf.on.login(registry=registry, id="login")
     async def login(**kwargs: Any) -> Any:
@@ -60,8 +65,13 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
 
     @kopf.on.startup(registry=registry, id="startup")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        nonlocal server
+        nonlocal server, sweeper
         configure(settings, op)
+        # Build Jobs of deleted ModelDeployments (no ownerReference can collect them).
+        interval = max(SWEEP_MIN_SECONDS, 4 * op.settings.reconcile_interval_seconds)
+        sweeper = asyncio.create_task(
+            sweep_forever(op.client, op.settings.operator_namespace, interval)
+        )
         host = op.options.metrics_host
         if host is not None:
             port = op.options.metrics_port
@@ -72,6 +82,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         op.routes.close()
         if server is not None:
             await server.stop()

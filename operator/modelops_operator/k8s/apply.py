@@ -71,7 +71,11 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 def _known(observed: Observed, kind: str, name: str) -> Mapping[str, Any] | None:
     """The observed object a manifest would write, when the observation has it whole."""
     if kind == JOBS.kind:
-        return observed.jobs.get(name) or observed.validation_jobs.get(name)
+        return (
+            observed.jobs.get(name)
+            or observed.validation_jobs.get(name)
+            or observed.build_jobs.get(name)
+        )
     if kind == DEPLOYMENTS.kind:
         router = observed.router
         if router is not None and (router.get("metadata") or {}).get("name") == name:
@@ -102,7 +106,7 @@ class Applier:
                 await self._apply(namespace, observed, action.manifest, done, log)
             elif isinstance(action, Delete):
                 res = resource_for(action.api_version, action.kind)
-                if await self._client.delete(res, namespace, action.name):
+                if await self._client.delete(res, action.namespace or namespace, action.name):
                     done.deleted.append(f"{action.kind}/{action.name}")
                     logger.info("deleted %s/%s", action.kind, action.name, extra=log)
             elif isinstance(action, Emit):
@@ -125,6 +129,8 @@ class Applier:
         log: Mapping[str, Any],
     ) -> None:
         kind, child = manifest["kind"], manifest["metadata"]["name"]
+        # Build Jobs name the operator's namespace; every other child lives beside its owner.
+        namespace = manifest["metadata"].get("namespace") or namespace
         annotated, _ = with_applied_hash(manifest)
         existing = _known(observed, kind, child)
         if existing is None and kind == CONFIGMAPS.kind and child in observed.configmaps:

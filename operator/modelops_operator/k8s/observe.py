@@ -7,12 +7,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..decide.inputs import Observed, ObserveKeys
-from ..render.common import LABEL_COMPONENT, LABEL_NAME, ROUTER_APP, owner_labels
+from ..decide.pod_health import tampered_report
+from ..render.common import (
+    ANNOTATION_ENGINE_KEY,
+    ANNOTATION_OWNER_UID,
+    LABEL_COMPONENT,
+    LABEL_NAME,
+    LABEL_OWNER_NAMESPACE,
+    ROUTER_APP,
+    owner_labels,
+)
 from ..render.names import router_name, service_name
+from ..render.revision import PULL_CONTAINER
 from .client import JsonDict, KubeClient, labels_match
 from .errors import NotFoundError
 from .resources import CONFIGMAPS, DEPLOYMENTS, GRPCROUTES, HTTPROUTES, JOBS, PODS, SERVICES
-from .store import EngineStore
+from .store import EngineStore, StoreRead
 
 # Set by the Job controller on its pods (the older key first appeared in every version).
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -62,12 +72,17 @@ def replica_set_pod(pod: Mapping[str, Any], deployment_name: str) -> bool:
 
 
 def termination_message(pods: list[JsonDict], job_uid: str | None = None) -> str | None:
-    """The newest terminated container's message among the pods the Job itself made."""
+    """The newest terminated container's message (init containers too: a build Job's build
+    step) among the pods the Job itself made."""
     found: list[tuple[str, str]] = []
     for pod in pods:
         if job_uid and not owned_by(pod, job_uid, "Job"):
             continue
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        status = pod.get("status") or {}
+        for cs in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
             terminated = (cs.get("state") or {}).get("terminated") or {}
             message = terminated.get("message")
             if message:
@@ -88,12 +103,25 @@ def _by_name(items: list[JsonDict]) -> dict[str, JsonDict]:
     return {i["metadata"]["name"]: i for i in items if (i.get("metadata") or {}).get("name")}
 
 
-class Observer:
-    """Reads one ModelDeployment's children; remembers build termination messages (immutable)."""
+def built_for(job: Mapping[str, Any], uid: str | None) -> bool:
+    """A build Job in the operator's namespace is this ModelDeployment's when its owner
+    annotation names its uid (no ownerReference can cross namespaces; only the operator writes
+    in its namespace)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return not uid or annotations.get(ANNOTATION_OWNER_UID) == uid
 
-    def __init__(self, client: KubeClient, store: EngineStore) -> None:
+
+class Observer:
+    """Reads one ModelDeployment's children; remembers build termination messages (immutable).
+
+    `build_namespace`: where its build Jobs run (the operator's own namespace)."""
+
+    def __init__(
+        self, client: KubeClient, store: EngineStore, build_namespace: str | None = None
+    ) -> None:
         self._client = client
         self._store = store
+        self._build_namespace = build_namespace
         self._messages: dict[str, str] = {}
 
     def forget(self, job_uids: list[str]) -> None:
@@ -106,7 +134,8 @@ class Observer:
     ) -> Observed:
         """Owned Jobs, Deployments (+ their pods), ConfigMaps, Services, routes, store entries."""
         labels = owner_labels(name)
-        lists, entries = await asyncio.gather(
+        build_ns = self._build_namespace
+        lists, builds, entries = await asyncio.gather(
             asyncio.gather(
                 self._client.list(JOBS, namespace, labels),
                 self._client.list(DEPLOYMENTS, namespace, labels),
@@ -114,12 +143,16 @@ class Observer:
                 self._client.list(SERVICES, namespace, labels),
                 self._routes(namespace, labels) if keys.gateway else _empty(),
             ),
+            self._client.list(JOBS, build_ns, {**labels, LABEL_OWNER_NAMESPACE: namespace})
+            if build_ns
+            else _empty(),
             asyncio.gather(
-                self._store.entry(keys.desired) if keys.desired else _none(),
+                self._store.read(keys.desired) if keys.desired else _no_read(),
                 self._store.entry(keys.serving) if keys.serving else _none(),
             ),
         )
-        store_entry, serving = entries
+        desired, serving = entries
+        build_jobs = _by_name([j for j in builds if built_for(j, uid) and _component(j) == "build"])
         mine = [_by_name([o for o in objs if owned_by(o, uid)]) for objs in lists]
         jobs_all, deployments_all, configmaps, services, routes = mine
         jobs = {n: j for n, j in jobs_all.items() if _component(j) != "validate"}
@@ -130,7 +163,17 @@ class Observer:
         pod_items = await self._client.list(PODS, namespace, labels) if deployments_all else []
         pods = {d: pods_of(dep, pod_items) for d, dep in deployments.items()}
         router_pods = pods_of(router, pod_items) if router is not None else []
-        await asyncio.gather(*(self._attach_message(namespace, j) for j in jobs_all.values()))
+        if keys.desired and await self._tamper_reports(deployments, pods):
+            desired = await self._store.read(keys.desired)
+        await asyncio.gather(
+            *(self._attach_message(namespace, j) for j in jobs_all.values()),
+            *(self._attach_message(build_ns or namespace, j) for j in build_jobs.values()),
+        )
+        running = [(namespace, n, j) for n, j in jobs.items() if not job_finished(j)]
+        running += [
+            (build_ns or namespace, n, j) for n, j in build_jobs.items() if not job_finished(j)
+        ]
+        job_pods = dict(await asyncio.gather(*(self._job_pods(ns, n, j) for ns, n, j in running)))
         return Observed(
             jobs=jobs,
             validation_jobs=validation_jobs,
@@ -143,9 +186,39 @@ class Observer:
             router_config=configmaps.get(router_name(name)),
             router_pods=tuple(router_pods),
             routes={f"{r['kind']}/{n}": r for n, r in routes.items()},
-            store_entry=store_entry,
+            store_entry=desired.entry,
             serving_entry=serving,
+            store_entry_digest=desired.digest,
+            store_refusal=desired.refusal,
+            build_jobs=build_jobs,
+            job_pods=job_pods,
         )
+
+    async def _tamper_reports(
+        self, deployments: Mapping[str, JsonDict], pods: Mapping[str, list[JsonDict]]
+    ) -> bool:
+        """Pods whose engine pull refused the entry's bytes: the operator checks the entry
+        itself (store.check_files) and refuses it when a file really differs."""
+        condemned = False
+        for name, deployment in deployments.items():
+            report = tampered_report(pods.get(name, []), PULL_CONTAINER)
+            key = ((deployment.get("metadata") or {}).get("annotations") or {}).get(
+                ANNOTATION_ENGINE_KEY
+            )
+            if report and key:
+                condemned |= await self._store.check_files(key, report)
+        return condemned
+
+    async def _job_pods(
+        self, namespace: str, name: str, job: JsonDict
+    ) -> tuple[str, tuple[JsonDict, ...]]:
+        """The pods a running Job made (to tell why one does not run)."""
+        uid = (job.get("metadata") or {}).get("uid")
+        for label in JOB_NAME_LABELS:
+            pods = await self._client.list(PODS, namespace, {label: name})
+            if pods:
+                return name, tuple(p for p in pods if not uid or owned_by(p, uid, "Job"))
+        return name, ()
 
     async def _routes(self, namespace: str, labels: dict[str, str]) -> list[JsonDict]:
         """HTTPRoutes and GRPCRoutes; none when the cluster has no Gateway API CRDs."""
@@ -182,6 +255,10 @@ class Observer:
 
 async def _none() -> None:
     return None
+
+
+async def _no_read() -> StoreRead:
+    return StoreRead()
 
 
 async def _empty() -> list[JsonDict]:
