@@ -59,13 +59,17 @@ def rewrite_manifest(store: Path, key: str, **fields: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def engine_server(
-    store: Path, inbox: Path, *, max_source_bytes: int = 1 << 30
+    store: Path,
+    inbox: Path,
+    *,
+    max_source_bytes: int = 1 << 30,
+    transfer_key: str = TEST_TRANSFER_KEY,
 ) -> AsyncIterator[str]:
     """The engine server's application on 127.0.0.1 (a free port); yields its base URL."""
     config = ServerConfig(
         store=open_store(str(store)),
         inbox=inbox,
-        transfer_key=TEST_TRANSFER_KEY.encode(),
+        transfer_key=integrity.key_bytes(transfer_key),
         max_source_bytes=max_source_bytes,
     )
     runner = web.AppRunner(StoreServer(config).app())

@@ -61,11 +61,10 @@ def key_of(cluster: Cluster, name: str, settings: Settings, namespace: str = "de
     return desired_key(ModelDeployment.from_body(cluster.md(name, namespace)).spec, settings)
 
 
-def publish(store: Path, key: str, *, mac_key: str | None = TEST_MAC_KEY) -> str:
-    """What a successful publishing step leaves in the store: engine.json listing every file's
-    sha256, with the store's MAC (the entry is complete); the sha256 of engine.json."""
+def engine_manifest(key: str) -> EngineManifest:
+    """The manifest of a small ONNX Runtime engine for `key` (no file digests yet)."""
     sig = [TensorSig(name="x", data_type="FP32", dims=[16])]
-    manifest = EngineManifest(
+    return EngineManifest(
         key=key,
         engine="onnxruntime",
         precision="fp32",
@@ -81,6 +80,12 @@ def publish(store: Path, key: str, *, mac_key: str | None = TEST_MAC_KEY) -> str
         profile=[ProfilePoint(batch=8, p50_ms=1.0, p99_ms=2.0, throughput=4000.0)],
         created_at=datetime.now(UTC).isoformat(),
     )
+
+
+def publish(store: Path, key: str, *, mac_key: str | None = TEST_MAC_KEY) -> str:
+    """What a successful publishing step leaves in the store: engine.json listing every file's
+    sha256, with the store's MAC (the entry is complete); the sha256 of engine.json."""
+    manifest = engine_manifest(key)
     entry = store / key_digest(key)
     entry.mkdir(parents=True, exist_ok=True)
     model = entry / "repository" / "model" / "1" / "model.onnx"
@@ -166,28 +171,38 @@ async def build_and_serve(
 
 
 async def validate_revision(
-    cluster: Cluster, name: str, revision: int, ip: str | None = None, ok: bool = True
+    cluster: Cluster,
+    name: str,
+    revision: int,
+    ip: str | None = None,
+    ok: bool = True,
+    namespace: str = "default",
 ) -> None:
     """The revision's Deployment becomes ready with one pod; its validation run finishes."""
     rev = revision_name(name, revision)
-    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev), what=f"Deployment {rev}")
-    if cluster.get(r.PODS, f"{rev}-0") is None:
-        await cluster.add_pod(rev, ip or f"10.250.{revision}.1")
-    await cluster.ready_deployment(rev)
+    await eventually(lambda: cluster.get(r.DEPLOYMENTS, rev, namespace), what=f"Deployment {rev}")
+    if cluster.get(r.PODS, f"{rev}-0", namespace) is None:
+        await cluster.add_pod(rev, ip or f"10.250.{revision}.1", namespace=namespace)
+    await cluster.ready_deployment(rev, namespace)
     job = validation_job_name(name, revision)
-    await eventually(lambda: cluster.get(r.JOBS, job), what=f"validation Job {job}")
-    await cluster.finish_validation(job, ok=ok)
+    await eventually(lambda: cluster.get(r.JOBS, job, namespace), what=f"validation Job {job}")
+    await cluster.finish_validation(job, ok=ok, namespace=namespace)
 
 
 async def serve_revision(
-    cluster: Cluster, name: str, revision: int, ip: str | None = None, ok: bool = True
+    cluster: Cluster,
+    name: str,
+    revision: int,
+    ip: str | None = None,
+    ok: bool = True,
+    namespace: str = "default",
 ) -> None:
     """validate_revision, then wait until the revision serves (when the run passed)."""
-    await validate_revision(cluster, name, revision, ip, ok)
+    await validate_revision(cluster, name, revision, ip, ok, namespace)
     if ok:
         await eventually(
             lambda: (
-                (cluster.md(name).get("status") or {}).get("revision", {}).get("current")
+                (cluster.md(name, namespace).get("status") or {}).get("revision", {}).get("current")
                 == revision
             ),
             what=f"revision {revision} serving",

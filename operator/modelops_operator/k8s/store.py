@@ -28,9 +28,11 @@ from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Published entries are immutable (written under a temporary name, renamed last): a verified
-# hit can be cached for the life of the process; a miss or a refusal never is.
+# Published entries are immutable (written under a temporary name, renamed last), so a verified
+# hit is cached; for HIT_TTL_S only, so that one changed behind the publisher's back is refused
+# within that time even when no pod reports it. A miss or a refusal is never cached.
 CACHE_SIZE = 1024
+HIT_TTL_S = 300.0
 # A pod's report of a changed file makes the operator hash the entry at most this often.
 CHECK_INTERVAL_S = 600.0
 CHUNK = 1 << 20
@@ -70,7 +72,7 @@ class EngineStore:
     def __init__(self, raw: RawStore, mac_key: bytes | None) -> None:
         self._raw = raw
         self._key = mac_key
-        self._hits: OrderedDict[str, StoreRead] = OrderedDict()
+        self._hits: OrderedDict[str, tuple[float, StoreRead]] = OrderedDict()
         self._condemned: dict[tuple[str, str], str] = {}
         self._checked: dict[str, float] = {}
 
@@ -85,15 +87,16 @@ class EngineStore:
     async def check_files(self, key: str, reported: str) -> bool:
         """A pod reported a changed file: hash every file of the entry here (the operator's own
         read of the store, never the pod's word) and condemn it if one differs. At most once
-        per entry every CHECK_INTERVAL_S; True when the entry was condemned."""
+        per entry every CHECK_INTERVAL_S; True when the entry is refused now."""
         digest = key_digest(key)
         now = time.monotonic()
         if now - self._checked.get(digest, -CHECK_INTERVAL_S) < CHECK_INTERVAL_S:
             return False
         self._checked[digest] = now
+        self._hits.pop(digest, None)  # engine.json itself is read again, not remembered
         found = await self.read(key)
         if found.entry is None or found.digest is None:
-            return False
+            return found.refusal is not None  # engine.json itself no longer checks out
         manifest = EngineManifest.model_validate(found.entry)
         problem = await asyncio.to_thread(self._first_mismatch, digest, manifest)
         if problem is None:
@@ -122,16 +125,16 @@ class EngineStore:
         if not _valid_digest(digest):
             return StoreRead()
         hit = self._hits.get(digest)
-        if hit is not None:
+        if hit is not None and time.monotonic() - hit[0] < HIT_TTL_S:
             self._hits.move_to_end(digest)
-            return hit
+            return hit[1]
         # A network volume or an object store can block: keep the event loop free.
         raw = await asyncio.to_thread(self._raw.read, digest)
         if raw is None:
             return StoreRead()
         found = self._verify(key, digest, raw)
         if found.entry is not None:
-            self._hits[digest] = found
+            self._hits[digest] = (time.monotonic(), found)
             while len(self._hits) > CACHE_SIZE:
                 self._hits.popitem(last=False)
         return found
