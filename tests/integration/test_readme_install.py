@@ -2,7 +2,8 @@
 cluster (kmock) and the real operator.
 
 Executed: `helm install` (the real helm's `template` with the same release, chart, namespace
-and --set, every object created as install creates it, --create-namespace included); `kubectl
+and --set, every object created as install creates it, --create-namespace included); `modelops
+doctor` (every check passes; kmock answers its SubjectAccessReviews from the stored RBAC); `kubectl
 apply -n ml -f examples/minimal-onnx.yaml` (the file as written, into a namespace that must
 exist, as the API server requires); `kubectl wait --for=condition=Ready` (the test waits on the
 very condition); `kubectl get md` (every printer column of the CRD resolves). The operator runs
@@ -24,13 +25,17 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
+from modelops_cli.doctor import diagnose, render
 from modelops_contract.integrity import receipt_scope, token
 from modelops_contract.staging import StageSummary
 from modelops_operator.k8s import resources as r
+from modelops_operator.k8s.client import Credentials
 from modelops_operator.render.names import build_job_name, revision_name, source_job_name
 from tests.support.chart import Helm
 from tests.support.chart_cluster import (
+    PVCS,
     NamespaceNotFoundError,
     create,
     declare_chart_resources,
@@ -48,6 +53,7 @@ from tests.support.operator_flow import (
     serve_revision,
     summary,
 )
+from tests.support.rbac_review import serve_access_reviews, serve_namespaces
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -80,6 +86,7 @@ def test_the_readme_says_what_the_test_runs() -> None:
     verbs = [argv[:2] for argv in commands()]
     assert verbs == [
         ["helm", "install"],
+        ["modelops", "doctor"],
         ["kubectl", "apply"],
         ["kubectl", "wait"],
         ["kubectl", "get"],
@@ -105,7 +112,7 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
     api: Any, cluster: Cluster, helm: Helm, run_operator: RunOperator, store: Path
 ) -> None:
     declare_chart_resources(api)
-    install, apply, wait, get = commands()
+    install, check, apply, wait, get = commands()
     # helm install modelops charts/modelops -n modelops-system --create-namespace --set ...
     assert "--create-namespace" in install
     release, namespace = install[2], option(install, "-n", "--namespace")
@@ -118,6 +125,17 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
         if kind == "Deployment":
             pod = obj["spec"]["template"]["spec"]
             assert missing_references(pod, ns or namespace, cluster) == [], name
+    # modelops doctor -n modelops-system --release modelops, once the controllers ran the
+    # chart's pods (the engine server available, its claim bound).
+    serve_access_reviews(api, cluster)
+    serve_namespaces(api, cluster)
+    await cluster.ready_deployment(f"{release}-store", namespace)
+    claim = PVCS.path(namespace, "modelops-engines")
+    await cluster._send("PATCH", claim, {"status": {"phase": "Bound"}})
+    assert (option(check, "-n", "--namespace"), option(check, "--release")) == (namespace, release)
+    findings = await diagnose(Credentials(server=str(api.url).rstrip("/")), release, namespace)
+    assert [f for f in findings if f.level != "ok"] == []
+    assert render(findings, release, namespace, Console(record=True)) == 0
     settings = installed.operator_settings(
         store_mount_path=str(store), reconcile_interval_seconds=60.0, log_format="plain"
     )
@@ -184,7 +202,7 @@ async def test_without_the_namespace_the_readme_apply_fails_as_on_a_real_cluster
     not to create namespaces, `kubectl apply -n ml` fails (and a real `helm install` fails
     before, naming the namespace: templates/namespaces.yaml, which needs a live cluster)."""
     declare_chart_resources(api)
-    install, apply, _, _ = commands()
+    install, _, apply, _, _ = commands()
     release, namespace = install[2], option(install, "-n", "--namespace")
     sets = [install[i + 1] for i, arg in enumerate(install) if arg == "--set"]
     with pytest.raises(NamespaceNotFoundError, match='namespaces "ml" not found'):

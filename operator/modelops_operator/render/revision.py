@@ -30,7 +30,7 @@ from .common import (
     triton_labels,
 )
 from .names import label_value, revision_name
-from .tokens import entry_token
+from .tokens import entry_token, transfer_key_fingerprint
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_ROOT = "/models"
@@ -100,6 +100,8 @@ def serving_hash(spec: ModelDeploymentSpec, settings: Settings) -> str:
         "startupSeconds": settings.triton_startup_seconds,
         "server": settings.store_server,
         "puller": settings.builder_image,
+        # The pods' entry tokens are made with the transfer key: a new key, new pods.
+        "tokens": transfer_key_fingerprint(settings),
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -47,3 +47,8 @@ def receipt_kept(
     key = settings.transfer_key_bytes
     scope = integrity.receipt_scope(sha256, owner_uid, kept=kept)
     return key is not None and integrity.token_valid(key, scope, receipt)
+
+
+def transfer_key_fingerprint(settings: Settings) -> str:
+    """A short digest naming the transfer key without revealing it ("" without a key)."""
+    return _token(settings, "fingerprint")[:12]
