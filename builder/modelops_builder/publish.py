@@ -150,6 +150,7 @@ def publish_output(request: BuildRequest, out: Path) -> BuildSummary:
         existing = None
     if existing is not None:
         log.info("a complete entry for %s checks out: kept", key)
+        _keep_timing_cache(store, out, record)  # the build ran: its timings still help
         _drop_staged_source(request)
         return summary_of(existing, uri, cached=True)
     staging = store.stage(digest)
