@@ -273,3 +273,34 @@ def test_the_simulation_really_scales() -> None:
     counts = simulate(s, 1, [1000.0] * 5 + [100.0] * 6)
     assert counts[:4] == [2, 4, 8, 10]
     assert counts[-1] == math.ceil(100 * 1.1 / 100)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.inf, math.nan, -1.0, 1e308 * 10],
+    ids=["inf", "nan", "negative", "overflowed"],
+)
+def test_a_figure_that_is_not_a_number_holds_the_replicas(value: float) -> None:
+    """Counters that overflow when summed must not crash or move the autoscaler."""
+    decision = decide(figs(ips=value), 2, 2, spec())
+    assert decision.desired == 2
+    assert "not a usable number" in decision.reason
+
+
+def test_the_smallest_target_with_the_largest_figure_scales_to_max_without_overflow() -> None:
+    decision = decide(figs(ips=1e300), 2, 2, spec(target=0.01))
+    assert decision.desired == 4  # at most double per step, towards maxReplicas
+    assert decision.changed
+
+
+def test_a_target_below_the_minimum_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"greater than or equal to 0\.01"):
+        spec(target=1e-300)
+
+
+@given(st.floats(min_value=0.01, max_value=1e9), st.floats(allow_nan=True, allow_infinity=True))
+def test_recommend_never_raises(target: float, observed: float) -> None:
+    decision = decide(
+        figs(ips=observed if observed == observed else 0.0), 3, 3, spec(target=target)
+    )
+    assert 1 <= decision.desired <= 10

@@ -66,7 +66,8 @@ def test_page_without_type_lines_parses_the_same() -> None:
         ("", None, "no nv_inference"),
         ("nv_cpu_utilization 0.5\n", None, "no nv_inference"),
         ('nv_inference_count{model="a",version="1"} 3\n', "b", "model 'b' not on"),
-        ("this is { not prometheus\n", None, "not a Prometheus"),
+        ("this is { not prometheus\n", None, "no nv_inference"),
+        ('nv_inference_count{model="a" 3\n', None, "not a Prometheus"),
     ],
 )
 def test_unusable_pages_raise_a_typed_error(text: str, model: str | None, match: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pydantic.config import JsonDict
 
 GROUP = "modelops.dev"
@@ -23,3 +26,16 @@ def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def cut_to(limit: int) -> Callable[[Any], Any]:
+    """A BeforeValidator for free-text status fields: longer text is cut to `limit` characters
+    (ending in ...) when the status is validated, so a long message can never make the API
+    server reject a status patch (and lose what the patch carried)."""
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            return value[: limit - 3] + "..."
+        return value
+
+    return cut

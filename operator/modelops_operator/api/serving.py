@@ -77,8 +77,9 @@ class ScalingSpec(WireModel):
     metric: ScalingMetric = Field(
         default=ScalingMetric.QUEUE_TIME, description="Which Triton figure is held at target."
     )
+    # At least 0.01: a smaller target turns every figure into a ratio that overflows.
     target: float = Field(
-        gt=0,
+        ge=0.01,
         le=1e9,
         description="Queue microseconds per request, inferences/s per replica, or GPU percent.",
     )

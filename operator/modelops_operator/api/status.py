@@ -5,13 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from modelops_contract.request import ShapeFigures
 from modelops_contract.shapes import MAX_DIMS
 from modelops_contract.wire import WireModel
 
+from .base import cut_to
+
 HISTORY_LIMIT = 10
+# Free text: cut, never rejected (base.cut_to).
+Text256 = Annotated[str, BeforeValidator(cut_to(256)), StringConstraints(max_length=256)]
+Text1024 = Annotated[str, BeforeValidator(cut_to(1024)), StringConstraints(max_length=1024)]
+Text4096 = Annotated[str, BeforeValidator(cut_to(4096)), StringConstraints(max_length=4096)]
+Text32768 = Annotated[str, BeforeValidator(cut_to(32768)), StringConstraints(max_length=32768)]
 
 
 class Phase(StrEnum):
@@ -53,7 +60,7 @@ class Condition(WireModel):
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
         description="CamelCase reason of the last transition.",
     )
-    message: str = Field(default="", max_length=32768, description="What happened, for a human.")
+    message: Text32768 = Field(default="", description="What happened, for a human.")
     last_transition_time: str = Field(
         max_length=64, description="RFC 3339 time the status last changed."
     )
@@ -165,7 +172,7 @@ class HistoryEntry(WireModel):
     engine_key: str = Field(max_length=128, description="Engine key it served.")
     generation: int = Field(ge=0, description="metadata.generation it was made for.")
     state: RevisionState = Field(description="What became of it.")
-    reason: str | None = Field(default=None, max_length=1024, description="Why, e.g. a rollback.")
+    reason: Text1024 | None = Field(default=None, description="Why, e.g. a rollback.")
     time: str = Field(max_length=64, description="RFC 3339 time of the last change.")
 
 
@@ -181,7 +188,7 @@ class RolloutProgress(WireModel):
     )
     passes: int = Field(default=0, ge=0, description="Consecutive passed analyses at this step.")
     failures: int = Field(default=0, ge=0, description="Consecutive failed analyses.")
-    note: str | None = Field(default=None, max_length=1024, description="Last analysis verdict.")
+    note: Text1024 | None = Field(default=None, description="Last analysis verdict.")
     validated: bool = Field(
         default=False, description="The candidate passed its validation run: it may get traffic."
     )
@@ -211,7 +218,7 @@ class ScaleRecord(WireModel):
 
     from_: int = Field(alias="from", ge=0, description="Replicas before.")
     to: int = Field(ge=0, description="Replicas after.")
-    reason: str = Field(max_length=1024, description="e.g. queueTime 9100us > target 5000us.")
+    reason: Text1024 = Field(description="e.g. queueTime 9100us > target 5000us.")
     time: str = Field(max_length=64, description="RFC 3339 time of the decision.")
 
 
@@ -237,8 +244,8 @@ class TrafficStatus(WireModel):
     weights: list[TrafficWeight] = Field(
         default_factory=list, max_length=16, description="Each revision's share."
     )
-    applied: str | None = Field(
-        default=None, max_length=256, description="What the router or gateway reports applied."
+    applied: Text256 | None = Field(
+        default=None, description="What the router or gateway reports applied."
     )
 
 
@@ -253,7 +260,7 @@ class ValidationStatus(WireModel):
     max_rel_error: float | None = Field(default=None, description="Largest relative error.")
     accuracy: float | None = Field(default=None, description="spec.validation: top-1 accuracy.")
     agreement: float | None = Field(default=None, description="spec.validation: agreement.")
-    message: str | None = Field(default=None, max_length=1024, description="What it found.")
+    message: Text1024 | None = Field(default=None, description="What it found.")
     time: str | None = Field(default=None, max_length=64, description="When it finished.")
 
 
@@ -309,4 +316,4 @@ class ModelDeploymentStatus(WireModel):
     source_access: SourceAccess | None = Field(
         default=None, description="Proof that this ModelDeployment can read its source."
     )
-    message: str | None = Field(default=None, max_length=4096, description="Human summary.")
+    message: Text4096 | None = Field(default=None, description="Human summary.")

@@ -25,6 +25,7 @@ class EventReason(StrEnum):
     VALIDATION_PASSED = "ValidationPassed"
     INCOMPATIBLE_SIGNATURE = "IncompatibleSignature"
     TRAFFIC_SHIFTED = "TrafficShifted"
+    CHILD_REJECTED = "ChildRejected"
     POD_STUCK = "PodStuck"
     ENGINE_REFUSED = "EngineRefused"
     SOURCE_VERIFIED = "SourceVerified"
@@ -39,6 +40,7 @@ WARNING_REASONS = frozenset(
         EventReason.ROLLOUT_FAILED,
         EventReason.ROLLBACK_TARGET_INVALID,
         EventReason.INCOMPATIBLE_SIGNATURE,
+        EventReason.CHILD_REJECTED,
         EventReason.POD_STUCK,
         EventReason.ENGINE_REFUSED,
     }

@@ -26,7 +26,7 @@ from .pod_health import Stuck, stuck
 from .replicas import desired_replicas
 from .routing import TrafficPlan, plan_traffic
 from .scale_apply import Scaled, apply_scale
-from .status import Situation, compose_status, invalid_status
+from .status import Situation, bounded, compose_status, invalid_status
 
 
 def reconcile(parsed: ParsedBody, observed: Observed, context: DecideContext) -> Plan:
@@ -41,7 +41,7 @@ def invalid_plan(invalid: InvalidSpec, now: str) -> Plan:
     """Failed with the message that names the field; the Event only the first time."""
     status, seen = invalid_status(invalid.metadata, invalid.status, invalid.message, now)
     events = () if seen else (Emit(EventReason.INVALID_SPEC, invalid.message),)
-    return Plan(events, status.to_wire(), None)
+    return Plan(events, bounded(status), None)
 
 
 @dataclass(frozen=True)
@@ -235,4 +235,4 @@ def new_status(
         validation=moved.validation or facts.md.status.validation,
         source_access=build.access or facts.md.status.source_access,
     )
-    return status.to_wire()
+    return bounded(status)

@@ -8,6 +8,7 @@ and no change on missing or stale data. Times are plain seconds on the caller's 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ def _fmt(metric: ScalingMetric, value: float) -> str:
 
 
 def _ceil(x: float) -> int:
+    # A ratio that overflowed stands for "as many as allowed": callers bound it by maxReplicas.
+    if math.isinf(x) and x > 0:
+        return sys.maxsize
     return max(0, math.ceil(x - _EPS))
 
 
@@ -116,6 +120,8 @@ def recommend(
     observed = observed_value(agg, metric, ready_replicas)
     if observed is None:
         return hold(f"no {metric.value} figure in the metrics: no change")
+    if not math.isfinite(observed) or observed < 0:
+        return hold(f"{metric.value} figure {observed!r} is not a usable number: no change")
     target = spec.target
     ratio = observed / target
     shown, goal = _fmt(metric, observed), _fmt(metric, target)

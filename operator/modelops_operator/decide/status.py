@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..api import (
     ConditionStatus,
@@ -157,6 +159,27 @@ def compose_status(
             **fields,
         }
     )
+
+
+def bounded(status: ModelDeploymentStatus) -> dict[str, Any]:
+    """The status in wire form, validated once more: free text longer than the CRD allows is
+    cut there (api.status), so the API server never rejects the patch."""
+    return ModelDeploymentStatus.model_validate(status.to_wire()).to_wire()
+
+
+def rejected_status(
+    status: Mapping[str, Any], what: str, message: str, now: str, generation: int | None
+) -> dict[str, Any]:
+    """`status` (wire form) once the API server refused to write child `what`: Degraded=True
+    with the server's message, phase Degraded while a revision serves, else Failed."""
+    parsed = ModelDeploymentStatus.model_validate(status)
+    text = f"the API server rejected {what}: {message}"
+    conds = set_condition(
+        parsed.conditions, ConditionType.DEGRADED, "True", "ChildRejected", text, now, generation
+    )
+    serving = parsed.revision.current is not None
+    phase = Phase.DEGRADED if serving else Phase.FAILED
+    return bounded(parsed.model_copy(update={"conditions": conds, "phase": phase, "message": text}))
 
 
 def invalid_status(

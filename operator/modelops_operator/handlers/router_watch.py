@@ -7,6 +7,7 @@ gives the canary analysis per-revision client figures between two readings.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,8 @@ async def read_router(
             continue
         try:
             text = await fetch_page(session, url, max_bytes=PAGE_LIMIT)
-            samples[str((pod.get("metadata") or {}).get("name"))] = parse_router_page(text)
+            sample = await asyncio.to_thread(parse_router_page, text)
+            samples[str((pod.get("metadata") or {}).get("name"))] = sample
         except (OSError, ValueError, RouterPageError, aiohttp.ClientError):
             continue
     report = RouterReport(

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from ..decide.clock import rfc3339
 from ..decide.inputs import Observed
-from ..decide.plan import Apply, Delete, Emit, Plan
+from ..decide.plan import Apply, Delete, Emit, EventReason, Plan
+from ..decide.status import rejected_status
 from ..decide.writes import apply_patch_of, unchanged, with_applied_hash
 from ..observability import log_ref
 from .client import KubeClient
+from .errors import ApiError, BadRequestError, ForbiddenError, InvalidError
 from .events import EventRecorder
 from .resources import (
     CONFIGMAPS,
@@ -101,9 +105,17 @@ class Applier:
         namespace, name = meta.get("namespace") or "default", meta.get("name", "")
         log = log_ref(namespace, name)
         done = Applied()
+        status = plan.status
         for action in plan.actions:
             if isinstance(action, Apply):
-                await self._apply(namespace, observed, action.manifest, done, log)
+                try:
+                    await self._apply(namespace, observed, action.manifest, done, log)
+                except (InvalidError, ForbiddenError, BadRequestError) as exc:
+                    # The user can fix this (a field, a quota): say so on the ModelDeployment
+                    # instead of retrying silently; the rest of the plan waits for the fix.
+                    what = f"{action.manifest['kind']}/{action.manifest['metadata']['name']}"
+                    status = await self._rejected(body, what, exc, log)
+                    break
             elif isinstance(action, Delete):
                 res = resource_for(action.api_version, action.kind)
                 if await self._client.delete(res, action.namespace or namespace, action.name):
@@ -113,12 +125,27 @@ class Applier:
                 await self._events.emit(body, action.type, action.reason, action.message)
                 done.events.append(action.reason)
         old = body.get("status") or {}
-        patch = status_patch(old, plan.status)
+        patch = status_patch(old, status)
         if patch:
             await self._client.patch_status(MODELDEPLOYMENTS, namespace, name, patch)
             done.status_patched = True
             logger.debug("status patched: %s", sorted(patch), extra=log)
         return done
+
+    async def _rejected(
+        self, body: Mapping[str, Any], what: str, exc: ApiError, log: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        meta = body.get("metadata") or {}
+        logger.warning("the API server rejected %s: %s", what, exc.message, extra=log)
+        message = f"the API server rejected {what}: {exc.message}"
+        await self._events.emit(body, "Warning", EventReason.CHILD_REJECTED, message)
+        return rejected_status(
+            body.get("status") or {},
+            what,
+            exc.message,
+            rfc3339(datetime.now(UTC)),
+            meta.get("generation"),
+        )
 
     async def _apply(
         self,

@@ -42,6 +42,10 @@ class ForbiddenError(ApiError):
     """403: RBAC does not grant the call (see k8s.permissions.REQUIRED_RULES)."""
 
 
+class BadRequestError(ApiError):
+    """400: the request itself was malformed for the server (e.g. a field of the wrong type)."""
+
+
 class InvalidError(ApiError):
     """422: the object was rejected by validation (schema, CEL, admission)."""
 
@@ -51,6 +55,7 @@ class UnavailableError(ApiError):
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
     401: UnauthorizedError,
     403: ForbiddenError,
     404: NotFoundError,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +27,13 @@ _PENDING = "nv_inference_pending_request_count"
 _REQUEST_SUMMARY = "nv_inference_request_summary_us"
 _QUEUE_SUMMARY = "nv_inference_queue_summary_us"
 _GPU_UTIL = "nv_gpu_utilization"
+# Bounds on what one page can make the operator hold: distinct failure reasons (the rest add up
+# under OTHER_REASON), models, quantiles per summary, GPUs.
+MAX_REASONS = 16
+MAX_MODELS = 64
+MAX_QUANTILES = 16
+MAX_GPUS = 64
+OTHER_REASON = "OTHER"
 
 
 class MetricsParseError(ValueError):
@@ -104,66 +111,87 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def nv_lines(text: str) -> str:
+    """Only Triton's own families (`nv_*` samples and their HELP/TYPE lines): whatever else a
+    pod puts on its page costs nothing to parse."""
+    kept = [
+        line for line in text.splitlines() if line.startswith(("nv_", "# HELP nv_", "# TYPE nv_"))
+    ]
+    return "\n".join(kept) + "\n"
+
+
+@dataclass
+class _Totals:
+    """One model's counters, added up in place (a page may hold thousands of samples)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, float] = field(default_factory=dict)
+    request_quantiles: dict[float, float] = field(default_factory=dict)
+    queue_quantiles: dict[float, float] = field(default_factory=dict)
+
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        counter = _COUNTERS.get(name) or ("pending" if name == _PENDING else None)
+        if counter is not None:
+            self.values[counter] = self.values.get(counter, 0.0) + value
+        elif name == _FAILURE:
+            reason = labels.get("reason", OTHER_REASON)
+            if reason not in self.failures and len(self.failures) >= MAX_REASONS:
+                reason = OTHER_REASON  # a page cannot make the operator keep unbounded labels
+            self.failures[reason] = self.failures.get(reason, 0.0) + value
+        elif name in (_REQUEST_SUMMARY, _QUEUE_SUMMARY) and "quantile" in labels:
+            try:
+                quantile = float(labels["quantile"])
+            except ValueError:
+                return
+            target = self.request_quantiles if name == _REQUEST_SUMMARY else self.queue_quantiles
+            if quantile in target or len(target) < MAX_QUANTILES:
+                target[quantile] = max(target.get(quantile, value), value)
+
+    def freeze(self) -> ModelCounters:
+        numbers = [*self.values.values(), *self.failures.values()]
+        if not all(math.isfinite(v) for v in numbers):
+            raise MetricsParseError("a counter overflowed when summed")
+        return ModelCounters(
+            failures_by_reason=dict(self.failures),
+            request_quantiles_us=dict(self.request_quantiles),
+            queue_quantiles_us=dict(self.queue_quantiles),
+            **self.values,
+        )
+
+
 def parse_triton_metrics(text: str, timestamp: float, model: str | None = None) -> TritonSample:
     """Parse a /metrics page; counters of `model` only, or summed over all models when None."""
-    per_model: dict[str, ModelCounters] = {}
+    per_model: dict[str, _Totals] = {}
     gpu: list[float] = []
     try:
-        samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+        families = list(text_string_to_metric_families(nv_lines(text)))
     except (ValueError, TypeError, IndexError) as exc:
         raise MetricsParseError(f"not a Prometheus text page: {exc}") from exc
-    for s in samples:
-        value = _finite(float(s.value))
-        if value is None:
-            continue
-        # prometheus_client names counter samples NAME_total whether or not the page did.
-        sample_name = s.name.removesuffix("_total")
-        if sample_name == _GPU_UTIL:
-            gpu.append(value)
-            continue
-        name = s.labels.get("model")
-        if name is None or (model is not None and name != model):
-            continue
-        counters = per_model.get(name, ModelCounters())
-        per_model[name] = counters.plus(_one_sample(sample_name, s.labels, value))
+    for family in families:
+        for s in family.samples:
+            value = _finite(float(s.value))
+            if value is None:
+                continue
+            # prometheus_client names counter samples NAME_total whether or not the page did.
+            sample_name = s.name.removesuffix("_total")
+            if sample_name == _GPU_UTIL:
+                gpu.append(value)
+                continue
+            name = s.labels.get("model")
+            if name is None or (model is not None and name != model):
+                continue
+            if name not in per_model and len(per_model) >= MAX_MODELS:
+                continue
+            per_model.setdefault(name, _Totals()).add(sample_name, s.labels, value)
     if model is not None and model not in per_model:
         raise MetricsParseError(f"model {model!r} not on the metrics page")
     if not per_model:
         raise MetricsParseError("no nv_inference_* figures on the metrics page")
     total = ModelCounters()
     for counters in per_model.values():
-        total = total.plus(counters)
+        total = total.plus(counters.freeze())
+    if not math.isfinite(total.success + total.failure):
+        raise MetricsParseError("a counter overflowed when summed")
     # Triton reports utilisation as a fraction in [0, 1]; the API speaks percent.
-    util = 100.0 * sum(gpu) / len(gpu) if gpu else None
+    util = 100.0 * sum(gpu[:MAX_GPUS]) / len(gpu[:MAX_GPUS]) if gpu else None
     return TritonSample(timestamp, total, frozenset(per_model), util)
-
-
-def _one_sample(name: str, labels: Mapping[str, str], value: float) -> ModelCounters:
-    """A ModelCounters holding just this one sample (zero elsewhere), to be added up."""
-    empty = ModelCounters()
-    counter = _COUNTERS.get(name)
-    if counter == "success":
-        return replace(empty, success=value)
-    if counter == "inference_count":
-        return replace(empty, inference_count=value)
-    if counter == "exec_count":
-        return replace(empty, exec_count=value)
-    if counter == "request_duration_us":
-        return replace(empty, request_duration_us=value)
-    if counter == "queue_duration_us":
-        return replace(empty, queue_duration_us=value)
-    if counter == "compute_infer_duration_us":
-        return replace(empty, compute_infer_duration_us=value)
-    if name == _FAILURE:
-        return replace(empty, failures_by_reason={labels.get("reason", "OTHER"): value})
-    if name == _PENDING:
-        return replace(empty, pending=value)
-    if name in (_REQUEST_SUMMARY, _QUEUE_SUMMARY) and "quantile" in labels:
-        try:
-            q = float(labels["quantile"])
-        except ValueError:
-            return empty
-        if name == _REQUEST_SUMMARY:
-            return replace(empty, request_quantiles_us={q: value})
-        return replace(empty, queue_quantiles_us={q: value})
-    return empty

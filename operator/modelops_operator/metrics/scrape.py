@@ -126,7 +126,9 @@ async def scrape_pod(
     """One pod's sample, stamped with `clock()` when the page arrived; never raises."""
     try:
         text = await fetch_text(session, url, timeout_s=timeout_s, max_bytes=max_bytes)
-        return Scraped(key, parse_triton_metrics(text, clock(), model))
+        # Off the event loop: a hostile page must not stall reconciles or /healthz.
+        sample = await asyncio.to_thread(parse_triton_metrics, text, clock(), model)
+        return Scraped(key, sample)
     except _ScrapeError as exc:
         return Missing(key, exc.reason, str(exc))
     except MetricsParseError as exc:
