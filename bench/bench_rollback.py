@@ -27,9 +27,9 @@ from typing import Any
 
 from bench.harness import running_operator, write_results
 from modelops_operator.k8s import resources as r
-from modelops_operator.render.names import build_job_name, revision_name
+from modelops_operator.render.names import revision_name
 from tests.support.kubernetes_emulator import Cluster, eventually
-from tests.support.operator_flow import build_and_serve, key_of, publish, summary
+from tests.support.operator_flow import build_and_serve, finish_build
 from tests.support.triton_load import FAIL_EVERY, Load, ip_router, tritons
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,11 +78,7 @@ async def one_run(
     for i in range(REPLICAS):
         await cluster.add_pod(r1, f"10.1.0.{i + 1}", index=i)
     await cluster.update_spec(name, {"model": {"source": {"sha256": sha(name, 2)}}})
-    key = key_of(cluster, name, settings)
-    job = build_job_name(name, key)
-    await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
-    publish(store, key)
-    await cluster.finish_job(job, summary(key))
+    await finish_build(cluster, store, settings, name)
     await eventually(lambda: cluster.get(r.DEPLOYMENTS, r2), what="canary Deployment")
     await cluster.ready_deployment(r2)
     await cluster.add_pod(r2, "10.9.0.1")

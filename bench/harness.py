@@ -18,6 +18,7 @@ import kopf
 
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
+from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
 from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,8 @@ async def running_operator(
     store = Path(tempfile.mkdtemp(prefix="modelops-bench-store-"))
     conf = Settings(
         store_mount_path=str(store),
+        store_mac_key=TEST_MAC_KEY,
+        transfer_key=TEST_TRANSFER_KEY,
         reconcile_interval_seconds=60.0,
         log_format="plain",
         **settings,

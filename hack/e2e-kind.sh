@@ -76,6 +76,7 @@ if [ -n "${TRITON_IMAGE:-}" ]; then
   helm_args+=(--set "images.triton.repository=${TRITON_IMAGE%:*}" --set "images.triton.tag=${TRITON_IMAGE##*:}")
 fi
 "$HELM" upgrade --install modelops charts/modelops "${helm_args[@]}"
+.venv/bin/modelops doctor --namespace "$NS" --release modelops
 
 log "model on a PVC"
 kubectl -n "$NS" apply -f - <<'EOF'
@@ -118,11 +119,12 @@ expect_good_revision_serving() {
 log "break 1: the engine fails the accuracy gate"
 kubectl -n "$NS" patch md "$MD" --type merge \
   -p '{"spec":{"build":{"precision":"fp16","accuracy":{"atol":0,"rtol":0}}}}'
+builds=(-l app.kubernetes.io/component=build)  # build Jobs run in the release namespace
 for _ in $(seq 60); do  # the new key's build Job (the first one completed)
-  [ "$(kubectl -n "$NS" get job -o name | wc -l)" -ge 2 ] && break
+  [ "$(kubectl -n "$NS" get job "${builds[@]}" -o name | wc -l)" -ge 2 ] && break
   sleep 5
 done
-job=$(kubectl -n "$NS" get job --sort-by=.metadata.creationTimestamp -o name | tail -n 1)
+job=$(kubectl -n "$NS" get job "${builds[@]}" --sort-by=.metadata.creationTimestamp -o name | tail -n 1)
 kubectl -n "$NS" wait "$job" --for=condition=Failed --timeout="$TIMEOUT"
 kubectl -n "$NS" wait "md/$MD" --timeout=2m \
   --for=jsonpath='{.status.conditions[?(@.type=="EngineBuilt")].status}'=False

@@ -5,7 +5,8 @@
 #   1. the chart's pair: the builder image's tensorrt.__version__ and the Triton image's
 #      libnvinfer must both be the chart's tensorrt.version
 #   2. two models made with torch in the builder image: a tiny MLP (16-32-4) and a 4x1024 MLP
-#   3. each built in fp32 and fp16 by `modelops-build --request`, as the build Job runs it: the
+#   3. each built in fp32 and fp16 by `modelops-build --request` (the build Job's two steps in one
+#      process: build, then seal and publish): the
 #      summary must say tensorrt, the chart's TensorRT, gate passed, latency profiled
 #   4. one request again: a store hit (cached); the timing cache file written for this version
 #   5. the chart's Triton image on the store's entries: every model answers like ONNX Runtime
@@ -159,9 +160,11 @@ build() {  # build MODEL PRECISION: one Job-mode build; the summary lands in WOR
   local model=$1 precision=$2 sha
   sha=$(awk -v m="$model" '$1 == m { print $2 }' "$WORK/models.txt")
   local request
-  request=$(printf '{"sourceUri":"/work/models/%s.onnx","sha256":"%s","engine":"tensorrt",%s}' \
+  # Job mode refuses plain paths and file:// (a cluster build reads only what is mounted or
+  # fetched): the models folder is read as the claim `work` under MODELOPS_PVC_ROOT=/.
+  request=$(printf '{"sourceUri":"pvc://work/models/%s.onnx","sha256":"%s","engine":"tensorrt",%s}' \
     "$model" "$sha" "\"precision\":\"$precision\",\"maxBatchSize\":16,\"optBatchSize\":8,\"store\":\"/work/store\",\"modelName\":\"${model}_$precision\",\"profileSeconds\":1")
-  in_builder --gpus "$GPU" -e "MODELOPS_EXPECTED_TENSORRT_VERSION=$TRT_VERSION" \
+  in_builder --gpus "$GPU" -e "MODELOPS_EXPECTED_TENSORRT_VERSION=$TRT_VERSION" -e MODELOPS_PVC_ROOT=/ \
     "$BUILDER_IMAGE" --request "$request" >"$WORK/${model}_$precision.json"
 }
 

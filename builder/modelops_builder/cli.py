@@ -29,18 +29,27 @@ modes:
   modelops-build MODEL [--sha256 HEX] [--format ...] [--engine ...] [--out STORE] ...
       By hand: MODEL is a path or a file://, https://, s3:// or pvc:// URI. --sha256 is
       optional for a local file (computed and shown). Stages show on stderr, a table at the end.
-  modelops-build pull --store URI --key sha256:HEX [--model NAME] --dest DIR
-      What a Triton pod's init container runs for an s3:// store: copies the complete entry's
-      repository/<model>/1/ into DIR (temp name + rename per file; files already there with
-      the stored size are kept). One line on stdout. See `modelops-build pull --help`.
+  modelops-build --request FILE|JSON --into DIR
+      The build Job's build step: everything but the publish, into DIR (no store needed).
+  modelops-build publish --request FILE|JSON --from DIR
+      The build Job's publishing step: seals DIR (sha256 of every file, MAC with
+      $MODELOPS_STORE_MAC_KEY) and publishes it; the summary as in Job mode.
+  modelops-build stage --request FILE|JSON
+      The source Job: fetches the model with the tenant's credentials and streams it to the
+      engine server, which answers with a receipt. One summary line.
+  modelops-build serve-store --store URI --inbox DIR [--port 8080]
+      The engine server (read-only entries, staged sources); $MODELOPS_TRANSFER_KEY.
+  modelops-build pull (--server URL --token T --manifest-sha256 HEX | --store URI)
+                      --key sha256:HEX [--model NAME] --dest DIR
+      What a Triton pod's init container runs: copies the entry's repository/<model>/1/ into
+      DIR, engine.json checked against the pinned digest (or the store's MAC key), every file
+      against engine.json. One line on stdout. See `modelops-build pull --help`.
 
 exit codes:
   0  built and published, or found complete in the store (cached); pull: copied or in place
   2  bad input: request, model, checksum, signature, accuracy gate; pull: EngineNotFound
   3  infrastructure: download, store, GPU or TensorRT missing, unexpected errors
 """
-PULL_COMMAND = "pull"
-VALIDATE_COMMAND = "validate"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--serving-backend", choices=["tensorrt_plan", "onnxruntime", "python"])
     parser.add_argument("--profile-seconds", type=float, default=2.0)
     parser.add_argument("--out", default=".store", help="store directory, file:// or s3:// URI")
+    parser.add_argument(
+        "--into",
+        type=Path,
+        help="Job mode, build step: write the unsealed entry here; publish nothing (the "
+        "publishing step runs `modelops-build publish`)",
+    )
+    parser.add_argument(
+        "--timing-cache", type=Path, help="build step: a folder of the store's timing caches"
+    )
     return parser
 
 
@@ -157,90 +175,13 @@ def _failure(reason: str, message: str) -> BuildSummary:
     return BuildSummary(ok=False, reason=reason, message=message)
 
 
-def _pull_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="modelops-build pull",
-        description="Copy a published engine's repository/<model>/1/ out of the store into DEST.",
-        epilog="exit codes: 0 copied (or already in place), 2 no complete entry for the key "
-        "(EngineNotFound) or bad arguments, 3 store unreachable or copy failed",
-    )
-    parser.add_argument("--store", required=True, help="store directory, file:// or s3:// URI")
-    parser.add_argument("--key", required=True, help="engine key, sha256:<hex>")
-    parser.add_argument(
-        "--model",
-        help="model name the entry was built with; the entry's engine.json wins when they differ",
-    )
-    parser.add_argument("--dest", required=True, type=Path, help="directory to fill (created)")
-    return parser
-
-
-def _pull_main(argv: list[str]) -> int:
-    """`modelops-build pull ...`: one line on stdout when done, one on stderr when failed."""
-    from .pull import pull
-
-    args = _pull_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        result = pull(args.store, args.key, args.dest, args.model)
-    except BuildError as exc:
-        code, line = (EXIT_INPUT if exc.kind == "input" else EXIT_INFRA), str(exc)
-    except Exception as exc:  # the init container's log must still say why
-        logging.getLogger(__name__).exception("unexpected failure")
-        code, line = EXIT_INFRA, f"InternalError: {type(exc).__name__}: {exc}"
-    else:
-        print(result.line(), flush=True)
-        return EXIT_OK
-    line = f"modelops-build pull: {line}"
-    _write_termination_log(line)
-    print(line, file=sys.stderr, flush=True)
-    return code
-
-
-def _validate_main(argv: list[str]) -> int:
-    """`modelops-build validate --request JSON`: the validation Job; one summary line."""
-    from modelops_contract.validation import ValidationRequest, ValidationSummary
-
-    from .validate import validate
-
-    parser = argparse.ArgumentParser(prog="modelops-build validate")
-    parser.add_argument("--request", required=True, help="ValidationRequest JSON, inline or a file")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    code = EXIT_OK
-    try:
-        text = args.request
-        if not text.lstrip().startswith("{"):
-            text = Path(text).read_text()
-        summary = validate(ValidationRequest.model_validate_json(text))
-    except BuildError as exc:
-        code = EXIT_INPUT if exc.kind == "input" else EXIT_INFRA
-        summary = ValidationSummary(ok=False, reason=exc.reason, message=exc.message)
-    except (ValidationError, OSError) as exc:
-        code = EXIT_INPUT
-        summary = ValidationSummary(ok=False, reason="InvalidRequest", message=str(exc)[:2000])
-    except Exception as exc:  # the summary must still reach the operator
-        logging.getLogger(__name__).exception("unexpected failure")
-        code = EXIT_INFRA
-        summary = ValidationSummary(
-            ok=False, reason="InternalError", message=f"{type(exc).__name__}: {exc}"
-        )
-    line = summary.to_line()
-    _write_termination_log(line)
-    print(line, flush=True)
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, 2 bad input, 3 infrastructure)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [PULL_COMMAND]:
-        return _pull_main(argv[1:])
-    if argv[:1] == [VALIDATE_COMMAND]:
-        return _validate_main(argv[1:])
+    from .cli_tools import TOOLS
+
+    if argv[:1] and argv[0] in TOOLS:
+        return TOOLS[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     job_mode = args.request is not None
     if job_mode == (args.model is not None):
@@ -259,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
             request = _request_from_job(args.request)
         else:
             request, computed = _request_from_flags(args)
-        result = _run(request, human=not job_mode, computed_sha=computed)
-        summary = result.summary
+        if job_mode and args.into is not None:
+            summary = _produce(request, args.into, args.timing_cache)
+        else:
+            result = _run(request, human=not job_mode, computed_sha=computed)
+            summary = result.summary
     except BuildError as exc:
         code = EXIT_INPUT if exc.kind == "input" else EXIT_INFRA
         summary = _failure(exc.reason, exc.message)
@@ -283,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             show_failure(summary, code)
     return code
+
+
+def _produce(request: BuildRequest, output: Path, timing_cache: Path | None) -> BuildSummary:
+    """The build step: the engine into `output`; a summary the publishing step will replace."""
+    from .pipeline import produce
+
+    record = produce(request, output, timing_cache=timing_cache)
+    return BuildSummary(ok=True, key=record.key, engine=record.engine, precision=record.precision)
 
 
 def _run(request: BuildRequest, *, human: bool, computed_sha: str | None) -> Any:

@@ -17,10 +17,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
+from modelops_contract.request import StagedSource
 from modelops_contract.scratch import scratch_bytes
 
 from .errors import BuildError
-from .fetch_remote import CHUNK, fetch_https, fetch_s3, split_s3
+from .fetch_remote import CHUNK, Sink, fetch_https, fetch_s3, fetch_staged, split_s3
 
 __all__ = ["check_source_allowed", "fetch", "local_path", "sha256_file", "split_s3"]
 
@@ -96,7 +97,7 @@ def _pvc_path(claim: str, path: str) -> Path:
     return resolved
 
 
-def _fetch_local(path: Path, sink: _Sink) -> str:
+def _fetch_local(path: Path, sink: Sink) -> str:
     try:
         with path.open("rb") as handle:
             return sink(_read_chunks(handle), os.fstat(handle.fileno()).st_size)
@@ -127,18 +128,25 @@ def fetch(
     max_bytes: int,
     local_source: bool = False,
     environ: Mapping[str, str] | None = None,
+    staged: StagedSource | None = None,
+    sink: Sink | None = None,
 ) -> Path:
     """Copy the source to `dest` while hashing; fail before anything parses it on a mismatch.
 
     `local_source` allows plain paths and file:// (the dev loop and the human CLI); a build Job
     never sets it. `environ` (default os.environ) is where the source credentials are read.
+    `staged`: a cluster build reads the bytes the source Job sent to the engine server; `uri`
+    then only names them (the build Job holds no credentials of the user's). `sink`: where the
+    bytes go instead of `dest` (the source Job streams them to the engine server).
     """
     scheme = urlsplit(uri).scheme
     env = os.environ if environ is None else environ
     check_source_allowed(uri, local_source=local_source)
-    sink = _Sink(dest, max_bytes, uri)
+    sink = sink or _Sink(dest, max_bytes, uri)
     path = local_path(uri)
-    if path is not None:
+    if staged is not None:
+        actual = fetch_staged(staged.url, staged.token, sink, max_bytes)
+    elif path is not None:
         actual = _fetch_local(path, sink)
     elif scheme == "https":
         actual = fetch_https(uri, sink, max_bytes, env)

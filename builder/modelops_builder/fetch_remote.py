@@ -127,6 +127,56 @@ def fetch_https(uri: str, sink: Sink, max_bytes: int, environ: Mapping[str, str]
     raise AssertionError("unreachable")  # the loop always returns or raises
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """The engine server never redirects: a redirect is an error, never followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _staged_once(url: str, token: str, sink: Sink, max_bytes: int, timeout: float) -> str:
+    # The engine server's in-cluster URL (http:// inside the cluster): never a user's URL.
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    opener = urllib.request.build_opener(_NoRedirects())
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            size = int(length) if length is not None and length.isdigit() else None
+            if size is not None and size > max_bytes:
+                raise BuildError("SourceTooLarge", f"the staged source is {size} bytes")
+            return sink(_read_chunks(response), size)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:
+            raise _Retryable(f"HTTP {exc.code} from the engine server") from exc
+        if exc.code == 404:
+            raise BuildError(
+                "SourceNotStaged",
+                f"{url}: the engine server no longer holds the source (restarted, or kept it "
+                "past its inbox TTL): retry the build (modelops.dev/retry) to send it again",
+                "infrastructure",
+            ) from exc
+        raise BuildError(
+            "FetchFailed", f"HTTP {exc.code} {exc.reason} from {url}", "infrastructure"
+        ) from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise _Retryable(f"cannot reach the engine server: {getattr(exc, 'reason', exc)}") from exc
+
+
+def fetch_staged(url: str, token: str, sink: Sink, max_bytes: int) -> str:
+    """Stream a source the source Job sent to the engine server (a cluster build's input)."""
+    retries, timeout = _settings()
+    for attempt in range(retries + 1):
+        try:
+            return _staged_once(url, token, sink, max_bytes, timeout)
+        except _Retryable as exc:
+            if attempt == retries:
+                raise BuildError(
+                    "FetchFailed", f"{exc} (after {retries + 1} attempts)", "infrastructure"
+                ) from exc
+            time.sleep(BACKOFF_BASE_S * 2**attempt)
+    raise AssertionError("unreachable")  # the loop always returns or raises
+
+
 def source_s3_client(environ: Mapping[str, str]) -> Any:
     """An S3 client for the model source: the user's credentials, or unsigned requests.
 

@@ -9,7 +9,6 @@ exported, the fp32 graph once the reference ran on it (when the engine is fp16).
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,10 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelops_contract.layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR
+from modelops_contract.layout import REPOSITORY_DIR, VERSION_DIR
 from modelops_contract.manifest import EngineManifest, ProfilePoint
 from modelops_contract.request import BuildRequest, ShapeFigures, TensorSig
-from modelops_contract.tritonconfig import ServingOptions, render_model_config
 from modelops_contract.validation import VALIDATION_SET_NAME
 
 from . import __version__
@@ -34,6 +32,7 @@ from .memory import return_large_frees_to_the_os
 from .onnx_files import check_external_data, load_graph
 from .precision import convert_fp16
 from .profile import measure, profile
+from .seal import BUILD_RECORD
 from .shapes import ShapePlan, plan_shapes, profile_shapes
 from .validation_set import write_validation_set
 
@@ -46,7 +45,8 @@ _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
 
 @dataclass(frozen=True)
 class BuildInputs:
-    """What a build starts from: the request, the engine plan, the key, where to write."""
+    """What a build starts from: the request, the engine plan, the key, where to write (the
+    staging folder holds only what the entry will: engine files, validation set, build.json)."""
 
     request: BuildRequest
     plan: EnginePlan
@@ -67,6 +67,7 @@ def _fetch(job: BuildInputs, stage: StageFn) -> Path:
             job.work / f"source{_SUFFIX[request.format]}",
             max_bytes=request.max_download_bytes,
             local_source=job.local_source,
+            staged=request.staged_source,
         )
         size = source.stat().st_size
         s.detail = f"{size / 1024:.1f} KiB, sha256 verified"
@@ -147,7 +148,8 @@ class EngineFigures:
 
 
 def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
-    """Run every stage into `job.staging`; the manifest written there (not yet published)."""
+    """Run every stage into `job.staging` (a store's staging dir, or the build Job's output
+    folder); the record written there as build.json (not sealed, not published)."""
     return_large_frees_to_the_os()
     request = job.request
     source = _fetch(job, stage)
@@ -226,10 +228,8 @@ def _write_manifest(
     per_shape: list[ShapeFigures],
     stage: Any,
 ) -> EngineManifest:
+    """build.json: the manifest without file digests; the publishing side seals it (seal.py)."""
     request, plan = job.request, job.plan
-    version_dir = job.staging / REPOSITORY_DIR / request.model_name / VERSION_DIR
-    if built.engine == "onnxruntime":
-        _copy_python_backend(version_dir)
     manifest = EngineManifest(
         key=job.key,
         engine=built.engine,
@@ -257,23 +257,8 @@ def _write_manifest(
         fallback=built.fallback,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    options = ServingOptions(gpu=built.engine == "tensorrt", backend=manifest.serving_backend)
-    config = render_model_config(manifest, request.model_name, options)
-    (job.staging / REPOSITORY_DIR / request.model_name / "config.pbtxt").write_text(config)
-    (job.staging / MANIFEST_NAME).write_text(manifest.model_dump_json(by_alias=True, indent=2))
+    (job.staging / BUILD_RECORD).write_text(manifest.model_dump_json(by_alias=True, indent=2))
     return manifest
-
-
-def _copy_python_backend(version_dir: Path) -> None:
-    """model.py beside model.onnx: the same entry serves in the CPU Triton (python backend)."""
-    source = importlib.resources.files("modelops_builder.triton_cpu").joinpath("model.py")
-    if not source.is_file():
-        log.warning(
-            "triton_cpu/model.py is not packaged: entry serves only with the onnxruntime "
-            "backend, not with the CPU Triton's python backend"
-        )
-        return
-    (version_dir / "model.py").write_bytes(source.read_bytes())
 
 
 def _versions(request: BuildRequest, built: BuiltEngine) -> dict[str, str]:

@@ -191,11 +191,46 @@ def check_user_set(request: ValidationRequest, arrays: Mapping[str, Any]) -> dic
     return {"agreement": agreement}
 
 
+def reference_set(request: ValidationRequest, work: Path) -> Arrays:
+    """The entry's set: a local file, or read from the engine server and checked against the
+    sha256 of the verified engine.json (the validation Job never sees the store)."""
+    where = request.reference_set
+    if not where.startswith(("http://", "https://")):
+        return load_set(Path(where))
+    if request.reference_sha256 is None:
+        raise BuildError("InvalidRequest", "a reference set URL needs referenceSha256")
+    import hashlib
+    import urllib.request
+
+    call = urllib.request.Request(  # noqa: S310 - the engine server's in-cluster URL
+        where, headers={"Authorization": f"Bearer {request.reference_token or ''}"}
+    )
+    path, digest = work / "reference.npz", hashlib.sha256()
+    try:
+        with urllib.request.urlopen(call, timeout=60) as response, path.open("wb") as out:  # noqa: S310
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        raise BuildError(
+            "ValidationUnreachable", f"cannot read the entry's set {where}: {exc}", "infrastructure"
+        ) from exc
+    if digest.hexdigest() != request.reference_sha256:
+        raise BuildError(
+            "EngineTampered",
+            f"{where}: sha256 {digest.hexdigest()[:12]}... is not engine.json's "
+            f"{request.reference_sha256[:12]}...",
+            "infrastructure",
+        )
+    return load_set(path)
+
+
 def validate(request: ValidationRequest, *, local_source: bool = False) -> ValidationSummary:
     """Run the whole validation; BuildError on any failure (its reason and message say why).
 
     `local_source` lets a user set be a local file (tests); the Job never sets it."""
-    summary = check_reference(request, load_set(Path(request.reference_set)))
+    with tempfile.TemporaryDirectory(prefix="modelops-reference-") as work:
+        summary = check_reference(request, reference_set(request, Path(work)))
     if request.user_set is None:
         return summary
     from .fetch import fetch

@@ -1,4 +1,5 @@
-"""`modelops` command line: crd generation, the operator, and local serving for development.
+"""`modelops` command line: crd generation, the operator, `doctor` for an installed release, and
+local serving for development.
 
 This package is the composition root: the only code that sees both the operator and the builder.
 """
@@ -41,6 +42,12 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(Path(args.file), store=Path(args.store), once=args.once)
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args.release, args.namespace, args.server)
+
+
 def _cmd_router_agent(args: argparse.Namespace) -> int:
     from .router_agent import run_router_agent
 
@@ -77,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--host", default="0.0.0.0", help="listen address of /ready and /metrics")  # noqa: S104
     agent.add_argument("--port", type=int, default=8405)
     agent.set_defaults(func=_cmd_router_agent)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check an installed release: CRD, namespaces, RBAC, engine server, store, images",
+    )
+    doctor.add_argument("-n", "--namespace", default="modelops-system", help="release namespace")
+    doctor.add_argument("--release", default="modelops", help="Helm release name")
+    doctor.add_argument(
+        "--server",
+        help="API server URL without credentials (`kubectl proxy`); default: your kubeconfig",
+    )
+    doctor.set_defaults(func=_cmd_doctor)
 
     dev = sub.add_parser(
         "dev", help="build a ModelDeployment's engine locally and serve it with Triton"

@@ -6,4 +6,4 @@ and it imports neither of them. `BUILDER_VERSION` is the version of the build pi
 format; it is part of every engine key, so a change to what a build produces moves every key.
 """
 
-BUILDER_VERSION = "0.2.0"
+BUILDER_VERSION = "0.3.0"

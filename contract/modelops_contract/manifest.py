@@ -24,6 +24,14 @@ class ProfilePoint(WireModel):
     stable: bool = True
 
 
+class EntryFile(WireModel):
+    """One file of a store entry: its path inside the entry, sha256 and size."""
+
+    path: str = Field(max_length=512, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
 class EngineManifest(WireModel):
     """Everything the operator and Triton need to know about a built engine."""
 
@@ -61,6 +69,16 @@ class EngineManifest(WireModel):
         default=None, description="Why another engine than the requested one was built."
     )
     created_at: str
+    files: list[EntryFile] = Field(
+        default_factory=list,
+        description="Every file of the entry but engine.json, sorted by path, with its sha256: "
+        "whoever serves the entry checks each one (empty only in entries of builders before 0.3).",
+    )
+    mac: str | None = Field(
+        default=None,
+        description="HMAC-SHA256 of everything else, with the store's key (integrity.py): only "
+        "the publishing step can write it; the operator refuses an entry without a valid one.",
+    )
 
     def point_at_opt(self) -> ProfilePoint | None:
         """The profile point at the opt batch size (the figures status reports), else the first."""
@@ -74,6 +92,14 @@ class EngineManifest(WireModel):
     def engine_files(self) -> list[str]:
         """The files of the version dir the engine needs (model_file alone for old entries)."""
         return self.model_files or [self.model_file]
+
+    def version_folder(self) -> str:
+        """`repository/<model>/1`, relative to the entry."""
+        return f"{REPOSITORY_DIR}/{self.model_name}/{VERSION_DIR}"
+
+    def file(self, path: str) -> EntryFile | None:
+        """The listed file at `path` (relative to the entry), or None."""
+        return next((f for f in self.files if f.path == path), None)
 
 
 def read_manifest(entry: Path) -> EngineManifest | None:

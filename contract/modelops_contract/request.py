@@ -22,6 +22,13 @@ class TensorSig(WireModel):
     dims: list[int] = Field(max_length=8)
 
 
+class StagedSource(WireModel):
+    """Where a cluster build reads its source: the engine server's copy, sent by the source Job."""
+
+    url: str = Field(max_length=2048, description="http(s)://<engine server>/sources/<sha256>")
+    token: str = Field(max_length=128, description="The source-get token of the sha256.")
+
+
 class BuildRequest(WireModel):
     """One engine build: the Job's `--request` argument and the CLI's flags, as one model."""
 
@@ -68,6 +75,11 @@ class BuildRequest(WireModel):
         default=None,
         description="Backend of the store's ready-to-serve config: default tensorrt_plan for "
         "TensorRT, onnxruntime for ONNX Runtime; python for the CPU Triton of pytriton.",
+    )
+    staged_source: StagedSource | None = Field(
+        default=None,
+        description="Cluster builds: the bytes come from the engine server (sha256 checked "
+        "again); sourceUri only names them.",
     )
 
     @field_validator("shapes")

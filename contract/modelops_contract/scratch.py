@@ -23,3 +23,14 @@ def scratch_bytes(max_download_bytes: int) -> int:
 def scratch_quantity(max_download_bytes: int) -> str:
     """`scratch_bytes` as a Kubernetes quantity in whole GiB (rounded up), e.g. `41Gi`."""
     return f"{-(-scratch_bytes(max_download_bytes) // GIB)}Gi"
+
+
+def output_bytes(max_download_bytes: int) -> int:
+    """Room for what a cluster build hands to its publishing step: the engine (at most the size
+    of the model, fp32) and the validation set, in an emptyDir of its own."""
+    return max_download_bytes + SCRATCH_OVERHEAD_BYTES
+
+
+def output_quantity(max_download_bytes: int) -> str:
+    """`output_bytes` as a Kubernetes quantity in whole GiB (rounded up), e.g. `21Gi`."""
+    return f"{-(-output_bytes(max_download_bytes) // GIB)}Gi"

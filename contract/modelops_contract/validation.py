@@ -34,7 +34,18 @@ class ValidationRequest(WireModel):
     targets: list[str] = Field(
         min_length=1, max_length=256, description="host:port of each candidate pod's gRPC."
     )
-    reference_set: str = Field(max_length=4096, description="Path of the entry's validation.npz.")
+    reference_set: str = Field(
+        max_length=4096,
+        description="The entry's validation.npz: a path, or its URL on the engine server.",
+    )
+    reference_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Its sha256 from the verified engine.json (required for a URL).",
+    )
+    reference_token: str | None = Field(
+        default=None, max_length=128, description="The entry's read token (for a URL)."
+    )
     inputs: list[str] = Field(min_length=1, max_length=64, description="The engine's inputs.")
     outputs: list[str] = Field(min_length=1, max_length=64, description="The engine's outputs.")
     user_set: UserValidationSet | None = None

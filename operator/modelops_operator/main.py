@@ -29,9 +29,17 @@ async def serve(settings: Settings, stop_flag: asyncio.Event | None = None) -> N
     await kopf.operator(
         registry=registry,
         clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
+        namespaces=watched_namespaces(settings),
         stop_flag=stop_flag,
     )
+
+
+def watched_namespaces(settings: Settings) -> list[str]:
+    """The watched namespaces and the operator's own, where the build Jobs run (their events
+    wake their ModelDeployment up); empty when cluster-wide."""
+    if not settings.namespaces:
+        return []
+    return sorted({*settings.namespaces, settings.operator_namespace})
 
 
 def run_operator(verbose: bool) -> int:
@@ -43,6 +51,13 @@ def run_operator(verbose: bool) -> int:
         logger.error("invalid settings: %s", exc)
         return 1
     configure_logging(settings.log_format, verbose)
+    if settings.mac_key is None or settings.transfer_key_bytes is None:
+        logger.error(
+            "MODELOPS_STORE_MAC_KEY and MODELOPS_TRANSFER_KEY must be set (the chart takes them "
+            "from the Secret %s): without them no store entry can be verified",
+            settings.store_key_secret,
+        )
+        return 1
     scope = ",".join(settings.namespaces) or "cluster-wide"
     logger.info("starting modelops operator (%s)", scope)
     try:

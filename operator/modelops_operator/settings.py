@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from modelops_contract import integrity
 
 
 class Settings(BaseSettings):
@@ -31,6 +33,43 @@ class Settings(BaseSettings):
     )
     store_secret: str | None = Field(
         default=None, description="Secret with the s3 store's credentials (env keys)."
+    )
+    operator_namespace: str = Field(
+        default="modelops-system",
+        description="The operator's own namespace (the chart sets it from the pod): build Jobs "
+        "run there, next to the store, the store key and the engine server.",
+    )
+    store_server: str = Field(
+        default="http://modelops-store.modelops-system.svc:8080",
+        description="Base URL of the engine server (`modelops-build serve-store`): Triton "
+        "pods, validation and source Jobs reach the store only through it.",
+    )
+    store_key_secret: str = Field(
+        default="modelops-store-key",
+        description="Secret in the operator's namespace holding the store's MAC key (`mac`) "
+        "and the transfer key (`transfer`); build Jobs' publishing step reads `mac` from it.",
+    )
+    store_mac_key: SecretStr | None = Field(
+        default=None,
+        description="The store's MAC key (from that Secret): entries whose engine.json does "
+        "not carry its MAC are refused and rebuilt.",
+    )
+    transfer_key: SecretStr | None = Field(
+        default=None,
+        description="The transfer key (from that Secret): tokens for the engine server, and "
+        "the receipts it gives for sources.",
+    )
+    stuck_seconds: float = Field(
+        default=300.0,
+        ge=30,
+        description="How long a build or source pod may stay unschedulable, unable to pull its "
+        "image or to start, before its build fails with that reason.",
+    )
+    build_ttl_seconds: int = Field(
+        default=86400,
+        ge=600,
+        description="ttlSecondsAfterFinished of build Jobs (they live in the operator's "
+        "namespace, where no ownerReference can collect them).",
     )
     triton_image: str = Field(
         default="nvcr.io/nvidia/tritonserver:26.10-py3", description="Triton server image."
@@ -139,6 +178,15 @@ class Settings(BaseSettings):
             raise ValueError("MODELOPS_STORE_URI must be an s3:// prefix")
         if not self.store_uri and not self.store_pvc:
             raise ValueError("set MODELOPS_STORE_PVC or MODELOPS_STORE_URI: the engine store")
+        for name, value in (
+            ("STORE_MAC_KEY", self.store_mac_key),
+            ("TRANSFER_KEY", self.transfer_key),
+        ):
+            if value is not None:
+                try:
+                    integrity.key_bytes(value.get_secret_value())
+                except integrity.IntegrityError as exc:
+                    raise ValueError(f"MODELOPS_{name}: {exc}") from exc
         return self
 
     @property
@@ -147,6 +195,20 @@ class Settings(BaseSettings):
         return bool(self.store_uri)
 
     @property
+    def mac_key(self) -> bytes | None:
+        """The store's MAC key as bytes (None when unset: every entry is refused)."""
+        return _key(self.store_mac_key)
+
+    @property
+    def transfer_key_bytes(self) -> bytes | None:
+        """The transfer key as bytes (None when unset: tokens cannot be minted)."""
+        return _key(self.transfer_key)
+
+    @property
     def store_name(self) -> str:
         """How entries are named in status: the s3:// prefix, or pvc://CLAIM."""
         return self.store_uri or f"pvc://{self.store_pvc}"
+
+
+def _key(value: SecretStr | None) -> bytes | None:
+    return None if value is None else integrity.key_bytes(value.get_secret_value())

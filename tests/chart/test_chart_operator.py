@@ -23,6 +23,7 @@ from tests.support.chart import (
     load_values,
     one,
     operator_container,
+    secret_value,
 )
 
 
@@ -122,6 +123,16 @@ def test_env_is_what_the_operator_reads(
     assert settings.tensorrt_version == values["tensorrt"]["version"]
     assert settings.triton_startup_seconds == values["triton"]["startupSeconds"]
     assert settings.onnx_serving_backend == values["triton"]["onnxServingBackend"]
+    assert settings.build_ttl_seconds == values["build"]["ttlSecondsAfterFinished"]
+    assert settings.stuck_seconds == values["build"]["stuckSeconds"]
+    # Build Jobs run beside the operator, its store, its keys and its engine server.
+    assert settings.operator_namespace == NAMESPACE
+    port = values["store"]["server"]["port"]
+    assert settings.store_server == f"http://{FULLNAME}-store.{NAMESPACE}.svc:{port}"
+    secret = values["store"]["keySecret"]["name"] or f"{FULLNAME}-store-key"
+    assert settings.store_key_secret == secret
+    assert env["MODELOPS_STORE_MAC_KEY"] == secret_value(secret, "mac")
+    assert env["MODELOPS_TRANSFER_KEY"] == secret_value(secret, "transfer")
     op = values["operator"]
     assert settings.reconcile_interval_seconds == op["reconcileIntervalSeconds"]
     assert settings.metrics_interval_seconds == op["metricsIntervalSeconds"]
@@ -145,27 +156,29 @@ def test_watch_namespaces_get_roles_and_env(helm: Helm) -> None:
     assert env_of(operator_container(manifests))["MODELOPS_NAMESPACES"] == "ml-a,ml-b"
     roles = {m["metadata"]["namespace"] for m in find(manifests, "Role") if not _lease(m)}
     bindings = {m["metadata"]["namespace"] for m in find(manifests, "RoleBinding") if not _lease(m)}
-    assert roles == bindings == {"ml-a", "ml-b"}
+    # The release namespace too: build Jobs run there.
+    assert roles == bindings == {"ml-a", "ml-b", NAMESPACE}
     assert len(find(manifests, "ClusterRole")) == 1  # discovery only
 
 
 def test_metrics_service_targets_the_operator(helm: Helm) -> None:
     manifests = helm.template()
     service = one(manifests, "Service", f"{FULLNAME}-metrics")
-    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(manifests, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http-metrics"
     without_metrics = helm.template(values={"metrics": {"service": {"enabled": False}}})
     # The route feed the routers long-poll stays: traffic depends on it, scraping does not.
-    assert [s["metadata"]["name"] for s in find(without_metrics, "Service")] == [
-        f"{FULLNAME}-routes"
+    assert sorted(s["metadata"]["name"] for s in find(without_metrics, "Service")) == [
+        f"{FULLNAME}-routes",
+        f"{FULLNAME}-store",
     ]
 
 
 def test_routes_service_is_the_url_the_operator_hands_to_routers(helm: Helm) -> None:
     manifests = helm.template()
     service = one(manifests, "Service", f"{FULLNAME}-routes")
-    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(manifests, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     port = service["spec"]["ports"][0]["port"]
     url = env_of(operator_container(manifests))["MODELOPS_ROUTES_URL"]
@@ -176,7 +189,7 @@ def test_network_policy_selects_the_operator(helm: Helm) -> None:
     files = [CHART / "ci" / "networkpolicy-servicemonitor-values.yaml"]
     manifests = helm.template(files)
     policy = one(manifests, "NetworkPolicy")
-    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(manifests, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}

@@ -98,9 +98,14 @@ def _operator_rendered_workloads() -> list[Manifest]:
     from modelops_operator.render import job as job_mod
     from modelops_operator.render import revision as rev_mod
     from modelops_operator.render.router import render_router_deployment
+    from modelops_operator.render.source_job import render_source_job
     from modelops_operator.render.validation_job import render_validation_job
 
-    settings = Settings(store_pvc="modelops-engines")
+    settings = Settings(
+        store_pvc="modelops-engines",
+        store_mac_key="test-store-mac-key-0123456789abcdef0123",
+        transfer_key="test-transfer-key-0123456789abcdef01234",
+    )
     out: list[Manifest] = []
     # file:// examples are for `modelops dev`: the operator refuses them (spec.model.source.uri).
     for example in ("minimal-onnx.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml"):
@@ -111,6 +116,7 @@ def _operator_rendered_workloads() -> list[Manifest]:
         md = ModelDeployment.from_body(body)
         key = "sha256:" + "ab" * 32
         out.append(job_mod.render_build_job(md, key, settings))
+        out.append(render_source_job(md, key, settings, keep=True))
         tensorrt = str(md.spec.build.engine) == "tensorrt"
         engine = EngineManifest(
             key=key,
@@ -149,3 +155,24 @@ def test_operator_rendered_pods_are_restricted() -> None:
             assert restricted_violations(pod, metadata) == [], where
             # Build Jobs and Triton pods never talk to the API server.
             assert pod.get("automountServiceAccountToken") is False, where
+
+
+def test_tenant_pods_hold_nothing_of_the_store() -> None:
+    """Every pod the operator runs in a tenant's namespace (source Job, Triton, router,
+    validation): no store claim, no store Secret, no store key. Only build Jobs, in the
+    operator's namespace, touch the store, and only their publishing step writes it."""
+    import json
+
+    workloads = _operator_rendered_workloads()
+    tenant = [m for m in workloads if m["metadata"]["namespace"] == "ml"]
+    assert {"Job", "Deployment"} <= {m["kind"] for m in tenant}
+    for manifest in tenant:
+        text = json.dumps(manifest)
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        assert "modelops-engines" not in text, where
+        assert "modelops-store-key" not in text, where
+        assert "MODELOPS_STORE_MAC_KEY" not in text, where
+        assert "MODELOPS_TRANSFER_KEY" not in text, where
+    builds = [m for m in workloads if m["metadata"]["namespace"] != "ml"]
+    assert builds
+    assert {m["metadata"]["namespace"] for m in builds} == {"modelops-system"}

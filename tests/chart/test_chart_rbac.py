@@ -35,7 +35,8 @@ def test_rbac_is_exactly_the_required_rules(rendered: tuple[str, list[Manifest]]
         assert sorted(cluster_roles.values(), key=len) == [REQUIRED_CLUSTER, REQUIRED_NAMESPACED]
     else:
         assert len(cluster_roles) == 1
-        namespaces = values["watchNamespaces"] or [NAMESPACE]
+        # The watched namespaces, and the release namespace where build Jobs run.
+        namespaces = {*(values["watchNamespaces"] or [NAMESPACE]), NAMESPACE}
         assert sorted(ns or "" for ns, _ in roles) == sorted(namespaces)
         for grants in roles.values():
             assert grants == REQUIRED_NAMESPACED

@@ -13,6 +13,7 @@ import pytest
 from tests.support.chart import (
     CHART,
     CI_VALUES,
+    FULLNAME,
     Helm,
     find,
     load_values,
@@ -156,13 +157,13 @@ def test_existing_service_account_needs_a_name(helm: Helm) -> None:
     assert "serviceAccount.name is required" in error
     manifests = helm.template(values={"serviceAccount": {"create": False, "name": "mine"}})
     assert find(manifests, "ServiceAccount") == []
-    deployment = one(manifests, "Deployment")
+    deployment = one(manifests, "Deployment", FULLNAME)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
 
 def test_replicas_zero_pauses_the_operator(helm: Helm) -> None:
     manifests = helm.template(values={"replicas": 0})
-    assert one(manifests, "Deployment")["spec"]["replicas"] == 0
+    assert one(manifests, "Deployment", FULLNAME)["spec"]["replicas"] == 0
     assert find(manifests, "PodDisruptionBudget") == [], "no budget for a paused operator"
 
 

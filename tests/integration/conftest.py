@@ -15,6 +15,7 @@ import yaml
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
+from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
 from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
 from tests.support.operator_flow import RunOperator
 
@@ -57,6 +58,8 @@ def settings(store: Path) -> Settings:
     """Settings pointing at the temp store; a short safety-net interval."""
     return Settings(
         store_mount_path=str(store),
+        store_mac_key=TEST_MAC_KEY,
+        transfer_key=TEST_TRANSFER_KEY,
         reconcile_interval_seconds=60.0,
         namespaces=[],
         log_format="plain",

@@ -4,6 +4,7 @@ hits the key cache; malicious archives and data references fail clearly, publish
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 import time
@@ -18,7 +19,7 @@ import pytest
 from modelops_builder.cli import EXIT_INPUT
 from modelops_builder.engines import ORT_DISABLED_OPTIMIZERS
 from modelops_builder.pipeline import build
-from modelops_builder.pull import pull
+from modelops_builder.pull import open_source, pull
 from tests.support.archives import external_model, tar_folder
 from tests.support.builder_cases import (
     assert_nothing_published,
@@ -76,7 +77,13 @@ def test_a_multi_file_model_builds_publishes_pulls_and_hits_the_cache(
         atol=tolerance,
         rtol=tolerance,
     )
-    pulled = pull(str(store), manifest.key, tmp_path / "pod" / "1")
+    raw = (store / manifest.key.removeprefix("sha256:") / "engine.json").read_bytes()
+    pulled = pull(
+        open_source(manifest.key, store=str(store)),
+        manifest.key,
+        tmp_path / "pod" / "1",
+        manifest_sha256=hashlib.sha256(raw).hexdigest(),
+    )
     assert sorted(pulled.fetched) == ["model.onnx", "model.onnx.data", "model.py"]
     assert (tmp_path / "pod/1/model.onnx.data").read_bytes() == (
         version / "model.onnx.data"

@@ -1,9 +1,12 @@
-"""`modelops-build pull`: the init container that copies an engine out of an s3:// (or directory)
-store into a Triton pod's emptyDir. Real entries built by the pipeline from the tiny MLP; s3://
-through boto3 against a loopback stub that also answers ListObjectsV2."""
+"""`modelops-build pull` straight from a store (a person with the store's key): every byte
+checked against engine.json, engine.json against its MAC or a pinned digest; a changed entry is
+refused and never left in DEST. Real entries built by the pipeline from the tiny MLP; s3://
+through boto3 against a loopback stub. The Triton pods' pull through the engine server:
+test_store_server.py."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import time
@@ -20,21 +23,30 @@ from modelops_builder import cli
 from modelops_builder.cli import EXIT_INFRA, EXIT_INPUT, EXIT_OK
 from modelops_builder.pipeline import build
 from modelops_builder.pull import PARTIAL_PREFIX
+from modelops_contract.integrity import MAC_KEY_ENV
 from modelops_contract.manifest import EngineManifest
-from modelops_operator.api import ModelDeployment
-from modelops_operator.render.revision import render_revision
-from modelops_operator.settings import Settings
 from tests.support.builder_cases import closed_port, make_request, save_model
+from tests.support.engine_store import TEST_MAC_KEY, rewrite_manifest
 from tests.support.torch_models import tiny_models
 
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EngineManifest]:
-    """A directory store holding one real entry (tiny MLP, onnxruntime); (store, manifest)."""
+    """A directory store holding one real entry (tiny MLP, onnxruntime), sealed with the store's
+    key as the publishing step seals it; (store, manifest)."""
     root = tmp_path_factory.mktemp("pull")
     path, sha = save_model(tiny_models()["mlp"], "onnx", root / "src")
-    result = build(make_request(path, sha, root / "store"), local_source=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MAC_KEY_ENV, TEST_MAC_KEY)
+        result = build(make_request(path, sha, root / "store"), local_source=True)
+    assert result.manifest.mac is not None
     return root / "store", result.manifest
+
+
+@pytest.fixture(autouse=True)
+def store_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person pulling from a store has its key (the Triton pods pin a digest instead)."""
+    monkeypatch.setenv(MAC_KEY_ENV, TEST_MAC_KEY)
 
 
 def version_dir(store: Path, manifest: EngineManifest) -> Path:
@@ -42,10 +54,15 @@ def version_dir(store: Path, manifest: EngineManifest) -> Path:
 
 
 def pull(
-    capsys: pytest.CaptureFixture[str], store: str, key: str, dest: Path, model: str = "model"
+    capsys: pytest.CaptureFixture[str],
+    store: str,
+    key: str,
+    dest: Path,
+    model: str = "model",
+    *extra: str,
 ) -> tuple[int, str, str]:
     """`modelops-build pull ...`: exit code, stdout, stderr."""
-    argv = ["pull", "--store", store, "--key", key, "--model", model, "--dest", str(dest)]
+    argv = ["pull", "--store", store, "--key", key, "--model", model, "--dest", str(dest), *extra]
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out.strip(), err.strip()
@@ -65,9 +82,15 @@ def assert_same_files(dest: Path, source: Path) -> None:
     assert got == {k: v[2] for k, v in snapshot(source).items()}
 
 
+def copy_store(store: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    return copy
+
+
 # --- directory store ---------------------------------------------------------------------------
 @pytest.mark.parametrize("scheme", ["", "file://"])
-def test_pull_from_a_directory_store_is_idempotent(
+def test_pull_from_a_directory_store_is_verified_and_idempotent(
     scheme: str,
     entry: tuple[Path, EngineManifest],
     tmp_path: Path,
@@ -83,6 +106,7 @@ def test_pull_from_a_directory_store_is_idempotent(
     files = len(snapshot(source))
     assert out.startswith(f"pulled {manifest.key} model 'model' ({manifest.model_file})")
     assert f"into {dest}: {files} fetched" in out
+    assert out.endswith("every sha256 checked")
     assert len(out.splitlines()) == 1
     before = snapshot(dest)
     code, out, _ = pull(capsys, f"{scheme}{store}", manifest.key, dest)
@@ -92,13 +116,97 @@ def test_pull_from_a_directory_store_is_idempotent(
     assert snapshot(dest) == before  # nothing rewritten
 
 
-def test_pull_replaces_partial_files_of_a_killed_run(
+def test_every_file_of_the_version_dir_is_listed_with_its_digest(
+    entry: tuple[Path, EngineManifest],
+) -> None:
+    store, manifest = entry
+    entry_dir = store / manifest.key.removeprefix("sha256:")
+    on_disk = {
+        p.relative_to(entry_dir).as_posix()
+        for p in entry_dir.rglob("*")
+        if p.is_file() and p.name != "engine.json"
+    }
+    assert {f.path for f in manifest.files} == on_disk
+    assert {"repository/model/1/model.py", "repository/model/config.pbtxt"} <= on_disk
+    assert "build.json" not in on_disk
+
+
+def test_pull_without_anything_to_verify_with_is_refused(
+    entry: tuple[Path, EngineManifest],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MAC_KEY_ENV)
+    store, manifest = entry
+    code, _, err = pull(capsys, str(store), manifest.key, tmp_path / "d")
+    assert code == EXIT_INPUT
+    assert "UnverifiedEntry" in err
+    assert "--manifest-sha256" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_manifest_changed_after_publishing_is_refused(
+    entry: tuple[Path, EngineManifest], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, manifest = entry
+    copy = copy_store(store, tmp_path)
+    rewrite_manifest(copy, manifest.key, maxBatchSize=64)
+    code, _, err = pull(capsys, str(copy), manifest.key, tmp_path / "d")
+    assert code == EXIT_INFRA
+    assert "EngineTampered" in err
+    assert "changed after publishing" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_file_changed_after_publishing_is_refused_and_never_left_in_dest(
+    entry: tuple[Path, EngineManifest], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, manifest = entry
+    copy = copy_store(store, tmp_path)
+    model = version_dir(copy, manifest) / manifest.model_file
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 1
+    model.write_bytes(bytes(data))
+    dest = tmp_path / "d"
+    code, _, err = pull(capsys, str(copy), manifest.key, dest)
+    assert code == EXIT_INFRA
+    assert f"EngineTampered: {copy}" in err
+    assert manifest.model_file in err
+    assert not (dest / manifest.model_file).exists()
+    assert not list(dest.glob(f"{PARTIAL_PREFIX}*"))
+
+
+def test_a_pinned_digest_vouches_for_the_manifest(
+    entry: tuple[Path, EngineManifest],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MAC_KEY_ENV)
+    store, manifest = entry
+    raw = (store / manifest.key.removeprefix("sha256:") / "engine.json").read_bytes()
+    good = hashlib.sha256(raw).hexdigest()
+    code, _, _ = pull(
+        capsys, str(store), manifest.key, tmp_path / "a", "m", "--manifest-sha256", good
+    )
+    assert code == EXIT_OK
+    code, _, err = pull(
+        capsys, str(store), manifest.key, tmp_path / "b", "m", "--manifest-sha256", "0" * 64
+    )
+    assert code == EXIT_INFRA
+    assert "EngineTampered" in err
+    assert "changed after it was checked" in err
+
+
+def test_pull_replaces_partial_and_wrong_files_of_a_killed_run(
     entry: tuple[Path, EngineManifest], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, manifest = entry
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / manifest.model_file).write_bytes(b"truncated")  # wrong size: fetched again
+    size = (version_dir(store, manifest) / manifest.model_file).stat().st_size
+    (dest / manifest.model_file).write_bytes(b"x" * size)  # the right size, the wrong bytes
     (dest / f"{PARTIAL_PREFIX}{manifest.model_file}-0badcafe").write_bytes(b"half")
     code, out, _ = pull(capsys, str(store), manifest.key, dest)
     assert code == EXIT_OK
@@ -125,11 +233,10 @@ def test_pull_missing_or_incomplete_entry_is_engine_not_found(
     code, out, err = pull(capsys, str(store), missing, tmp_path / "d")
     assert (code, out) == (EXIT_INPUT, "")
     assert err.startswith(f"modelops-build pull: EngineNotFound: no complete engine for {missing}")
-    assert f"in store {store}" in err
+    assert f"at {store}" in err
     assert not (tmp_path / "d").exists()
     # An entry without engine.json (an upload cut short) is no entry.
-    partial = tmp_path / "partial"
-    shutil.copytree(store, partial)
+    partial = copy_store(store, tmp_path)
     (partial / manifest.key.removeprefix("sha256:") / "engine.json").unlink()
     code, _, err = pull(capsys, str(partial), manifest.key, tmp_path / "d")
     assert code == EXIT_INPUT
@@ -140,13 +247,12 @@ def test_pull_entry_without_its_engine_file_is_infrastructure(
     entry: tuple[Path, EngineManifest], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, manifest = entry
-    broken = tmp_path / "broken"
-    shutil.copytree(store, broken)
+    broken = copy_store(store, tmp_path)
     (version_dir(broken, manifest) / manifest.model_file).unlink()
     code, _, err = pull(capsys, str(broken), manifest.key, tmp_path / "d")
     assert code == EXIT_INFRA
-    assert f"EngineIncomplete: {broken}" in err
-    assert f"lacks {manifest.model_file}" in err
+    assert "StoreUnavailable: cannot read" in err
+    assert manifest.model_file in err
 
 
 @pytest.mark.parametrize("key", ["sha256:../../etc", "sha256:ABC", ""])
@@ -163,36 +269,6 @@ def test_pull_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["pull", "--store", "s3://b/p"])
     assert caught.value.code == EXIT_INPUT
     assert "--key" in capsys.readouterr().err
-
-
-def test_the_operators_init_container_arguments_pull(
-    entry: tuple[Path, EngineManifest],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """The exact command the operator renders for an s3 store parses and pulls (dest swapped)."""
-    store, manifest = entry
-    md = ModelDeployment.from_body(
-        {
-            "metadata": {"name": "mlp", "namespace": "ml", "uid": "u", "generation": 1},
-            "spec": {
-                "model": {"source": {"uri": "s3://models/mlp.onnx", "sha256": "cd" * 32}},
-                "serving": {"replicas": 1},
-            },
-        }
-    )
-    settings = Settings(store_pvc=None, store_uri="s3://engines/prod")
-    _, deployment = render_revision(md, 1, manifest, settings)
-    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
-    assert init["command"] == ["modelops-build"]
-    args: list[str] = list(init["args"])
-    assert args[0] == "pull"
-    assert args[args.index("--dest") + 1] == "/models/mlp/1"
-    args[args.index("--store") + 1] = str(store)
-    args[args.index("--dest") + 1] = str(tmp_path / "models" / "mlp" / "1")
-    assert cli.main(args) == EXIT_OK
-    assert "pulled" in capsys.readouterr().out
-    assert (tmp_path / "models" / "mlp" / "1" / manifest.model_file).is_file()
 
 
 # --- s3 store ------------------------------------------------------------------------------------
@@ -301,7 +377,7 @@ def test_pull_from_s3_is_idempotent(
     assert_same_files(dest, source)
     folder = f"engines/prod/{digest}/repository/model/1"
     assert s3.gets == [f"engines/prod/{digest}/engine.json"] + [f"{folder}/{f}" for f in files]
-    assert s3.lists == [f"prod/{digest}/repository/model/1/"]
+    assert s3.lists == []  # engine.json lists the files: no listing needed
     before = snapshot(dest)
     s3.gets.clear()
     code, out, _ = pull(capsys, "s3://engines/prod", manifest.key, dest)
@@ -324,9 +400,10 @@ def test_pull_from_s3_without_a_complete_entry(
     code, out, err = pull(capsys, "s3://engines/prod", manifest.key, tmp_path / "d")
     assert (code, out) == (EXIT_INPUT, "")
     assert (
-        f"EngineNotFound: no complete engine for {manifest.key} in store s3://engines/prod" in err
+        f"EngineNotFound: no complete engine for {manifest.key} at s3://engines/prod/{digest}"
+        in err
     )
-    assert f"s3://engines/prod/{digest}/engine.json is missing" in err
+    assert "engine.json is missing" in err
     assert s3.lists == []  # nothing looked at beyond the marker
     assert not (tmp_path / "d").exists()
 

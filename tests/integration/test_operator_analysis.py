@@ -19,17 +19,15 @@ import pytest
 
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
-from modelops_operator.render.names import build_job_name, revision_name
+from modelops_operator.render.names import revision_name
 from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.operator_flow import (
     RunOperator,
     build_and_serve,
     condition,
-    key_of,
+    finish_build,
     phase,
-    publish,
-    summary,
     validate_revision,
 )
 from tests.support.triton_load import FAIL_EVERY, Load, ip_router, tritons
@@ -89,11 +87,7 @@ async def start_canary(cluster: Cluster, store: Path, settings: Settings, name: 
     await build_and_serve(cluster, store, settings, name, ip="10.1.0.1")
     await cluster.add_pod(revision_name(name, 1), "10.1.0.2", index=1)
     await cluster.update_spec(name, {"model": {"source": {"sha256": "b" * 64}}})
-    key = key_of(cluster, name, settings)
-    job = build_job_name(name, key)
-    await eventually(lambda: cluster.get(r.JOBS, job), what="second build Job")
-    publish(store, key)
-    await cluster.finish_job(job, summary(key))
+    await finish_build(cluster, store, settings, name)
     r2 = revision_name(name, 2)
     await eventually(lambda: cluster.get(r.DEPLOYMENTS, r2), what="canary Deployment")
     assert replicas(cluster, r2) == 1, "step 1 (50% of 2) runs one canary pod"

@@ -17,7 +17,7 @@ from modelops_operator.k8s.client import Credentials, KubeClient
 from modelops_operator.k8s.errors import ForbiddenError, NotFoundError, UnavailableError
 from modelops_operator.k8s.events import EventRecorder
 from modelops_operator.k8s.permissions import REQUIRED_RULES, grants, missing
-from modelops_operator.k8s.store import FileStore
+from modelops_operator.k8s.store import EngineStore, FileStore
 from modelops_operator.observability import Health, MetricsServer, OperatorMetrics
 from tests.support.kubernetes_emulator import Cluster, declare_resources
 
@@ -163,19 +163,56 @@ async def test_events_are_aggregated_and_never_fatal(api: kmock.KubernetesEmulat
     await broken.close()
 
 
-async def test_file_store_accepts_only_complete_valid_entries(tmp_path: Path) -> None:
+async def test_file_store_accepts_only_complete_verified_entries(tmp_path: Path) -> None:
+    from tests.support.engine_store import TEST_MAC_KEY
     from tests.support.operator_flow import publish
 
-    store = FileStore(tmp_path)
+    store = EngineStore(FileStore(tmp_path), TEST_MAC_KEY.encode())
     assert await store.entry(KEY) is None
     (tmp_path / KEY.removeprefix("sha256:")).mkdir()
     (tmp_path / KEY.removeprefix("sha256:") / "engine.json").write_text("{not json")
     assert await store.entry(KEY) is None, "a half-written entry is not an entry"
-    publish(tmp_path, KEY)
-    entry = await store.entry(KEY)
-    assert entry is not None
-    assert entry["key"] == KEY
+    digest = publish(tmp_path, KEY)
+    found = await store.read(KEY)
+    assert found.entry is not None
+    assert found.entry["key"] == KEY
+    assert found.digest == digest
     assert await store.entry("sha256:../../etc") is None
+
+
+async def test_file_store_refuses_entries_without_the_stores_mac(tmp_path: Path) -> None:
+    from tests.support.engine_store import TEST_MAC_KEY
+    from tests.support.operator_flow import publish
+
+    digest = publish(tmp_path, KEY, mac_key="another-key-of-a-tenant-0123456789abcdef")
+    found = await EngineStore(FileStore(tmp_path), TEST_MAC_KEY.encode()).read(KEY)
+    assert found.entry is None
+    assert found.digest == digest
+    assert found.refusal is not None
+    assert "changed after publishing" in found.refusal
+    publish(tmp_path, KEY, mac_key=None)
+    unsigned = await EngineStore(FileStore(tmp_path), TEST_MAC_KEY.encode()).read(KEY)
+    assert unsigned.refusal is not None
+    assert "no MAC" in unsigned.refusal
+
+
+async def test_a_reported_change_is_checked_by_the_operator_itself(tmp_path: Path) -> None:
+    from tests.support.engine_store import TEST_MAC_KEY
+    from tests.support.operator_flow import publish
+
+    publish(tmp_path, KEY)
+    store = EngineStore(FileStore(tmp_path), TEST_MAC_KEY.encode())
+    # A pod's word alone never condemns an intact entry (a tenant can make a pod say anything).
+    assert await store.check_files(KEY, "EngineTampered: says a pod") is False
+    assert (await store.read(KEY)).entry is not None
+    model = tmp_path / KEY.removeprefix("sha256:") / "repository" / "model" / "1" / "model.onnx"
+    model.write_bytes(b"an engin3")
+    store._checked.clear()  # the next report, after the check interval
+    assert await store.check_files(KEY, "EngineTampered: says a pod") is True
+    refused = await store.read(KEY)
+    assert refused.entry is None
+    assert refused.refusal is not None
+    assert "model.onnx" in refused.refusal
 
 
 async def test_metrics_and_healthz_endpoints() -> None:

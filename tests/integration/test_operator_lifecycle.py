@@ -15,7 +15,12 @@ from modelops_operator.decide.build import desired_key
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.permissions import missing
-from modelops_operator.render.names import build_job_name, revision_name, service_name
+from modelops_operator.render.names import (
+    build_job_name,
+    revision_name,
+    service_name,
+    source_job_name,
+)
 from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.operator_flow import (
@@ -23,12 +28,13 @@ from tests.support.operator_flow import (
     RunOperator,
     build_and_serve,
     condition,
+    finish_build,
+    finish_source,
     key_of,
     phase,
     publish,
     serve_revision,
     spec,
-    summary,
 )
 
 
@@ -46,7 +52,11 @@ async def test_create_build_rollout_ready(
     assert status["observedGeneration"] == 1
     assert condition(cluster, "resnet", "Ready")["status"] == "True"
     # Exactly one create of each child, whatever the number of events and reconciles.
-    assert cluster.created("jobs") == [build_job_name("resnet", key), "resnet-validate-r1"]
+    assert cluster.created("jobs") == [
+        source_job_name("resnet", key),
+        build_job_name("default", "resnet", key),
+        "resnet-validate-r1",
+    ]
     for plural in ("deployments", "configmaps", "services"):
         assert cluster.posts(plural) == 1, plural
     assert cluster.events("resnet"), "the operator posts its own Events"
@@ -72,7 +82,7 @@ async def test_serving_change_rolls_out_without_build(
     )
     await serve_revision(cluster, "svc", 2, ip="10.9.0.2")
     await eventually(lambda: phase(cluster, "svc") == "Ready", what="Ready again")
-    assert cluster.posts("jobs", "svc-build-") == 1, "a serving-only change never rebuilds"
+    assert cluster.posts("jobs", "default-svc-") == 1, "a serving-only change never rebuilds"
     assert cluster.posts("deployments") == 2
     assert cluster.md("svc")["status"]["observedGeneration"] == 2
 
@@ -86,19 +96,19 @@ async def test_model_change_builds_again(
     await cluster.update_spec("mc", {"model": {"source": {"sha256": "b" * 64}}})
     second = key_of(cluster, "mc", settings)
     assert second != first
-    await eventually(lambda: cluster.get(r.JOBS, build_job_name("mc", second)), what="new Job")
+    await finish_source(cluster, settings, "mc")
+    build_ns = settings.operator_namespace
+    job = build_job_name("default", "mc", second)
+    await eventually(lambda: cluster.get(r.JOBS, job, build_ns), what="new Job")
     await eventually(lambda: phase(cluster, "mc") == "Building", what="Building")
-    assert cluster.posts("jobs", "mc-build-") == 2
+    assert cluster.posts("jobs", "default-mc-") == 2
 
 
 async def test_build_failure_first_revision_is_failed(
     cluster: Cluster, operator: Operator, settings: Settings
 ) -> None:
     await cluster.create_md("bad", spec())
-    key = key_of(cluster, "bad", settings)
-    job = build_job_name("bad", key)
-    await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
-    await cluster.finish_job(job, summary(key, ok=False), ok=False)
+    await finish_build(cluster, Path("/nonexistent"), settings, "bad", ok=False)
 
     await eventually(lambda: phase(cluster, "bad") == "Failed", what="Failed")
     built = condition(cluster, "bad", "EngineBuilt")
@@ -116,10 +126,7 @@ async def test_build_failure_with_older_revision_is_degraded(
     await build_and_serve(cluster, store, settings, "deg")
 
     await cluster.update_spec("deg", {"model": {"source": {"sha256": "c" * 64}}})
-    key = key_of(cluster, "deg", settings)
-    job = build_job_name("deg", key)
-    await eventually(lambda: cluster.get(r.JOBS, job), what="second build Job")
-    await cluster.finish_job(job, summary(key, ok=False), ok=False)
+    await finish_build(cluster, store, settings, "deg", ok=False)
 
     await eventually(lambda: phase(cluster, "deg") == "Degraded", what="Degraded")
     assert condition(cluster, "deg", "Degraded")["status"] == "True"
@@ -142,9 +149,27 @@ async def test_store_hit_deploys_without_build(
     probe = {"metadata": {"name": "hit"}, "spec": spec()}
     publish(store, desired_key(ModelDeployment.from_body(probe).spec, settings))
     await cluster.create_md("hit", spec())
+    job = await finish_source(cluster, settings, "hit")  # proves access, builds nothing
     await serve_revision(cluster, "hit", 1)
     await eventually(lambda: phase(cluster, "hit") == "Ready", what="Ready")
-    assert cluster.posts("jobs", "hit-build-") == 0
+    assert cluster.created("jobs") == [job, "hit-validate-r1"]
+
+
+async def test_delete_leaves_no_build_job_behind(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("gone", spec())
+    await build_and_serve(cluster, store, settings, "gone")
+    assert not cluster.md("gone")["metadata"].get("finalizers")
+    assert cluster.names(r.JOBS, settings.operator_namespace), "the build Job ran there"
+
+    await cluster.delete_md("gone")
+    await eventually(lambda: cluster.get(r.MODELDEPLOYMENTS, "gone") is None, what="MD gone")
+    # No ownerReference reaches the operator's namespace: the operator deletes it itself.
+    await eventually(
+        lambda: cluster.names(r.JOBS, settings.operator_namespace) == [], what="build Job gone"
+    )
+    assert ("default", "gone") not in operator._bodies
 
 
 async def test_restart_mid_rollout_converges_without_duplicates(
@@ -152,11 +177,7 @@ async def test_restart_mid_rollout_converges_without_duplicates(
 ) -> None:
     async with run_operator():
         await cluster.create_md("rs", spec())
-        key = key_of(cluster, "rs", settings)
-        job = build_job_name("rs", key)
-        await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
-        publish(store, key)
-        await cluster.finish_job(job, summary(key))
+        key = await finish_build(cluster, store, settings, "rs")
         await eventually(lambda: cluster.get(r.DEPLOYMENTS, revision_name("rs", 1)), what="r1")
         await eventually(lambda: phase(cluster, "rs") == "RollingOut", what="RollingOut")
 
@@ -166,7 +187,11 @@ async def test_restart_mid_rollout_converges_without_duplicates(
         await serve_revision(cluster, "rs", 1)
         await eventually(lambda: phase(cluster, "rs") == "Ready", what="Ready after restart")
 
-    assert cluster.created("jobs") == [job, "rs-validate-r1"]
+    assert cluster.created("jobs") == [
+        source_job_name("rs", key),
+        build_job_name("default", "rs", key),
+        "rs-validate-r1",
+    ]
     for plural in ("deployments", "configmaps", "services"):
         assert cluster.posts(plural) == 1, plural
 

@@ -208,3 +208,34 @@ def test_build_engine_hands_the_profile_to_tensorrt(tmp_path: Path) -> None:
     built = build_engine(plan, request, source, inputs, version_dir, None, profile)
     assert built.engine == "tensorrt"
     assert state.builds[-1]["profile"] == {"ids": ((1, 2), (4, 16), (8, 32))}
+
+
+def test_a_cluster_build_starts_from_the_stores_timing_cache_and_its_publisher_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Split as in the build Job: the build step reads the store's timing caches from a folder
+    (copied there read-only) and leaves the new one in its output; the publishing step, the only
+    one with the store, writes it back beside the entry it seals."""
+    from modelops_builder.fetch import PVC_ROOT_ENV
+    from modelops_builder.publish import publish_output
+    from modelops_contract.integrity import MAC_KEY_ENV
+    from tests.support.engine_store import TEST_MAC_KEY
+
+    monkeypatch.setenv(MAC_KEY_ENV, TEST_MAC_KEY)
+    monkeypatch.setenv(PVC_ROOT_ENV, str(tmp_path))
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    store = tmp_path / "store"
+    request = trt_request(source, sha, store, sourceUri=f"pvc://src/{source.name}")
+    key = pipeline.compute_key(request, plan_engine(request))
+    request = request.model_copy(update={"engine_key": key})
+    for run in ("first", "second"):
+        out = tmp_path / f"out-{run}"
+        caches = store / "_timing_cache"
+        pipeline.produce(request, out, timing_cache=caches if caches.is_dir() else None)
+        assert (out / pipeline.TIMING_CACHE_OUTPUT).is_file()
+        summary = publish_output(request, out)
+        assert summary.ok
+        assert summary.cached is (run == "second")
+    (cache,) = _cache_files(store)
+    # The second build started from the first one's cache: one more entry in it.
+    assert read_cache(cache.read_bytes()) == {"device": state.device, "entries": 2}

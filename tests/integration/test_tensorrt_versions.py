@@ -75,8 +75,10 @@ def test_operator_and_builder_compute_the_same_key(monkeypatch: pytest.MonkeyPat
     key = desired_key(md.spec, settings)
     request = build_request(md.spec, settings, engine_key=None)
     job = render_build_job(md, key, settings)
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    env = {item["name"]: item.get("value") for item in container["env"]}
+    build = next(
+        c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "build"
+    )
+    env = {item["name"]: item.get("value") for item in build["env"]}
     assert env[EXPECTED_VERSION_ENV] == FAKE_VERSION
     monkeypatch.setenv(EXPECTED_VERSION_ENV, env[EXPECTED_VERSION_ENV])
     assert compute_key(request, plan_engine(request)) == key
@@ -94,5 +96,6 @@ def test_onnxruntime_jobs_carry_no_tensorrt_expectation() -> None:
     md = ModelDeployment.from_body(body)
     settings = Settings(store_pvc="engines")
     job = render_build_job(md, desired_key(md.spec, settings), settings)
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert EXPECTED_VERSION_ENV not in {item["name"] for item in container["env"]}
+    spec = job["spec"]["template"]["spec"]
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        assert EXPECTED_VERSION_ENV not in {item["name"] for item in container["env"]}

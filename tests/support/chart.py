@@ -155,12 +155,27 @@ def operator_container(manifests: list[Manifest]) -> Manifest:
     return container
 
 
-def env_of(container: Manifest) -> dict[str, str]:
+def secret_value(secret: str, key: str) -> str:
+    """What the kubelet would read from a Secret, in tests: a stand-in naming the two."""
+    return f"from-secret-{secret}-{key}".ljust(40, "x")
+
+
+def env_of(container: Manifest, namespace: str = NAMESPACE) -> dict[str, str]:
+    """The container's env as the kubelet resolves it: literal values, the pod's namespace
+    (fieldRef), and Secret keys (secret_value stand-ins); nothing else is allowed."""
     env: dict[str, str] = {}
     for item in container.get("env") or []:
-        assert "value" in item, f"env {item['name']} must be a literal value"
         assert item["name"] not in env, f"env {item['name']} set twice"
-        env[item["name"]] = item["value"]
+        source = item.get("valueFrom") or {}
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[item["name"]] = namespace
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            env[item["name"]] = secret_value(ref["name"], ref["key"])
+        else:
+            raise AssertionError(f"env {item['name']}: unexpected {item}")
     return env
 
 

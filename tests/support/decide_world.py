@@ -7,15 +7,18 @@ Delete, and, when a test says so, run Jobs to completion and make Deployments' p
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from modelops_contract import integrity
 from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest
 from modelops_contract.request import BuildSummary
+from modelops_contract.staging import StageSummary
 from modelops_contract.validation import ValidationSummary
 from modelops_operator.api import ModelDeployment, ModelDeploymentSpec
 from modelops_operator.decide.analysis import Analysis, Verdict
@@ -30,9 +33,13 @@ from modelops_operator.render.revision import render_deployment
 from modelops_operator.settings import Settings
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-SETTINGS = Settings(store_pvc="engines")
+# The store's keys as the chart's Secret gives them (tests only).
+MAC_KEY = "test-store-mac-key-0123456789abcdef0123"
+TRANSFER_KEY = "test-transfer-key-0123456789abcdef01234"
+SETTINGS = Settings(store_pvc="engines", store_mac_key=MAC_KEY, transfer_key=TRANSFER_KEY)
 SHA = "ab" * 32
 UID = "0f6c5a5e-1111-2222-3333-444455556666"
+OPERATOR_NS = SETTINGS.operator_namespace
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -86,8 +93,45 @@ def key_of(body_: dict[str, Any]) -> str:
     return desired_key(ModelDeploymentSpec.model_validate(body_["spec"]), SETTINGS)
 
 
-def entry(key: str) -> dict[str, Any]:
-    """engine.json of a store entry for `key`."""
+def entry(key: str, *, signed: bool = True, created_at: str | None = None) -> dict[str, Any]:
+    """engine.json of a store entry for `key`, sealed as the publishing step seals it (file
+    digests, and the MAC with the test key unless `signed` is False)."""
+    data = unsigned_entry(key)
+    if created_at is not None:
+        data["createdAt"] = created_at
+    raw = integrity.signed_manifest_bytes(data, MAC_KEY.encode() if signed else None)
+    return json.loads(raw)
+
+
+def stored_bytes(data: dict[str, Any]) -> bytes:
+    """engine.json's bytes as the publishing step writes them."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True).encode() + b"\n"
+
+
+def entry_digest(data: dict[str, Any]) -> str:
+    """The sha256 of an entry's engine.json as published (what pods are pinned to)."""
+    return integrity.sha256_hex(stored_bytes(data))
+
+
+def verified(data: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """What the k8s layer passes on for a stored engine.json: (entry, digest, refusal)."""
+    if data is None:
+        return None, None, None
+    raw = stored_bytes(data)
+    try:
+        integrity.verify_manifest(raw, MAC_KEY.encode())
+    except integrity.IntegrityError as exc:
+        return None, integrity.sha256_hex(raw), str(exc)
+    return data, integrity.sha256_hex(raw), None
+
+
+def receipt(sha: str = SHA, uid: str = UID, *, kept: bool = True) -> str:
+    """The engine server's receipt for a source's bytes."""
+    return integrity.token(TRANSFER_KEY.encode(), integrity.receipt_scope(sha, uid, kept=kept))
+
+
+def unsigned_entry(key: str) -> dict[str, Any]:
+    """The manifest fields of an entry for `key`, before sealing."""
     return {
         "key": key,
         "engine": "onnxruntime",
@@ -103,6 +147,10 @@ def entry(key: str) -> dict[str, Any]:
         "format": "onnx",
         "profile": [{"batch": 8, "p50Ms": 1.0, "p99Ms": 2.0, "throughput": 4000.0}],
         "createdAt": "2025-01-01T00:00:00Z",
+        "files": [
+            {"path": "repository/model/1/model.onnx", "sha256": "cd" * 32, "size": 1024},
+            {"path": "validation.npz", "sha256": "ef" * 32, "size": 512},
+        ],
     }
 
 
@@ -132,25 +180,29 @@ class World:
         self.body = body_
         self.now = now
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.build_jobs: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
         self.configmaps: dict[str, dict[str, Any]] = {}
         self.services: dict[str, dict[str, Any]] = {}
         self.routes: dict[str, dict[str, Any]] = {}
         self.store: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.job_pods: dict[str, tuple[dict[str, Any], ...]] = {}
         self.plans: list[Plan] = []
         # A validation Job finishes as soon as it is created: "pass", "fail", or None (runs on).
         self.validation: str | None = "pass"
+        # So does a source Job: "pass" (a receipt), "fail" (the source cannot be read), None.
+        self.source: str | None = "pass"
         # The router pods run the table the previous reconcile published (one look behind).
         self.router_follows = True
 
     # --- observing and deciding ----------------------------------------------------------------
     def observed(self) -> Observed:
-        """What the k8s layer would pass to reconcile."""
+        """What the k8s layer would pass to reconcile (store entries verified as it does)."""
         try:
-            wanted = self.store.get(key_of(self.body))
+            wanted, digest, refusal = verified(self.store.get(key_of(self.body)))
         except ValueError:  # an invalid spec has no key
-            wanted = None
+            wanted, digest, refusal = None, None, None
         status = self.body.get("status") or {}
         current = (status.get("revision") or {}).get("current")
         serving_key = next(
@@ -175,7 +227,11 @@ class World:
             ),
             routes=copy.deepcopy(self.routes),
             store_entry=copy.deepcopy(wanted),
-            serving_entry=copy.deepcopy(self.store.get(serving_key)) if serving_key else None,
+            serving_entry=verified(self.store.get(serving_key))[0] if serving_key else None,
+            store_entry_digest=digest,
+            store_refusal=refusal,
+            build_jobs=copy.deepcopy(self.build_jobs),
+            job_pods=copy.deepcopy(self.job_pods),
         )
 
     def router_report(self) -> RouterReport | None:
@@ -205,7 +261,7 @@ class World:
         for action in plan.changes[:limit]:
             if isinstance(action, Delete):
                 store = {
-                    "Job": self.jobs,
+                    "Job": self.build_jobs if action.namespace else self.jobs,
                     "Deployment": self.deployments,
                     "ConfigMap": self.configmaps,
                     "Service": self.services,
@@ -229,6 +285,8 @@ class World:
                 self.routes[f"{kind}/{name}"] = manifest
             else:
                 objects = self.jobs if kind == "Job" else self.deployments
+                if kind == "Job" and manifest["metadata"].get("namespace") == OPERATOR_NS:
+                    objects = self.build_jobs
                 if name in objects:
                     objects[name]["spec"].update(manifest["spec"])
                     objects[name]["metadata"]["labels"] = manifest["metadata"]["labels"]
@@ -238,6 +296,8 @@ class World:
                     objects[name] = manifest
                     if _component(manifest) == "validate" and self.validation is not None:
                         self.finish_validation(name, self.validation == "pass")
+                    if _component(manifest) == "source" and self.source is not None:
+                        self.finish_source(name, self.source == "pass")
 
     @property
     def service(self) -> dict[str, Any] | None:
@@ -261,14 +321,38 @@ class World:
             "terminationMessage": summary.to_line(),
         }
 
+    def finish_source(self, name: str, ok: bool) -> None:
+        """A source Job ends: the engine server's receipt, or the fetch's failure."""
+        job = self.jobs[name]
+        kept = job["metadata"]["annotations"]["modelops.dev/keep"] == "true"
+        sha = self.body["spec"]["model"]["source"]["sha256"]
+        if ok:
+            summary = StageSummary(
+                ok=True, sha256=sha, bytes=1024, kept=kept, receipt=receipt(sha, kept=kept)
+            )
+        else:
+            summary = StageSummary(
+                ok=False, reason="FetchFailed", message="HTTP 403 Forbidden from the source"
+            )
+        job["status"] = {
+            "conditions": [{"type": "Complete" if ok else "Failed", "status": "True"}],
+            "succeeded" if ok else "failed": 1,
+            "terminationMessage": summary.to_line(),
+        }
+
     # --- what the cluster does -----------------------------------------------------------------
     def tick(self, seconds: float) -> None:
         """Move the clock."""
         self.now += timedelta(seconds=seconds)
 
+    def start_build(self) -> Plan:
+        """Two looks: the source Job (it finishes at once), then the build Job's creation."""
+        self.step()
+        return self.step()
+
     def finish_build(self, ok: bool = True, reason: str = "AccuracyGateFailed") -> None:
-        """Every Job completes; a successful one publishes its entry."""
-        for job in self.jobs.values():
+        """Every build Job completes; a successful one publishes its entry."""
+        for job in self.build_jobs.values():
             key = job["metadata"]["annotations"]["modelops.dev/engine-key"]
             if ok:
                 summary = BuildSummary(
@@ -339,8 +423,8 @@ class World:
         return next(c for c in self.status()["conditions"] if c["type"] == ctype)
 
     def serve(self) -> Plan:
-        """Build, publish and roll out the first revision until the ModelDeployment is Ready."""
-        self.step()
+        """Fetch, build, publish and roll out the first revision until it is Ready."""
+        self.start_build()
         self.finish_build()
         self.step()
         return self.roll_on()
@@ -392,12 +476,16 @@ def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], Observed, DecideContext]:
     md_body = body(spec(**overrides), generation=generation, annotations=annotations)
     key = key_of(md_body)
     md = ModelDeployment.from_body(md_body)
-    manifest = EngineManifest.model_validate(entry(key))
+    stored = entry(key)
+    manifest = EngineManifest.model_validate(stored)
+    digest = entry_digest(stored)
     numbers = draw(st.sets(st.integers(1, 5), max_size=3))
     deployments: dict[str, dict[str, Any]] = {}
     pods: dict[str, list[dict[str, Any]]] = {}
     for n in sorted(numbers):
-        dep = render_deployment(md, n, manifest, SETTINGS, draw(st.integers(0, 6)))
+        dep = render_deployment(
+            md, n, manifest, SETTINGS, draw(st.integers(0, 6)), manifest_sha256=digest
+        )
         if draw(st.booleans()):  # another spec's revision
             dep["metadata"]["annotations"]["modelops.dev/serving-hash"] = "0" * 16
         have = draw(st.integers(0, dep["spec"]["replicas"]))
@@ -446,7 +534,7 @@ def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], Observed, DecideContext]:
         deployments=deployments,
         pods=pods,
         configmaps=frozenset(deployments),
-        store_entry=entry(key) if draw(st.booleans()) else None,
+        **({"store_entry": stored, "store_entry_digest": digest} if draw(st.booleans()) else {}),
     )
     now = T0 + timedelta(seconds=draw(st.integers(0, 400)))
     return md_body, observed, DecideContext(now, SETTINGS, {}, draw(st.booleans()))

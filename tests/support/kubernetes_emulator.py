@@ -83,6 +83,9 @@ class Cluster:
     def __init__(self, api: kmock.KubernetesEmulator) -> None:
         self.api = api
         self._versions = itertools.count(1)
+        # kmock reads /api/v1/namespaces as a namespace prefix and cannot store Namespace
+        # objects: the namespaces that exist are kept here (chart_cluster.py creates them).
+        self.namespaces: dict[str, Obj] = {}
 
     # --- request log ------------------------------------------------------------------------
     def requests(self) -> list[kmock.Request]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -26,7 +25,6 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelops_builder.triton_local import TritonProcess, free_port
-from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest, ProfilePoint
 from modelops_contract.request import TensorSig
 from modelops_contract.validation import INPUT_PREFIX, OUTPUT_PREFIX, ValidationRequest
@@ -38,8 +36,9 @@ from modelops_operator.render.names import (
     validation_job_name,
 )
 from modelops_operator.settings import Settings
+from tests.support.engine_store import engine_server, entry_dir, seal
 from tests.support.kubernetes_emulator import Cluster, eventually
-from tests.support.operator_flow import MODEL_SHA, key_of, summary
+from tests.support.operator_flow import MODEL_SHA, finish_source, key_of, summary
 from tests.support.router_harness import FedRouter, ServiceProxy, fed_router, services
 from tests.support.triton_models import INPUT_NAME, OUTPUT_NAME, WIDTH
 
@@ -68,15 +67,17 @@ def publish_entry(store: Path, key: str, width: int, reference_scale: float = 1.
         profile=[ProfilePoint(batch=8, p50_ms=1.0, p99_ms=2.0, throughput=4000.0)],
         created_at=datetime.now(UTC).isoformat(),
     )
-    entry = store / key_digest(key)
-    entry.mkdir(parents=True, exist_ok=True)
+    entry = entry_dir(store, key)
     inputs = np.random.default_rng(7).standard_normal((8, width)).astype(np.float32)
     np.savez(
         entry / "validation.npz",
         **{f"{INPUT_PREFIX}{INPUT_NAME}": inputs},
         **{f"{OUTPUT_PREFIX}{OUTPUT_NAME}": inputs * reference_scale},
     )
-    (entry / "engine.json").write_text(json.dumps(manifest.to_wire()))
+    version = entry / "repository" / "model" / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.onnx").write_bytes(b"served by the test's own Tritons")
+    seal(entry, manifest)
 
 
 def metrics_by_ip(targets: Mapping[str, str]) -> Callable[[Mapping[str, Any]], str]:
@@ -104,13 +105,12 @@ async def run_validation_job(
     container = job["spec"]["template"]["spec"]["containers"][0]
     args = list(container["args"])
     request = ValidationRequest.model_validate_json(args[args.index("--request") + 1])
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    entry = store / mounts[request.reference_set]["subPath"]
     targets = []
     for target in request.targets:
         ip = target.rsplit(":", 1)[0]
         targets.append(grpc_by_ip[ip].grpc_url)
-    translated = request.model_copy(update={"targets": targets, "reference_set": str(entry)})
+    # The entry's set comes from the engine server, as rendered (a real one on loopback).
+    translated = request.model_copy(update={"targets": targets})
     args[args.index("--request") + 1] = translated.model_dump_json(by_alias=True)
     log = workdir / f"{job_name}.termination-log"
     result = await asyncio.to_thread(
@@ -177,12 +177,16 @@ class Stage:
         return f"127.0.0.1:{ports['http']}", f"127.0.0.1:{ports['grpc']}"
 
     async def build(self, sha: str, width: int, scale: float = 1.0) -> str:
-        """The build Job of the stored spec finishes with an entry for y = x * scale."""
+        """The source and build Jobs of the stored spec finish with an entry for y = x * scale."""
         key = key_of(self.cluster, NAME, self.settings)
-        job = build_job_name(NAME, key)
-        await eventually(lambda: self.cluster.get(r.JOBS, job), what=f"build Job of {sha[:6]}")
+        await finish_source(self.cluster, self.settings, NAME)
+        job = build_job_name("default", NAME, key)
+        build_ns = self.settings.operator_namespace
+        await eventually(
+            lambda: self.cluster.get(r.JOBS, job, build_ns), what=f"build Job of {sha[:6]}"
+        )
         publish_entry(self.store, key, width, scale)
-        await self.cluster.finish_job(job, summary(key))
+        await self.cluster.finish_job(job, summary(key), namespace=build_ns)
         return key
 
     async def start_pod(self, revision: int, ip: str) -> None:
@@ -270,7 +274,6 @@ async def serving_stage(
     ModelDeployment's Service over every revision's pods. `start_operator(**options)` runs the
     operator."""
     port = free_port()
-    routed = settings.model_copy(update={"routes_url": f"http://127.0.0.1:{port}"})
     if mode == "Router":
         layout = {
             revision_name(NAME, 1): {"r1": pods[R1_IP]},
@@ -281,6 +284,10 @@ async def serving_stage(
     feed = f"http://127.0.0.1:{port}/routes/default/{NAME}"
     urls = {ip: server.metrics_url for ip, server in pods.items()}
     async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(engine_server(store, workdir / "inbox"))
+        routed = settings.model_copy(
+            update={"routes_url": f"http://127.0.0.1:{port}", "store_server": server}
+        )
         proxies = stack.enter_context(services(workdir, layout))
         router = None
         if mode == "Router":

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.plan import Apply, Delete
+from modelops_operator.render.names import build_job_name
 from tests.support.decide_world import (
+    OPERATOR_NS,
+    SHA,
     World,
     analysis,
     applied,
@@ -14,10 +19,17 @@ from tests.support.decide_world import (
     change,
     conds,
     entry,
+    entry_digest,
     key_of,
     reasons,
+    receipt,
     spec,
 )
+
+
+def conds_messages(status: dict[str, object]) -> dict[str, str]:
+    """type -> message."""
+    return {c["type"]: c["message"] for c in status["conditions"]}  # type: ignore[attr-defined,index]
 
 
 # --- invalid spec ----------------------------------------------------------------------------
@@ -47,14 +59,27 @@ def test_invalid_spec_leaves_a_serving_revision_alone() -> None:
     assert plan.status["revision"] == {"current": 1}
 
 
-# --- build -----------------------------------------------------------------------------------
-def test_pending_to_building_creates_the_job_once() -> None:
+# --- source and build ------------------------------------------------------------------------
+def test_pending_fetches_the_source_then_builds_in_the_operators_namespace() -> None:
     world = World(body())
+    world.source = None  # the source Job runs on
     plan = world.step()
-    assert applied(plan) == [("Job", f"resnet-build-{key_of(world.body)[7:17]}", None)]
-    assert reasons(plan) == ["BuildStarted"]
+    source = f"resnet-source-{key_of(world.body)[7:17]}"
+    assert applied(plan) == [("Job", source, None)]
+    job = plan.changes[0].manifest  # type: ignore[union-attr]
+    assert job["metadata"]["namespace"] == "ml"
+    assert job["metadata"]["annotations"]["modelops.dev/keep"] == "true"
     assert plan.status["phase"] == "Building"
+    assert conds(plan.status)["EngineBuilt"] == ("False", "FetchingSource")
+    assert world.step().actions == ()
+    world.finish_source(source, ok=True)
+    plan = world.step()
+    build = build_job_name("ml", "resnet", key_of(world.body))
+    assert applied(plan) == [("Job", build, None)]
+    assert plan.changes[0].manifest["metadata"]["namespace"] == OPERATOR_NS  # type: ignore[union-attr]
+    assert reasons(plan) == ["SourceVerified", "BuildStarted"]
     assert conds(plan.status)["EngineBuilt"] == ("False", "Building")
+    assert plan.status["sourceAccess"]["sha256"] == SHA
     assert plan.requeue_after is not None
     running = world.step()
     assert running.actions == ()
@@ -64,10 +89,12 @@ def test_pending_to_building_creates_the_job_once() -> None:
 
 def test_build_success_creates_revision_one_then_validates_then_ready() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build()
     plan = world.step()
     assert reasons(plan) == ["BuildSucceeded", "RevisionCreated"]
+    # The source Job has done its part: the proof is in status.
+    assert Delete("batch/v1", "Job", f"resnet-source-{key_of(world.body)[7:17]}") in plan.changes
     assert applied(plan) == [
         ("ConfigMap", "resnet-r1", None),
         ("Deployment", "resnet-r1", 2),
@@ -76,6 +103,11 @@ def test_build_success_creates_revision_one_then_validates_then_ready() -> None:
         ("Deployment", "resnet-router", 2),
         ("Service", "resnet", None),
     ]
+    deployment = world.deployments["resnet-r1"]
+    pinned = entry_digest(world.store[key_of(world.body)])
+    assert deployment["metadata"]["annotations"]["modelops.dev/manifest-sha256"] == pinned
+    pull = deployment["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert pull[pull.index("--manifest-sha256") + 1] == pinned
     status = plan.status
     assert status["phase"] == "RollingOut"
     assert status["engine"]["key"] == key_of(world.body)
@@ -113,19 +145,108 @@ def test_build_success_creates_revision_one_then_validates_then_ready() -> None:
     assert world.decide().requeue_after is None
 
 
-def test_cache_hit_rolls_out_without_a_job() -> None:
+def test_cache_hit_rolls_out_after_proving_access_without_a_build() -> None:
     world = World(body())
     world.store[key_of(world.body)] = entry(key_of(world.body))
+    first = world.step()
+    assert [(k, n) for k, n, _ in applied(first)] == [
+        ("Job", f"resnet-source-{key_of(world.body)[7:17]}")
+    ]
+    job = first.changes[0].manifest  # type: ignore[union-attr]
+    assert job["metadata"]["annotations"]["modelops.dev/keep"] == "false"
     plan = world.step()
     assert [k for k, _, _ in applied(plan)][:2] == ["ConfigMap", "Deployment"]
-    assert "Job" not in [k for k, _, _ in applied(plan)]
-    assert "found in the store" in plan.events[0].message
+    assert not world.build_jobs
+    assert reasons(plan)[:2] == ["SourceVerified", "BuildSucceeded"]
+    assert "found in the store" in plan.events[1].message
     assert plan.status["engine"]["latencyMs"] == {"p50": 1.0, "p99": 2.0}
+
+
+def test_a_tenant_without_access_to_the_source_gets_no_engine_from_a_hit() -> None:
+    world = World(body())
+    world.store[key_of(world.body)] = entry(key_of(world.body))
+    world.source = "fail"
+    world.step()
+    plan = world.step()
+    assert plan.status["phase"] == "Failed"
+    assert conds(plan.status)["EngineBuilt"] == ("False", "FetchFailed")
+    assert "HTTP 403" in conds_messages(plan.status)["EngineBuilt"]
+    assert reasons(plan) == ["BuildFailed"]
+    assert not world.deployments
+    assert world.step().events == (), "reported once"
+
+
+def test_a_forged_source_summary_without_a_valid_receipt_proves_nothing() -> None:
+    world = World(body())
+    world.store[key_of(world.body)] = entry(key_of(world.body))
+    world.source = None
+    world.step()
+    name = next(iter(world.jobs))
+    world.finish_source(name, ok=True)
+    # Any pod in the tenant's namespace can say "ok": only the engine server's receipt counts.
+    summary = json.loads(world.jobs[name]["status"]["terminationMessage"])
+    summary["receipt"] = receipt("cd" * 32)  # a receipt for other bytes
+    world.jobs[name]["status"]["terminationMessage"] = json.dumps(summary)
+    plan = world.step()
+    assert not world.deployments
+    assert conds(plan.status)["EngineBuilt"][0] == "False"
+    assert plan.status["phase"] == "Failed"
+
+
+def test_a_receipt_of_another_modeldeployment_proves_nothing() -> None:
+    world = World(body())
+    world.store[key_of(world.body)] = entry(key_of(world.body))
+    world.body["status"] = {
+        "sourceAccess": {"sha256": SHA, "receipt": receipt(uid="another-uid"), "time": "x"}
+    }
+    plan = world.step()
+    assert [k for k, _, _ in applied(plan)] == ["Job"], "a source Job, not a revision"
+
+
+def test_an_unsigned_or_changed_entry_is_refused_and_rebuilt() -> None:
+    world = World(body())
+    world.serve()
+    key = key_of(world.body)
+    tampered = dict(world.store[key], maxBatchSize=64)  # changed after publishing
+    world.store[key] = tampered
+    plan = world.step()  # revision 1 is pinned to an entry now refused: build it again
+    assert conds(plan.status)["EngineBuilt"] == ("False", "Rebuilding")
+    assert [(a.kind, a.namespace) for a in plan.changes] == [("Job", OPERATOR_NS)]
+    plan = world.step()  # from the source: the engine server dropped the bytes once published
+    assert [k for k, _, _ in applied(plan)] == ["Job"]
+    plan = world.step()
+    assert reasons(plan) == ["EngineRefused", "BuildStarted"]
+    build = world.build_jobs[build_job_name("ml", "resnet", key)]
+    assert build["metadata"]["annotations"]["modelops.dev/replaces"] == entry_digest(tampered)
+    world.finish_build()
+    world.store[key] = entry(key, created_at="2025-01-02T00:00:00Z")  # a new build's entry
+    plan = world.step()
+    assert reasons(plan)[:2] == ["BuildSucceeded", "RevisionCreated"]
+    assert plan.status["revision"] == {"current": 1, "candidate": 2}
+
+
+def test_an_entry_refused_again_after_its_rebuild_fails_instead_of_looping() -> None:
+    world = World(body())
+    world.start_build()
+    world.finish_build()
+    key = key_of(world.body)
+    world.store[key] = entry(key, signed=False)
+    plan = world.step()
+    assert reasons(plan) == ["EngineRefused", "BuildStarted"] or conds(plan.status)[
+        "EngineBuilt"
+    ] == ("False", "Rebuilding")
+    for _ in range(3):
+        world.finish_build()
+        world.store[key] = entry(key, signed=False)  # a publisher with another key
+        plan = world.step()
+    assert plan.status["phase"] == "Failed"
+    assert conds(plan.status)["EngineBuilt"] == ("False", "EngineRefused")
+    assert "share the store's key" in conds_messages(plan.status)["EngineBuilt"]
 
 
 def test_first_build_failure_is_failed_and_reported_once() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build(ok=False)
     plan = world.step()
     assert plan.status["phase"] == "Failed"
@@ -143,7 +264,7 @@ def test_build_failure_with_an_older_revision_degrades_and_keeps_serving() -> No
     world = World(body())
     world.serve()
     change(world, **{"build.precision": "fp16"})
-    world.step()
+    world.start_build()
     world.finish_build(ok=False)
     plan = world.step()
     assert plan.status["phase"] == "Degraded"
@@ -152,31 +273,30 @@ def test_build_failure_with_an_older_revision_degrades_and_keeps_serving() -> No
     assert world.replicas() == {"resnet-r1": 2}
 
 
-def test_failed_build_is_retried_for_a_new_retry_value() -> None:
+def test_failed_build_is_retried_from_the_source_for_a_new_retry_value() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build(ok=False)
     world.step()
     world.body["metadata"]["annotations"]["modelops.dev/retry"] = "1"
     plan = world.step()
-    job = next(iter(world.jobs), None)
-    assert job is None
-    assert next(a for a in plan.changes if isinstance(a, Delete)).kind == "Job"
-    again = world.step()
+    assert not world.build_jobs
+    deleted = {(a.kind, a.namespace) for a in plan.changes if isinstance(a, Delete)}
+    assert deleted == {("Job", OPERATOR_NS), ("Job", None)}, "the build and its source"
+    again = world.start_build()
     assert reasons(again) == ["BuildStarted"]
-    assert (
-        world.jobs[next(iter(world.jobs))]["metadata"]["annotations"]["modelops.dev/retry"] == "1"
-    )
+    job = next(iter(world.build_jobs.values()))
+    assert job["metadata"]["annotations"]["modelops.dev/retry"] == "1"
 
 
 def test_model_change_builds_a_new_engine_and_drops_the_old_job() -> None:
     world = World(body())
     world.serve()
-    old_job = next(iter(world.jobs))
+    old_job = next(iter(world.build_jobs))
     change(world, **{"model.source.sha256": "cd" * 32})
-    plan = world.step()
-    assert Delete("batch/v1", "Job", old_job) in plan.changes
-    assert reasons(plan) == ["BuildStarted"]
+    plan = world.start_build()
+    assert Delete("batch/v1", "Job", old_job, OPERATOR_NS) in plan.changes
+    assert reasons(plan) == ["SourceVerified", "BuildStarted"]
     assert plan.status["phase"] == "Building"
     assert conds(plan.status)["Ready"] == ("False", "Building")
     assert world.replicas() == {"resnet-r1": 2}
@@ -461,7 +581,7 @@ def test_recreate_validates_then_replaces_at_once() -> None:
 
 def test_first_revision_crash_loop_fails_without_rollback_target() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build()
     world.step()
     world.crash("resnet-r1")
@@ -536,10 +656,11 @@ def test_same_inputs_same_plan_and_metrics_are_preserved() -> None:
 
 def test_partial_apply_is_finished_by_the_next_reconcile() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build()
     plan = world.decide()
-    world.apply(plan, limit=1)  # only the ConfigMap landed, and the status patch was lost
+    # Only the source Job's deletion and the ConfigMap landed; the status patch was lost.
+    world.apply(plan, limit=2)
     retry = world.step()
     assert [(k, n) for k, n, _ in applied(retry)] == [
         ("Deployment", "resnet-r1"),

@@ -21,6 +21,7 @@ from modelops_operator.decide.lineage import held_back, signature_block
 from modelops_operator.decide.signature import differences, signature_digest
 from tests.support.decide_world import (
     FAST,
+    MAC_KEY,
     SETTINGS,
     T0,
     World,
@@ -300,9 +301,10 @@ def incompatible_world() -> World:
     world = World(body())
     world.serve()
     change(world, **{"model.source.sha256": "cd" * 32})
-    world.step()
+    world.start_build()
     world.finish_build()
-    world.store[key_of(world.body)]["inputs"] = NEW_INPUT
+    key = key_of(world.body)
+    world.store[key] = entry_with(key, inputs=NEW_INPUT)
     return world
 
 
@@ -324,3 +326,14 @@ def test_reconcile_holds_back_then_cuts_over_once_accepted() -> None:
         {w["revision"]: w["weight"] for w in p.status["traffic"]["weights"]} for p in world.plans
     ]
     assert {1: 50, 2: 50} not in shares  # validated, then all requests at once: no canary step
+
+
+def entry_with(key: str, **fields: object) -> dict[str, object]:
+    """A published entry for `key` with some fields changed, sealed again by the publisher."""
+    import json
+
+    from modelops_contract import integrity
+    from tests.support.decide_world import unsigned_entry
+
+    data = {**unsigned_entry(key), **fields}
+    return dict(json.loads(integrity.signed_manifest_bytes(data, MAC_KEY.encode())))

@@ -16,8 +16,9 @@ def test_world_serves_a_first_revision() -> None:
 
 def test_world_applies_only_a_prefix_when_asked() -> None:
     world = World(body())
-    world.step()
+    world.start_build()
     world.finish_build()
     plan = world.decide()
-    world.apply(plan, limit=1)
+    world.apply(plan, limit=2)  # the source Job's deletion, then one child
+    assert not world.jobs
     assert len(world.configmaps) + len(world.deployments) + (world.service is not None) == 1

@@ -1,4 +1,5 @@
-"""The build Job, the revision ConfigMap + Deployment and the Service, field by field."""
+"""The revision ConfigMap + Deployment and the Service, field by field (Jobs:
+test_render_jobs.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelops_contract.credentials import SOURCE_SECRET_KEYS
 from modelops_contract.manifest import EngineManifest
-from modelops_contract.request import BuildRequest
 from modelops_operator.api import ModelDeployment
-from modelops_operator.render.job import render_build_job
 from modelops_operator.render.revision import render_revision, serving_hash
 from modelops_operator.render.service import render_service
 from modelops_operator.settings import Settings
@@ -66,116 +64,6 @@ def manifest(engine: str = "tensorrt", backend: str = "tensorrt_plan") -> Engine
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = obj["spec"]["template"]["spec"]
     return spec
-
-
-# --- Job -------------------------------------------------------------------------------------
-def test_job_identity_owner_and_limits() -> None:
-    job = render_build_job(make_md(), KEY, PVC)
-    meta = job["metadata"]
-    assert meta["name"] == "bert-build-ababababab"
-    assert meta["namespace"] == "ml"
-    assert meta["ownerReferences"] == [
-        {
-            "apiVersion": "modelops.dev/v1alpha1",
-            "kind": "ModelDeployment",
-            "name": "bert",
-            "uid": UID,
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
-    ]
-    assert meta["labels"]["modelops.dev/deployment"] == "bert"
-    assert meta["labels"]["modelops.dev/engine-key"] == "ab" * 20
-    assert meta["annotations"]["modelops.dev/generation"] == "4"
-    assert job["spec"]["backoffLimit"] == PVC.build_backoff_limit
-    assert job["spec"]["activeDeadlineSeconds"] == PVC.build_deadline_seconds
-    assert "ttlSecondsAfterFinished" not in job["spec"]
-    # Build pods never match the Service or the /scale selector.
-    assert "modelops.dev/deployment" not in job["spec"]["template"]["metadata"]["labels"]
-
-
-def test_job_gpu_security_and_credentials() -> None:
-    job = render_build_job(make_md(), KEY, PVC)
-    spec = pod(job)
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["restartPolicy"] == "Never"
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (container,) = spec["containers"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    sc = container["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc["readOnlyRootFilesystem"] is True
-    # The user's Secret: allow-listed keys only, under names only the fetch step reads.
-    assert "envFrom" not in container
-    refs = [e for e in container["env"] if "valueFrom" in e]
-    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in refs} == {
-        f"MODELOPS_SOURCE_{k}": k for k in SOURCE_SECRET_KEYS
-    }
-    assert all(e["valueFrom"]["secretKeyRef"]["name"] == "s3-reader" for e in refs)
-    assert all(e["valueFrom"]["secretKeyRef"]["optional"] is True for e in refs)
-    assert "s3-reader" not in json.dumps(container["args"])
-    assert {"name": "store", "persistentVolumeClaim": {"claimName": "engines"}} in spec["volumes"]
-
-
-def test_job_request_round_trips_through_the_builder_model() -> None:
-    job = render_build_job(make_md(), KEY, PVC)
-    args = pod(job)["containers"][0]["args"]
-    assert args[0] == "--request"
-    request = BuildRequest.model_validate_json(args[1])
-    assert request.engine_key == KEY
-    assert request.engine == "tensorrt"
-    assert request.gpu_product == "NVIDIA-H100-80GB-HBM3"
-    assert request.store == PVC.store_mount_path
-    assert request.sha256 == "cd" * 32
-
-
-def test_job_for_onnxruntime_on_an_s3_store_has_no_gpu_and_store_env() -> None:
-    md = make_md(build={"engine": "onnxruntime"})
-    job = render_build_job(md, KEY, S3)
-    spec = pod(job)
-    assert "nodeSelector" not in spec
-    (container,) = spec["containers"]
-    assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert container["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
-    assert BuildRequest.model_validate_json(container["args"][1]).store == "s3://engines/store"
-    assert all("persistentVolumeClaim" not in v for v in spec["volumes"])
-
-
-def test_a_tenant_secret_cannot_set_builder_or_store_variables() -> None:
-    # Whatever keys the tenant's Secret holds (MODELOPS_TERMINATION_LOG, AWS_ENDPOINT_URL,
-    # HTTPS_PROXY...), the Job names only allow-listed keys, each under MODELOPS_SOURCE_.
-    job = render_build_job(make_md(build={"engine": "onnxruntime"}), KEY, S3)
-    (container,) = pod(job)["containers"]
-    from_user = [
-        e
-        for e in container["env"]
-        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "s3-reader"
-    ]
-    assert from_user
-    assert all(e["name"].startswith("MODELOPS_SOURCE_") for e in from_user)
-    assert {e["valueFrom"]["secretKeyRef"]["key"] for e in from_user} <= set(SOURCE_SECRET_KEYS)
-    assert {"secretRef": {"name": "s3-reader"}} not in container.get("envFrom", [])
-    plain = {e["name"] for e in container["env"] if "value" in e}
-    assert plain.isdisjoint({"MODELOPS_TERMINATION_LOG", "MODELOPS_WORK_DIR"})
-
-
-def test_job_mounts_a_pvc_source_read_only() -> None:
-    md = make_md(model={"source": {"uri": "pvc://models/bert/m.onnx", "sha256": "cd" * 32}})
-    spec = pod(render_build_job(md, KEY, PVC))
-    assert {
-        "name": "source",
-        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
-    } in spec["volumes"]
-    mounts = spec["containers"][0]["volumeMounts"]
-    assert {"name": "source", "mountPath": "/mnt/pvc/models", "readOnly": True} in mounts
-
-
-def test_job_is_idempotent() -> None:
-    assert render_build_job(make_md(), KEY, PVC) == render_build_job(make_md(), KEY, PVC)
 
 
 # --- revision --------------------------------------------------------------------------------
@@ -234,8 +122,7 @@ def test_revision_deployment_runs_triton() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
     mounts = {m["mountPath"]: m for m in triton["volumeMounts"]}
     engine = mounts["/models/bert/1"]
-    assert engine["subPath"] == f"{'ab' * 32}/repository/model/1"
-    assert engine["readOnly"] is True
+    assert engine == {"name": "engine", "mountPath": "/models/bert/1", "readOnly": True}
     assert mounts["/models/bert/config.pbtxt"]["subPath"] == "config.pbtxt"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert triton["resources"] == {
@@ -255,12 +142,24 @@ def test_revision_uses_spec_resources() -> None:
     }
 
 
-def test_revision_on_an_s3_store_pulls_the_engine_first() -> None:
-    _, dep = render_revision(make_md(), 1, manifest(), S3)
+@pytest.mark.parametrize("settings", [PVC, S3], ids=["pvc", "s3"])
+def test_revision_pulls_the_engine_from_the_engine_server_pinned(settings: Settings) -> None:
+    """Whatever the store, the pod holds neither it nor its credentials: the engine server, the
+    entry's token and the engine.json digest the operator verified."""
+    pinned = "ef" * 32
+    _, dep = render_revision(make_md(), 1, manifest(), settings, manifest_sha256=pinned)
     spec = pod(dep)
     (pull,) = spec["initContainers"]
-    assert pull["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
+    args = pull["args"]
+    assert args[0] == "pull"
+    assert args[args.index("--server") + 1] == settings.store_server
+    assert args[args.index("--manifest-sha256") + 1] == pinned
+    assert args[args.index("--key") + 1] == KEY
+    assert "envFrom" not in pull
+    assert dep["metadata"]["annotations"]["modelops.dev/manifest-sha256"] == pinned
     assert {"name": "engine", "emptyDir": {}} in spec["volumes"]
+    assert all("persistentVolumeClaim" not in v for v in spec["volumes"])
+    assert "store-creds" not in json.dumps(dep)
 
 
 @pytest.mark.parametrize(
@@ -308,14 +207,3 @@ def test_triton_pods_drain_before_sigterm_within_their_grace_period(drain: int) 
         assert triton["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
     # SIGKILL comes only after the drain and Triton's own exit timeout have both run out.
     assert spec["terminationGracePeriodSeconds"] > drain + exit_timeout
-
-
-def test_the_build_jobs_scratch_space_is_bounded() -> None:
-    """Two copies of the largest download plus overhead: evicted before it fills the node."""
-    job = render_build_job(make_md(), KEY, PVC)
-    spec = pod(job)
-    (container,) = spec["containers"]
-    tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
-    assert tmp["emptyDir"] == {"sizeLimit": "41Gi"}
-    assert container["resources"]["requests"]["ephemeral-storage"] == "41Gi"
-    assert container["resources"]["limits"]["ephemeral-storage"] == "41Gi"

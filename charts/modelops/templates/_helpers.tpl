@@ -93,3 +93,30 @@ app.kubernetes.io/part-of: modelops
   resources: [httproutes, grpcroutes]
   verbs: [get, list, watch, create, patch, delete]
 {{- end }}
+
+{{/* Namespaces that get the namespaced Role: the watched ones and the release namespace, where
+build Jobs run. */}}
+{{- define "modelops.rbacNamespaces" -}}
+{{- $all := include "modelops.watchNamespaces" . | fromJsonArray }}
+{{- if not (has .Release.Namespace $all) }}{{ $all = append $all .Release.Namespace }}{{ end }}
+{{- $all | toJson }}
+{{- end }}
+
+{{/* The Secret holding the store's keys `mac` and `transfer`. */}}
+{{- define "modelops.storeKeySecret" -}}
+{{- default (printf "%s-store-key" (include "modelops.fullname" .)) .Values.store.keySecret.name }}
+{{- end }}
+
+{{/* The engine server's Service name and in-cluster URL. */}}
+{{- define "modelops.storeServerName" -}}
+{{- printf "%s-store" (include "modelops.fullname" .) }}
+{{- end }}
+
+{{- define "modelops.storeServerUrl" -}}
+{{- printf "http://%s.%s.svc:%v" (include "modelops.storeServerName" .) .Release.Namespace .Values.store.server.port }}
+{{- end }}
+
+{{/* The store location the engine server and build Jobs open: the s3 prefix or the mount path. */}}
+{{- define "modelops.storeLocation" -}}
+{{- if include "modelops.pvcStore" . }}{{ .Values.store.mountPath }}{{ else }}{{ .Values.store.s3.uri }}{{ end }}
+{{- end }}

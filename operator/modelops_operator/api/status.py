@@ -264,6 +264,18 @@ class ValidationStatus(WireModel):
     time: str | None = Field(default=None, max_length=64, description="When it finished.")
 
 
+class SourceAccess(WireModel):
+    """The proof that this ModelDeployment can read its model: the engine server's receipt for
+    the source's bytes (only a holder of the transfer key can make one, and it names this
+    ModelDeployment's uid). A stored engine is used only with it (docs/security.md)."""
+
+    sha256: str = Field(
+        max_length=64, pattern=r"^[0-9a-f]{64}$", description="The source's sha256."
+    )
+    receipt: str = Field(max_length=128, description="The engine server's receipt.")
+    time: str | None = Field(default=None, max_length=64, description="When it was received.")
+
+
 class ModelDeploymentStatus(WireModel):
     """The observed state the operator writes through the status subresource."""
 
@@ -301,4 +313,7 @@ class ModelDeploymentStatus(WireModel):
     endpoint: EndpointStatus | None = Field(default=None, description="Service addresses.")
     traffic: TrafficStatus | None = Field(default=None, description="The traffic split.")
     validation: ValidationStatus | None = Field(default=None, description="Last validation run.")
+    source_access: SourceAccess | None = Field(
+        default=None, description="Proof that this ModelDeployment can read its source."
+    )
     message: Text4096 | None = Field(default=None, description="Human summary.")

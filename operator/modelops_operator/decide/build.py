@@ -1,4 +1,5 @@
-"""The engine: is it in the store, being built, built, or did its build fail."""
+"""The build Job (in the operator's namespace): is the engine in the store, being built, built,
+refused, stuck, or did its build fail."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from modelops_contract.key import engine_key
@@ -22,14 +22,15 @@ from ..api import (
     ModelDeployment,
     ModelDeploymentSpec,
     ShapeStatus,
+    SourceAccess,
     find_condition,
 )
-from ..render.common import ANNOTATION_GENERATION, ANNOTATION_RETRY
-from ..render.job import render_build_job
+from ..render.job import ANNOTATION_REPLACES, render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
 from .clock import parse_time
 from .inputs import Observed
+from .jobs import JobState, job_state, retry_wanted, stuck_job
 from .plan import Action, Apply, Delete, Emit, EventReason
 
 # A succeeded Job whose entry the store still lacks after this long was evicted or published
@@ -55,41 +56,9 @@ def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
     )
 
 
-class JobState(StrEnum):
-    """Where a build Job stands."""
-
-    ABSENT = "Absent"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    TERMINATING = "Terminating"
-
-
 def short_key(key: str) -> str:
     """`sha256:0123456789ab`: enough of a key for messages."""
     return key[:19]
-
-
-def job_state(job: Mapping[str, Any] | None) -> JobState:
-    """The state of a Job from its conditions (falling back to its pod counters)."""
-    if job is None:
-        return JobState.ABSENT
-    if (job.get("metadata") or {}).get("deletionTimestamp"):
-        return JobState.TERMINATING
-    status = job.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Complete":
-            return JobState.SUCCEEDED
-        if condition.get("type") == "Failed":
-            return JobState.FAILED
-    if int(status.get("succeeded") or 0) >= 1:
-        return JobState.SUCCEEDED
-    backoff = int((job.get("spec") or {}).get("backoffLimit") or 0)
-    if int(status.get("failed") or 0) > backoff:
-        return JobState.FAILED
-    return JobState.RUNNING
 
 
 def job_summary(job: Mapping[str, Any] | None) -> BuildSummary | None:
@@ -157,7 +126,11 @@ def store_manifest(entry: Mapping[str, Any] | None, key: str) -> EngineManifest 
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    """The engine's state for this reconcile: condition, status.engine, actions."""
+    """The engine's state for this reconcile: condition, status.engine, actions.
+
+    manifest_sha256: the digest of the verified engine.json (the revision's pods are pinned to
+    it); access: the proof that this ModelDeployment can read its source (status.sourceAccess).
+    """
 
     manifest: EngineManifest | None
     status: ConditionStatus
@@ -168,21 +141,121 @@ class BuildOutcome:
     actions: tuple[Action, ...] = ()
     requeue_after: float | None = None
     events: tuple[Emit, ...] = field(default=())
+    manifest_sha256: str | None = None
+    access: SourceAccess | None = None
 
 
-def _stale_jobs(observed: Observed, keep: str) -> tuple[Action, ...]:
-    return tuple(Delete("batch/v1", "Job", name) for name in sorted(observed.jobs) if name != keep)
+def _stale_jobs(observed: Observed, keep: str, namespace: str) -> tuple[Action, ...]:
+    return tuple(
+        Delete("batch/v1", "Job", name, namespace)
+        for name in sorted(observed.build_jobs)
+        if name != keep
+    )
 
 
-def _retry_wanted(md: ModelDeployment, job: Mapping[str, Any]) -> bool:
-    """A failed build is retried for a new generation or a new `modelops.dev/retry` value."""
-    annotations = (job.get("metadata") or {}).get("annotations") or {}
-    try:
-        built_for = int(annotations.get(ANNOTATION_GENERATION, md.metadata.generation))
-    except ValueError:
-        built_for = 0
-    retry = md.metadata.annotations.get(ANNOTATION_RETRY, "")
-    return built_for < md.metadata.generation or annotations.get(ANNOTATION_RETRY, "") != retry
+@dataclass(frozen=True)
+class _Look:
+    """One build Job as this reconcile sees it."""
+
+    name: str
+    namespace: str
+    job: Mapping[str, Any] | None
+    state: JobState
+    summary: BuildSummary | None
+    stale: tuple[Action, ...]
+
+
+def _look(md: ModelDeployment, key: str, observed: Observed, settings: Settings) -> _Look:
+    namespace = settings.operator_namespace
+    name = build_job_name(md.metadata.namespace or "default", md.metadata.name, key)
+    job = observed.build_jobs.get(name)
+    stale = _stale_jobs(observed, name, namespace)
+    return _Look(name, namespace, job, job_state(job), job_summary(job), stale)
+
+
+def _waiting(
+    md: ModelDeployment, look: _Look, reason: str, message: str, **extra: Any
+) -> BuildOutcome:
+    fields: dict[str, Any] = {"actions": look.stale, "requeue_after": SHORT_REQUEUE_SECONDS}
+    return BuildOutcome(
+        manifest=None,
+        status=ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        engine=md.status.engine,
+        **(fields | extra),
+    )
+
+
+def _failure(md: ModelDeployment, look: _Look, reason: str, message: str) -> BuildOutcome:
+    """Failed with this reason; the BuildFailed Event once per (reason, message)."""
+    prior = find_condition(md.status.conditions, "EngineBuilt")
+    seen = prior is not None and (prior.status, prior.reason, prior.message) == (
+        ConditionStatus.FALSE,
+        reason,
+        message,
+    )
+    events = () if seen else (Emit(EventReason.BUILD_FAILED, message),)
+    return BuildOutcome(
+        manifest=None,
+        status=ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        engine=md.status.engine,
+        failed=True,
+        actions=look.stale,
+        events=events,
+    )
+
+
+def _found(
+    md: ModelDeployment, key: str, look: _Look, manifest: EngineManifest, settings: Settings
+) -> BuildOutcome:
+    """The store holds a verified entry: EngineBuilt, with the figures of the best source."""
+    old, summary = md.status, look.summary
+    was_built = (
+        old.engine is not None
+        and old.engine.key == key
+        and (condition := find_condition(old.conditions, "EngineBuilt")) is not None
+        and condition.status == ConditionStatus.TRUE
+    )
+    ok = look.state == JobState.SUCCEEDED and summary is not None and summary.ok
+    if ok and summary is not None and summary.key in (None, key):
+        engine = engine_from_summary(summary.model_copy(update={"key": key}))
+    elif old.engine is not None and old.engine.key == key:
+        engine = old.engine
+    else:
+        engine = engine_from_manifest(manifest, entry_uri(settings.store_name, key))
+    how = f"built by Job {look.name}" if ok else "found in the store"
+    message = f"engine {short_key(key)} {how}"
+    events = () if was_built else (Emit(EventReason.BUILD_SUCCEEDED, message),)
+    return BuildOutcome(
+        manifest=manifest,
+        status=ConditionStatus.TRUE,
+        reason="Built",
+        message=message,
+        engine=engine,
+        actions=look.stale,
+        events=events,
+    )
+
+
+def _refused(md: ModelDeployment, key: str, look: _Look, refusal: str) -> BuildOutcome | None:
+    """A finished build while the store's entry at the key is refused: rebuild once, then fail."""
+    if look.state != JobState.SUCCEEDED or look.job is None:
+        return None
+    annotations = (look.job.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ANNOTATION_REPLACES):
+        return _failure(
+            md,
+            look,
+            "EngineRefused",
+            f"the entry Job {look.name} published for {short_key(key)} is refused too "
+            f"({refusal}): the build Jobs and the operator must share the store's key",
+        )
+    delete = Delete("batch/v1", "Job", look.name, look.namespace)
+    message = f"engine {short_key(key)} in the store is refused ({refusal}): rebuilding it"
+    return _waiting(md, look, "Rebuilding", message, actions=(*look.stale, delete))
 
 
 def decide_build(
@@ -194,42 +267,12 @@ def decide_build(
     now: datetime,
     settings: Settings,
 ) -> BuildOutcome:
-    """Find or build the engine `key`; `needed` is False when no new revision needs it."""
-    old = md.status
-    name = build_job_name(md.metadata.name, key)
-    job = observed.jobs.get(name)
-    state = job_state(job)
-    summary = job_summary(job)
-    stale = _stale_jobs(observed, name)
+    """Find the engine `key` in the store, or build it in the operator's namespace; `needed` is
+    False when no new revision needs it."""
+    look = _look(md, key, observed, settings)
     manifest = store_manifest(observed.store_entry, key)
-    was_built = (
-        old.engine is not None
-        and old.engine.key == key
-        and (condition := find_condition(old.conditions, "EngineBuilt")) is not None
-        and condition.status == ConditionStatus.TRUE
-    )
     if manifest is not None:
-        ok = state == JobState.SUCCEEDED and summary is not None and summary.ok
-        if ok and summary is not None and summary.key in (None, key):
-            engine = engine_from_summary(summary.model_copy(update={"key": key}))
-        elif old.engine is not None and old.engine.key == key:
-            engine = old.engine
-        else:
-            engine = engine_from_manifest(manifest, entry_uri(settings.store_name, key))
-        how = f"built by Job {name}" if ok else "found in the store"
-        message = f"engine {short_key(key)} {how}"
-        events = () if was_built else (Emit(EventReason.BUILD_SUCCEEDED, message),)
-        return BuildOutcome(
-            manifest=manifest,
-            status=ConditionStatus.TRUE,
-            reason="Built",
-            message=message,
-            engine=engine,
-            failed=False,
-            actions=stale,
-            requeue_after=None,
-            events=events,
-        )
+        return _found(md, key, look, manifest, settings)
     if not needed:
         message = f"engine {short_key(key)} serves the current revision"
         return BuildOutcome(
@@ -237,102 +280,75 @@ def decide_build(
             status=ConditionStatus.TRUE,
             reason="Built",
             message=message,
-            engine=old.engine,
-            failed=False,
-            actions=stale,
+            engine=md.status.engine,
+            actions=look.stale,
         )
-    if state == JobState.FAILED or (state == JobState.SUCCEEDED and not (summary and summary.ok)):
+    refusal = observed.store_refusal
+    if refusal and (outcome := _refused(md, key, look, refusal)) is not None:
+        return outcome
+    state, job, name = look.state, look.job, look.name
+    if state == JobState.FAILED or (
+        state == JobState.SUCCEEDED and not (look.summary and look.summary.ok)
+    ):
         assert job is not None
-        if _retry_wanted(md, job):
+        if retry_wanted(md, job):
             message = f"retrying the build of {short_key(key)}: deleting the failed Job {name}"
-            actions = (*stale, Delete("batch/v1", "Job", name))
-            return BuildOutcome(
-                manifest=None,
-                status=ConditionStatus.FALSE,
-                reason="Building",
-                message=message,
-                engine=old.engine,
-                failed=False,
-                actions=actions,
-                requeue_after=SHORT_REQUEUE_SECONDS,
-            )
-        reason, message = job_failure(job, summary)
-        prior = find_condition(old.conditions, "EngineBuilt")
-        seen = prior is not None and (prior.status, prior.reason, prior.message) == (
-            ConditionStatus.FALSE,
-            reason,
-            message,
-        )
-        events = () if seen else (Emit(EventReason.BUILD_FAILED, message),)
-        return BuildOutcome(
-            manifest=None,
-            status=ConditionStatus.FALSE,
-            reason=reason,
-            message=message,
-            engine=old.engine,
-            failed=True,
-            actions=stale,
-            events=events,
-        )
+            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
+            return _waiting(md, look, "Building", message, actions=actions)
+        return _failure(md, look, *job_failure(job, look.summary))
     if state == JobState.ABSENT:
-        message = f"Job {name} is building engine {short_key(key)}"  # the same while it runs
-        actions = (*stale, Apply(render_build_job(md, key, settings)))
-        return BuildOutcome(
-            manifest=None,
-            status=ConditionStatus.FALSE,
-            reason="Building",
-            message=message,
-            engine=old.engine,
-            failed=False,
-            actions=actions,
+        replaces = observed.store_entry_digest if refusal else None
+        job_manifest = render_build_job(md, key, settings, replaces=replaces)
+        # The same message while it runs: no status write between the two.
+        message = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
+        events = [Emit(EventReason.BUILD_STARTED, message)]
+        if refusal:
+            events.insert(0, Emit(EventReason.ENGINE_REFUSED, f"{short_key(key)}: {refusal}"))
+        return _waiting(
+            md,
+            look,
+            "Building",
+            message,
+            actions=(*look.stale, Apply(job_manifest)),
             requeue_after=settings.reconcile_interval_seconds,
-            events=(Emit(EventReason.BUILD_STARTED, message),),
+            events=tuple(events),
         )
     if state == JobState.SUCCEEDED:
         assert job is not None
-        assert summary is not None
+        assert look.summary is not None
         done = parse_time((job.get("status") or {}).get("completionTime"))
         waited = (now - done).total_seconds() if done else 0.0
+        engine = engine_from_summary(look.summary.model_copy(update={"key": key}))
         if waited > STORE_GRACE_SECONDS:
             message = (
                 f"Job {name} succeeded {waited:.0f}s ago but the store has no entry for "
                 f"{short_key(key)}: building again"
             )
-            actions = (*stale, Delete("batch/v1", "Job", name))
-        else:
-            message = f"Job {name} succeeded; waiting for the store entry of {short_key(key)}"
-            actions = stale
-        engine = engine_from_summary(summary.model_copy(update={"key": key}))
-        return BuildOutcome(
-            manifest=None,
-            status=ConditionStatus.FALSE,
-            reason="Publishing",
-            message=message,
-            engine=engine,
-            failed=False,
-            actions=actions,
-            requeue_after=SHORT_REQUEUE_SECONDS,
-        )
+            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
+            return _waiting(md, look, "Publishing", message, actions=actions, engine=engine)
+        message = f"Job {name} succeeded; waiting for the store entry of {short_key(key)}"
+        return _waiting(md, look, "Publishing", message, engine=engine)
     if state == JobState.TERMINATING:
-        message = f"waiting for the old build Job {name} to be deleted"
-        return BuildOutcome(
-            manifest=None,
-            status=ConditionStatus.FALSE,
-            reason="Building",
-            message=message,
-            engine=old.engine,
-            failed=False,
-            actions=stale,
-            requeue_after=SHORT_REQUEUE_SECONDS,
+        return _waiting(md, look, "Building", f"waiting for the old build Job {name} to be deleted")
+    assert job is not None
+    pods = observed.job_pods.get(name, ())
+    stuck = stuck_job(md, f"build Job {name}", pods, now=now, patience=settings.stuck_seconds)
+    if stuck is not None and stuck.expired:
+        if retry_wanted(md, job):
+            message = f"retrying the build of {short_key(key)}: deleting the stuck Job {name}"
+            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
+            return _waiting(md, look, "Building", message, actions=actions)
+        return _failure(md, look, stuck.reason, stuck.message)
+    if stuck is not None:
+        return _waiting(
+            md,
+            look,
+            stuck.reason,
+            stuck.message,
+            requeue_after=settings.reconcile_interval_seconds,
+            events=stuck.events,
         )
-    message = f"Job {name} is building engine {short_key(key)}"
-    return BuildOutcome(
-        manifest=None,
-        status=ConditionStatus.FALSE,
-        reason="Building",
-        message=message,
-        engine=old.engine,
-        failed=False,
-        actions=stale,
-        requeue_after=settings.reconcile_interval_seconds,
+    message = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
+    return _waiting(
+        md, look, "Building", message, requeue_after=settings.reconcile_interval_seconds
     )

@@ -35,6 +35,8 @@ class Facts:
     retry_token: str
     revisions: Mapping[int, RevisionView]
     pinned: int | None
+    entry_digest: str | None = None  # sha256 of the desired key's verified engine.json
+    entry_refused: bool = False  # the store holds an entry at the desired key, refused
 
     @property
     def name(self) -> str:
@@ -57,7 +59,14 @@ class Facts:
             return False
         if self.pinned is not None:
             return revision.number == self.pinned
-        return (revision.key, revision.serving_hash) == (self.key, self.serving_hash)
+        if (revision.key, revision.serving_hash) != (self.key, self.serving_hash):
+            return False
+        # Pods pinned to an engine.json the store no longer vouches for (refused, or rebuilt
+        # since) could not start again: a new revision of the store's entry replaces them.
+        pinned = revision.manifest_sha256
+        if not pinned or (self.entry_digest is None and not self.entry_refused):
+            return True
+        return pinned == self.entry_digest
 
     def current_view(self, lineage: Lineage) -> RevisionView | None:
         """The observed Deployment of the current revision, if any."""
@@ -143,5 +152,7 @@ def read_facts(
         retry_token=md.metadata.annotations.get(ANNOTATION_RETRY, ""),
         revisions=revisions,
         pinned=pinned,
+        entry_digest=observed.store_entry_digest if observed.store_entry is not None else None,
+        entry_refused=observed.store_refusal is not None,
     )
     return facts, warnings

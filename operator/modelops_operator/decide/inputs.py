@@ -34,7 +34,12 @@ class Observed:
     ConfigMaps. services: the Services by name (service: the ModelDeployment's own). routes:
     HTTPRoutes and GRPCRoutes by
     "Kind/name". store_entry and serving_entry: engine.json of the desired and of the serving
-    engine key when the store holds a complete entry, else None.
+    engine key when the store holds a complete entry, else None; store_entry is only ever an
+    entry whose MAC the k8s layer verified. store_entry_digest: the sha256 of the engine.json
+    found at the desired key (verified or not; the digest pods are pinned to). store_refusal:
+    why an entry found at the desired key was refused (its MAC, or files a pod found changed).
+    build_jobs: the build Jobs in the operator's namespace whose owner annotation names this
+    ModelDeployment. job_pods: the pods of unfinished source and build Jobs, by Job name.
     """
 
     jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
@@ -50,6 +55,10 @@ class Observed:
     routes: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     store_entry: dict[str, Any] | None = None
     serving_entry: dict[str, Any] | None = None
+    store_entry_digest: str | None = None
+    store_refusal: str | None = None
+    build_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    job_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

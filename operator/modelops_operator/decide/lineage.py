@@ -24,6 +24,7 @@ from .build import BuildOutcome, short_key, store_manifest
 from .facts import Facts, Lineage, serving_key
 from .history import REASON_LIMIT, history_reason, next_revision, upsert
 from .plan import Action, Emit, EventReason
+from .pod_health import stuck
 from .revisions import RevisionView
 from .rollout import Outcome, StepInput, is_immediate, step_rollout, steps_of
 from .signature import differences, signature_digest
@@ -224,7 +225,12 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
             else (render_configmap(facts.md, number, build.manifest, facts.settings),)
         )
         deployment = render_deployment(
-            facts.md, number, build.manifest, facts.settings, step.candidate_replicas
+            facts.md,
+            number,
+            build.manifest,
+            facts.settings,
+            step.candidate_replicas,
+            manifest_sha256=build.manifest_sha256,
         )
         new_objects = (*configmap, deployment)
     actions: tuple[Action, ...] = ()
@@ -256,7 +262,12 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     if step.outcome == Outcome.PROMOTED:
         return promote(facts, base, number, desired)
     if step.outcome == Outcome.ROLLED_BACK:
-        return roll_back(facts, base, number, current, desired, step.reason, step.message)
+        reason, message = step.reason, step.message
+        found = stuck(candidate.pods) if candidate is not None else None
+        if reason == "ProgressDeadlineExceeded" and found is not None:
+            # Say why the pods never came up, in the scheduler's or the kubelet's words.
+            reason, message = found.reason, f"{found.message}; {message}"
+        return roll_back(facts, base, number, current, desired, reason, message)
     return base
 
 

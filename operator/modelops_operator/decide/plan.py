@@ -26,6 +26,9 @@ class EventReason(StrEnum):
     INCOMPATIBLE_SIGNATURE = "IncompatibleSignature"
     TRAFFIC_SHIFTED = "TrafficShifted"
     CHILD_REJECTED = "ChildRejected"
+    POD_STUCK = "PodStuck"
+    ENGINE_REFUSED = "EngineRefused"
+    SOURCE_VERIFIED = "SourceVerified"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.
@@ -38,6 +41,8 @@ WARNING_REASONS = frozenset(
         EventReason.ROLLBACK_TARGET_INVALID,
         EventReason.INCOMPATIBLE_SIGNATURE,
         EventReason.CHILD_REJECTED,
+        EventReason.POD_STUCK,
+        EventReason.ENGINE_REFUSED,
     }
 )
 
@@ -51,11 +56,13 @@ class Apply:
 
 @dataclass(frozen=True)
 class Delete:
-    """Delete a child in the ModelDeployment's namespace; 404 counts as done."""
+    """Delete a child, in the ModelDeployment's namespace unless `namespace` names another (a
+    build Job in the operator's); 404 counts as done."""
 
     api_version: str
     kind: str
     name: str
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..api import EndpointStatus, ModelDeployment, RevisionStatus
+from ..api import ConditionType, EndpointStatus, ModelDeployment, RevisionStatus, find_condition
 from ..render.common import ANNOTATION_RETRY, pod_selector
 from ..render.service import endpoint
 from .body import InvalidSpec, ParsedBody
-from .build import SHORT_REQUEUE_SECONDS, BuildOutcome, decide_build
+from .build import SHORT_REQUEUE_SECONDS, BuildOutcome
 from .children import child_writes
 from .clock import rfc3339
+from .engine import decide_engine
 from .facts import Facts, Lineage, read_facts
 from .history import blocking_failure, parse_reason
 from .inputs import DecideContext, Observed
 from .lineage import Moved, adopt_orphan, start_candidate, step_candidate, supersede
 from .plan import Emit, EventReason, Plan
+from .pod_health import Stuck, stuck
 from .replicas import desired_replicas
 from .routing import TrafficPlan, plan_traffic
 from .scale_apply import Scaled, apply_scale
@@ -123,7 +125,7 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
     lineage, superseded = supersede(facts, lineage)
     sizing = size(facts, lineage)
     need = engine_need(facts, lineage)
-    build = decide_build(
+    build = decide_engine(
         md, facts.key, observed, needed=need.needed, now=context.now, settings=facts.settings
     )
     moved = roll(facts, lineage, build, need, sizing.desired)
@@ -146,8 +148,33 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
         )
         if delay is not None
     ]
+    stuck_events = pods_stuck_events(facts, moved.lineage)
     status = new_status(facts, moved, build, need, sizing, traffic)
-    return Plan((*writes.actions, *events), status, min(requeues) if requeues else None)
+    return Plan(
+        (*writes.actions, *events, *stuck_events), status, min(requeues) if requeues else None
+    )
+
+
+def revision_stuck(facts: Facts, lineage: Lineage) -> tuple[int, Stuck] | None:
+    """The candidate's (else the serving revision's) stuck pod, and that revision."""
+    for number in (lineage.candidate, lineage.current):
+        view = facts.revisions.get(number) if number is not None else None
+        found = stuck(view.pods) if view is not None else None
+        if number is not None and found is not None:
+            return number, found
+    return None
+
+
+def pods_stuck_events(facts: Facts, lineage: Lineage) -> tuple[Emit, ...]:
+    """PodStuck once per revision and reason (Ready's reason or message says it already)."""
+    found = revision_stuck(facts, lineage)
+    if found is None:
+        return ()
+    number, pod = found
+    ready = find_condition(facts.md.status.conditions, ConditionType.READY)
+    if ready is not None and (ready.reason == pod.reason or pod.message in ready.message):
+        return ()
+    return (Emit(EventReason.POD_STUCK, f"revision {number}: {pod.message}"),)
 
 
 def new_status(
@@ -164,6 +191,8 @@ def new_status(
     tracked = {lineage.current, lineage.candidate}
     ready = sum(facts.revisions[n].ready for n in tracked if n is not None and n in facts.revisions)
     desired = sizing.desired
+    found = revision_stuck(facts, lineage)
+    candidate_stuck = found is not None and found[0] == lineage.candidate
     situation = Situation(
         generation=facts.generation,
         engine_status=build.status,
@@ -174,12 +203,15 @@ def new_status(
         current=lineage.current if serving is not None else None,
         current_matches=facts.wanted(serving),
         candidate=lineage.candidate,
-        rollout_message=f"revision {lineage.candidate}: {moved.message}",
+        rollout_message=f"revision {lineage.candidate}: "
+        + (found[1].message if found is not None and candidate_stuck else moved.message),
         failure=moved.failure,
         blocked=moved.blocked,
         pinned=facts.pinned,
         desired=desired,
         ready=serving.ready if serving is not None else 0,
+        rollout_reason=found[1].reason if found is not None and candidate_stuck else "RollingOut",
+        serving_note=found[1].message if found is not None and not candidate_stuck else None,
     )
     http, grpc = endpoint(facts.name, facts.md.metadata.namespace)
     status = compose_status(
@@ -201,5 +233,6 @@ def new_status(
         last_scale=sizing.scaled.last_scale,
         traffic=traffic.status,
         validation=moved.validation or facts.md.status.validation,
+        source_access=build.access or facts.md.status.source_access,
     )
     return bounded(status)

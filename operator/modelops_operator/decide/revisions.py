@@ -9,6 +9,7 @@ from typing import Any
 from ..render.common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
+    ANNOTATION_MANIFEST_SHA256,
     ANNOTATION_RETRY,
     ANNOTATION_SERVING_HASH,
     LABEL_REVISION,
@@ -31,6 +32,7 @@ class RevisionView:
     up_to_date: bool
     deployment: Mapping[str, Any]
     pods: tuple[Mapping[str, Any], ...] = ()
+    manifest_sha256: str = ""  # the engine.json its pods are pinned to ("" before 0.3)
 
     def ready_at(self, target: int) -> bool:
         """True when the Deployment runs `target` replicas and all of them are ready."""
@@ -68,6 +70,7 @@ def view_revision(name: str, deployment: Mapping[str, Any], pods: Sequence[Any])
         up_to_date=up_to_date,
         deployment=deployment,
         pods=tuple(pods),
+        manifest_sha256=annotations.get(ANNOTATION_MANIFEST_SHA256, ""),
     )
 
 

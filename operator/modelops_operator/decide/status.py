@@ -39,6 +39,8 @@ class Situation:
     pinned: int | None
     desired: int
     ready: int
+    rollout_reason: str = "RollingOut"
+    serving_note: str | None = None  # why serving pods are missing (a stuck pod), if known
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -63,7 +65,7 @@ def phase_of(situation: Situation) -> Phase:
 def _why_not(situation: Situation) -> tuple[str, str]:
     """(reason, message) shared by Ready=False and RolledOut=False."""
     if situation.candidate is not None:
-        return "RollingOut", situation.rollout_message
+        return situation.rollout_reason, situation.rollout_message
     if situation.failure is not None:
         return situation.failure
     if situation.blocked is not None:
@@ -95,6 +97,8 @@ def compose_status(
     serving = (
         f"{situation.ready}/{situation.desired} replicas of revision {situation.current} ready"
     )
+    if situation.serving_note and situation.ready < situation.desired:
+        serving += f": {situation.serving_note}"
     conds = set_condition(
         old.conditions,
         ConditionType.ENGINE_BUILT,

@@ -15,7 +15,7 @@ from ..render.names import validation_job_name
 from ..render.revision import GRPC_PORT
 from ..render.validation_job import render_validation_job
 from ..settings import Settings
-from .build import JobState, job_state
+from .jobs import JobState, job_state
 from .plan import Action, Apply, Delete
 from .revisions import RevisionView
 

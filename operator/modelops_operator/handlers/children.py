@@ -14,7 +14,13 @@ from typing import Any
 import kopf
 
 from ..k8s.resources import CHILD_RESOURCES, Resource
-from ..render.common import LABEL_BUILD_FOR, LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
+from ..render.common import (
+    LABEL_BUILD_FOR,
+    LABEL_DEPLOYMENT,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_NAMESPACE,
+    MANAGED_BY,
+)
 from .runtime import Operator
 
 WATCHED: tuple[Resource, ...] = CHILD_RESOURCES
@@ -55,5 +61,6 @@ def _register_kind(registry: kopf.OperatorRegistry, op: Operator, res: Resource)
         labels = body.metadata.labels
         label = labels.get(LABEL_DEPLOYMENT) or labels.get(LABEL_BUILD_FOR)
         if label:
-            namespace = body.metadata.namespace or "default"
+            # A build Job and its pods live in the operator's namespace and name their owner's.
+            namespace = labels.get(LABEL_OWNER_NAMESPACE) or body.metadata.namespace or "default"
             await op.trigger(namespace, op.owner_of(namespace, label))

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, PLURAL, VERSION
+from .build_jobs import delete_for
 from .runtime import Operator
 
 
@@ -23,6 +24,9 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="event")
     async def md_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if event.get("type") == "DELETED":
-            op.forget(body.metadata.namespace or "default", body.metadata.name or "")
+            namespace, name = body.metadata.namespace or "default", body.metadata.name or ""
+            op.forget(namespace, name)
+            # Its build Jobs run in the operator's namespace, out of the garbage collector's reach.
+            await delete_for(op, (namespace, name, body.metadata.uid or ""))
         else:
             op.seen(body)

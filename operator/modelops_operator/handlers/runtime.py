@@ -92,7 +92,9 @@ class Operator:
         self.cache = ChildCache(CHILD_RESOURCES, specless=[PODS.plural])
         self.events = EventRecorder(self.client, host=options.identity)
         self.store: EngineStore = store_from_settings(self.settings)
-        self.observer = Observer(self.cache, self.store)
+        self.observer = Observer(
+            self.cache, self.store, build_namespace=self.settings.operator_namespace
+        )
         self.applier = Applier(self.client, self.events, self.cache)
         self.routes = RouteFeed(self.latest)
         self.telemetry = Telemetry(

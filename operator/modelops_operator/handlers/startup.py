@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import kopf
 
 from ..observability import MetricsServer, Probe
 from ..render.common import LABEL_MANAGED_BY, MANAGED_BY
+from .build_jobs import sweep_forever
 from .children import WATCHED
 from .leadership import Leadership
 from .runtime import Operator
@@ -55,6 +57,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
     """Register the operator-level handlers into `registry`."""
     server: MetricsServer | None = None
     leadership = Leadership(op)
+    sweeper: asyncio.Task[None] | None = None
 
     @kopf.on.login(registry=registry, id="login")
     async def login(**kwargs: Any) -> Any:
@@ -62,9 +65,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
 
     @kopf.on.startup(registry=registry, id="startup")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        nonlocal server
+        nonlocal server, sweeper
         op.loop = asyncio.get_running_loop()
         configure(settings, op)
+        sweeper = asyncio.create_task(sweep_forever(op))
         host = op.options.metrics_host
         if host is not None:
             port = op.options.metrics_port
@@ -76,6 +80,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await leadership.stop()
         op.routes.close()
         if server is not None:

@@ -75,7 +75,11 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 def _known(observed: Observed, kind: str, name: str) -> Mapping[str, Any] | None:
     """The observed object a manifest would write, when the observation has it whole."""
     if kind == JOBS.kind:
-        return observed.jobs.get(name) or observed.validation_jobs.get(name)
+        return (
+            observed.jobs.get(name)
+            or observed.validation_jobs.get(name)
+            or observed.build_jobs.get(name)
+        )
     if kind == DEPLOYMENTS.kind:
         router = observed.router
         if router is not None and (router.get("metadata") or {}).get("name") == name:
@@ -115,7 +119,7 @@ class Applier:
                     status = await self._rejected(body, what, exc, log)
                     break
             elif isinstance(action, Delete):
-                await self._delete(namespace, action, done, log)
+                await self._delete(action.namespace or namespace, action, done, log)
             elif isinstance(action, Emit):
                 await self._events.emit(body, action.type, action.reason, action.message)
                 done.events.append(action.reason)
@@ -151,6 +155,8 @@ class Applier:
         log: Mapping[str, Any],
     ) -> None:
         kind, child = manifest["kind"], manifest["metadata"]["name"]
+        # Build Jobs name the operator's namespace; every other child lives beside its owner.
+        namespace = manifest["metadata"].get("namespace") or namespace
         res = resource_for(manifest["apiVersion"], kind)
         existing = _known(observed, kind, child)
         if existing is None:

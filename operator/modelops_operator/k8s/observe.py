@@ -7,8 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..decide.inputs import Observed, ObserveKeys
-from ..render.common import LABEL_COMPONENT, LABEL_NAME, ROUTER_APP
+from ..decide.pod_health import tampered_report
+from ..render.common import (
+    ANNOTATION_ENGINE_KEY,
+    ANNOTATION_OWNER_UID,
+    LABEL_COMPONENT,
+    LABEL_NAME,
+    LABEL_OWNER_NAMESPACE,
+    ROUTER_APP,
+)
 from ..render.names import label_value, router_name, service_name
+from ..render.revision import PULL_CONTAINER
 from .cache import ChildCache
 from .client import JsonDict, labels_match
 from .resources import (
@@ -21,7 +30,7 @@ from .resources import (
     SERVICES,
     Resource,
 )
-from .store import EngineStore
+from .store import EngineStore, StoreRead
 
 FINISHED_CONDITIONS = frozenset({"Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"})
 
@@ -69,12 +78,17 @@ def replica_set_pod(pod: Mapping[str, Any], deployment_name: str) -> bool:
 
 
 def termination_message(pods: list[JsonDict], job_uid: str | None = None) -> str | None:
-    """The newest terminated container's message among the pods the Job itself made."""
+    """The newest terminated container's message (init containers too: a build Job's build
+    step) among the pods the Job itself made."""
     found: list[tuple[str, str]] = []
     for pod in pods:
         if job_uid and not owned_by(pod, job_uid, "Job"):
             continue
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        status = pod.get("status") or {}
+        for cs in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
             terminated = (cs.get("state") or {}).get("terminated") or {}
             message = terminated.get("message")
             if message:
@@ -95,14 +109,27 @@ def _by_name(items: list[JsonDict]) -> dict[str, JsonDict]:
     return {i["metadata"]["name"]: i for i in items if (i.get("metadata") or {}).get("name")}
 
 
+def built_for(job: Mapping[str, Any], uid: str | None) -> bool:
+    """A build Job in the operator's namespace is this ModelDeployment's when its owner
+    annotation names its uid (no ownerReference can cross namespaces; only the operator writes
+    in its namespace)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return not uid or annotations.get(ANNOTATION_OWNER_UID) == uid
+
+
 class Observer:
     """Reads one ModelDeployment's children from the watch-fed cache (no LIST per reconcile);
     remembers build termination messages (immutable). One method per kind: fields of Observed
-    that need another kind get their own method."""
+    that need another kind get their own method.
 
-    def __init__(self, cache: ChildCache, store: EngineStore) -> None:
+    `build_namespace`: where its build Jobs run (the operator's own namespace)."""
+
+    def __init__(
+        self, cache: ChildCache, store: EngineStore, build_namespace: str | None = None
+    ) -> None:
         self._cache = cache
         self._store = store
+        self._build_namespace = build_namespace
         self._messages: dict[str, str] = {}
 
     def forget(self, job_uids: list[str]) -> None:
@@ -122,6 +149,19 @@ class Observer:
             found = kind.labelled(namespace, label_value(name))
         return [dict(o) for o in found if owned_by(o, uid)]
 
+    def build_jobs(self, namespace: str, name: str, uid: str | None) -> list[JsonDict]:
+        """Cached build Jobs in the operator's namespace made for this ModelDeployment."""
+        if not self._build_namespace:
+            return []
+        found = self._cache.kind(JOBS).labelled(self._build_namespace, label_value(name))
+        return [
+            dict(job)
+            for job in found
+            if _labels(job).get(LABEL_OWNER_NAMESPACE) == namespace
+            and _component(job) == "build"
+            and built_for(job, uid)
+        ]
+
     def pods(self, namespace: str, name: str) -> list[JsonDict]:
         """Cached pods labelled for the ModelDeployment (serving and router pods)."""
         return self._cache.kind(PODS).labelled(namespace, label_value(name))
@@ -130,8 +170,8 @@ class Observer:
         self, namespace: str, name: str, uid: str | None, keys: ObserveKeys
     ) -> Observed:
         """Owned Jobs, Deployments (+ their pods), ConfigMaps, Services, routes, store entries."""
-        store_entry, serving = await asyncio.gather(
-            self._store.entry(keys.desired) if keys.desired else _none(),
+        desired, serving = await asyncio.gather(
+            self._store.read(keys.desired) if keys.desired else _no_read(),
             self._store.entry(keys.serving) if keys.serving else _none(),
         )
         jobs_all = _by_name(self.children(JOBS, namespace, name, uid))
@@ -139,6 +179,7 @@ class Observer:
         configmaps = _by_name(self.children(CONFIGMAPS, namespace, name, uid))
         services = _by_name(self.children(SERVICES, namespace, name, uid))
         routes = self._routes(namespace, name, uid) if keys.gateway else {}
+        build_jobs = _by_name(self.build_jobs(namespace, name, uid))
         jobs = {n: j for n, j in jobs_all.items() if _component(j) != "validate"}
         validation_jobs = {n: j for n, j in jobs_all.items() if _component(j) == "validate"}
         deployments = {n: d for n, d in deployments_all.items() if _app(d) != ROUTER_APP}
@@ -146,8 +187,12 @@ class Observer:
         pod_items = self.pods(namespace, name) if deployments_all else []
         pods = {d: pods_of(dep, pod_items) for d, dep in deployments.items()}
         router_pods = pods_of(router, pod_items) if router is not None else []
-        for job in jobs_all.values():
+        if keys.desired and await self._tamper_reports(deployments, pods):
+            desired = await self._store.read(keys.desired)
+        for job in [*jobs_all.values(), *build_jobs.values()]:
             self._attach_message(job)
+        running = [*jobs.items(), *build_jobs.items()]
+        job_pods = {n: self._job_pods(j) for n, j in running if not job_finished(j)}
         return Observed(
             jobs=jobs,
             validation_jobs=validation_jobs,
@@ -160,9 +205,35 @@ class Observer:
             router_config=configmaps.get(router_name(name)),
             router_pods=tuple(router_pods),
             routes=routes,
-            store_entry=store_entry,
+            store_entry=desired.entry,
             serving_entry=serving,
+            store_entry_digest=desired.digest,
+            store_refusal=desired.refusal,
+            build_jobs=build_jobs,
+            job_pods=job_pods,
         )
+
+    async def _tamper_reports(
+        self, deployments: Mapping[str, JsonDict], pods: Mapping[str, list[JsonDict]]
+    ) -> bool:
+        """Pods whose engine pull refused the entry's bytes: the operator checks the entry
+        itself (store.check_files) and refuses it when a file really differs."""
+        condemned = False
+        for name, deployment in deployments.items():
+            report = tampered_report(pods.get(name, []), PULL_CONTAINER)
+            key = ((deployment.get("metadata") or {}).get("annotations") or {}).get(
+                ANNOTATION_ENGINE_KEY
+            )
+            if report and key:
+                condemned |= await self._store.check_files(key, report)
+        return condemned
+
+    def _job_pods(self, job: JsonDict) -> tuple[JsonDict, ...]:
+        """The pods a running Job made (to tell why one does not run)."""
+        uid = (job.get("metadata") or {}).get("uid")
+        if not uid:
+            return ()
+        return tuple(dict(p) for p in self._cache.kind(PODS).owned(str(uid)))
 
     def _routes(self, namespace: str, name: str, uid: str | None) -> dict[str, JsonDict]:
         """HTTPRoutes and GRPCRoutes by "Kind/name" (none cached without the Gateway API)."""
@@ -194,6 +265,14 @@ class Observer:
 
 async def _none() -> None:
     return None
+
+
+async def _no_read() -> StoreRead:
+    return StoreRead()
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
 
 
 def _component(obj: Mapping[str, Any]) -> str:

@@ -18,18 +18,26 @@ LABEL_ENGINE_KEY = "modelops.dev/engine-key"
 # Build pods carry this instead of LABEL_DEPLOYMENT so that neither the Service nor the /scale
 # selector ever counts a builder pod as a serving replica.
 LABEL_BUILD_FOR = "modelops.dev/build-for"
+# Build Jobs live in the operator's namespace, where no ownerReference can point at a
+# ModelDeployment: these name their owner instead (docs/security.md, "Build Jobs").
+LABEL_OWNER_NAMESPACE = "modelops.dev/owner-namespace"
+ANNOTATION_OWNER_UID = "modelops.dev/owner-uid"
+ANNOTATION_OWNER_NAME = "modelops.dev/owner-name"
 
 ANNOTATION_GENERATION = "modelops.dev/generation"
 ANNOTATION_ENGINE_KEY = "modelops.dev/engine-key"
 ANNOTATION_SERVING_HASH = "modelops.dev/serving-hash"
 ANNOTATION_RETRY = "modelops.dev/retry"
 ANNOTATION_ROLLBACK_TO = "modelops.dev/rollback-to"
+# The sha256 of the engine.json a revision's pods are pinned to (the operator verified it).
+ANNOTATION_MANIFEST_SHA256 = "modelops.dev/manifest-sha256"
 
 MANAGED_BY = "modelops"
 TRITON_APP = "triton"
 ROUTER_APP = "modelops-router"
 BUILDER_APP = "modelops-builder"
 VALIDATOR_APP = "modelops-validator"
+SOURCE_APP = "modelops-source"
 ENGINE_LABEL_CHARS = 40
 
 # Non-root uid/gid of the NGC tritonserver image's `triton-server` user; the builder image uses

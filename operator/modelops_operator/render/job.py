@@ -1,21 +1,29 @@
-"""The build Job of one engine key, and the one mapping from a spec to a BuildRequest."""
+"""The build Job of one engine key, and the one mapping from a spec to a BuildRequest.
+
+The build Job runs in the operator's namespace (docs/security.md): its build step reads the
+source the source Job sent to the engine server and writes the engine into an emptyDir, with
+neither the store nor any credential; its publishing step alone mounts the store (or gets the
+s3 store's Secret) and the MAC key, and sees nothing of the user's but that emptyDir.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
+from modelops_contract import integrity
 from modelops_contract.enums import EngineKind, ServingBackend
-from modelops_contract.request import BuildRequest, TensorSig
-from modelops_contract.scratch import scratch_quantity
+from modelops_contract.request import BuildRequest, StagedSource, TensorSig
+from modelops_contract.scratch import output_quantity, scratch_quantity
 from modelops_contract.shapes import ShapeRange
+from modelops_contract.staging import source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
+    ANNOTATION_OWNER_NAME,
+    ANNOTATION_OWNER_UID,
     ANNOTATION_RETRY,
     BUILDER_APP,
     LABEL_BUILD_FOR,
@@ -23,26 +31,33 @@ from .common import (
     LABEL_ENGINE_KEY,
     LABEL_MANAGED_BY,
     LABEL_NAME,
+    LABEL_OWNER_NAMESPACE,
     MANAGED_BY,
     container_security_context,
     engine_label,
     gpu_scheduling,
-    object_meta,
     owner_labels,
     pod_security_context,
     tmp_volume,
 )
 from .names import build_job_name, label_value
+from .tokens import source_get_token
 
 MODEL_NAME = "model"
 BUILDER_COMMAND = ["modelops-build"]
-PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default
+OUTPUT_DIR = "/var/lib/modelops/output"
+CACHE_DIR = "/var/lib/modelops/cache"
+ANNOTATION_REPLACES = "modelops.dev/replaces"
 # modelops_builder.tensorrt_versions.EXPECTED_VERSION_ENV (not imported: that module is the
 # builder's, the operator imports only the light contract modules).
 EXPECTED_TENSORRT_ENV = "MODELOPS_EXPECTED_TENSORRT_VERSION"
 BUILDER_RESOURCES: dict[str, dict[str, Any]] = {
     "requests": {"cpu": "1", "memory": "2Gi"},
     "limits": {"memory": "16Gi"},
+}
+PUBLISH_RESOURCES: dict[str, dict[str, Any]] = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
 }
 
 
@@ -106,53 +121,14 @@ def build_request(
     )
 
 
-def _source_claim(uri: str) -> str | None:
-    if not uri.startswith("pvc://"):
-        return None
-    return urlsplit(uri).netloc or None
-
-
-def _env_from(settings: Settings) -> list[dict[str, Any]]:
-    # Only the store's own Secret is injected whole; the user's Secret never is (source_env).
-    if settings.store_uri and settings.store_secret:
-        return [{"secretRef": {"name": settings.store_secret}}]
-    return []
-
-
-def source_env(md: ModelDeployment) -> list[dict[str, Any]]:
-    """spec.model.source's credentialsSecret as credential_env gives it."""
-    return credential_env(md.spec.model.source.credentials_secret)
-
-
-def credential_env(secret: str | None) -> list[dict[str, Any]]:
-    """A user's credentialsSecret, allow-listed keys only, under MODELOPS_SOURCE_* names.
-
-    A key the Secret lacks is skipped (optional), and no other key can reach the builder, so a
-    tenant's Secret can neither set the builder's own variables nor the store client's AWS_*.
-    """
-    if not secret:
-        return []
-    return [
-        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
-        for key, env in SOURCE_CREDENTIAL_ENV.items()
-    ]
-
-
-def _volumes(md: ModelDeployment, settings: Settings) -> tuple[list[Any], list[Any]]:
-    volumes: list[dict[str, Any]] = [tmp_volume(size_limit=_scratch())]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    if not settings.store_uri and settings.store_pvc:
-        volumes.append(
-            {"name": "store", "persistentVolumeClaim": {"claimName": settings.store_pvc}}
-        )
-        mounts.append({"name": "store", "mountPath": settings.store_mount_path})
-    claim = _source_claim(md.spec.model.source.uri)
-    if claim:
-        volumes.append(
-            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-        )
-        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
-    return volumes, mounts
+def _store_access(settings: Settings) -> tuple[list[Any], list[Any], list[Any]]:
+    """(volumes, mounts, envFrom) of the publishing step: the only container with the store."""
+    if settings.store_uri:
+        # Only the store's own Secret is injected whole, and only into the publishing step.
+        env_from = [{"secretRef": {"name": settings.store_secret}}] if settings.store_secret else []
+        return [], [], env_from
+    volume = {"name": "store", "persistentVolumeClaim": {"claimName": settings.store_pvc}}
+    return [volume], [{"name": "store", "mountPath": settings.store_mount_path}], []
 
 
 def _scratch() -> str:
@@ -160,80 +136,178 @@ def _scratch() -> str:
     return scratch_quantity(BuildRequest.model_fields["max_download_bytes"].default)
 
 
+def _output() -> str:
+    """The build step's output folder: the engine and the validation set."""
+    return output_quantity(BuildRequest.model_fields["max_download_bytes"].default)
+
+
 def _resources(md: ModelDeployment) -> dict[str, Any]:
     resources = {k: dict(v) for k, v in BUILDER_RESOURCES.items()}
-    # The kubelet evicts the Job before its scratch space can fill the node's disk.
-    resources["requests"]["ephemeral-storage"] = _scratch()
-    resources["limits"]["ephemeral-storage"] = _scratch()
+    # The kubelet evicts the Job before its scratch space can fill the node.
+    storage = f"{int(_scratch().removesuffix('Gi')) + int(_output().removesuffix('Gi'))}Gi"
+    resources["requests"]["ephemeral-storage"] = storage
+    resources["limits"]["ephemeral-storage"] = storage
     if str(md.spec.build.engine) == "tensorrt":
         resources["limits"]["nvidia.com/gpu"] = 1
     return resources
 
 
-def render_build_job(md: ModelDeployment, key: str, settings: Settings) -> dict[str, Any]:
-    """The Job that builds and publishes the engine `key` for this ModelDeployment."""
-    name = md.metadata.name
+def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> BuildRequest:
+    """The build Job's request: the bytes come from the engine server, sent by the source Job."""
+    sha = md.spec.model.source.sha256
     request = build_request(md.spec, settings, engine_key=key)
-    labels = {
+    staged = StagedSource(
+        url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
+    )
+    return request.model_copy(update={"staged_source": staged})
+
+
+def build_job_labels(md: ModelDeployment, key: str) -> dict[str, str]:
+    """The labels the operator finds its build Jobs by, in its own namespace."""
+    return {
         LABEL_NAME: BUILDER_APP,
         LABEL_COMPONENT: "build",
-        **owner_labels(name),
+        **owner_labels(md.metadata.name),
+        LABEL_OWNER_NAMESPACE: md.metadata.namespace or "default",
         LABEL_ENGINE_KEY: engine_label(key),
     }
+
+
+def _timing_cache_step(md: ModelDeployment, settings: Settings) -> list[dict[str, Any]]:
+    """TensorRT: copy the store's timing cache (store read-only, no user file) for the build."""
+    if str(md.spec.build.engine) != "tensorrt" or settings.store_uri:
+        return []
+    return [
+        {
+            "name": "timing-cache",
+            "image": settings.builder_image,
+            "command": [
+                "sh",
+                "-c",
+                f"cp {settings.store_mount_path}/_timing_cache/*.cache "
+                f"{CACHE_DIR}/ 2>/dev/null; true",
+            ],
+            "securityContext": container_security_context(),
+            "volumeMounts": [
+                {"name": "store", "mountPath": settings.store_mount_path, "readOnly": True},
+                {"name": "cache", "mountPath": CACHE_DIR},
+            ],
+        }
+    ]
+
+
+def render_build_job(
+    md: ModelDeployment, key: str, settings: Settings, *, replaces: str | None = None
+) -> dict[str, Any]:
+    """The Job that builds and publishes engine `key` for this ModelDeployment, in the
+    operator's namespace: a build step that never sees the store, then the publishing step.
+
+    `replaces`: the sha256 of a refused entry at this key that the publish replaces."""
+    request = staged_build_request(md, key, settings)
+    request_json = request.model_dump_json(by_alias=True, exclude_none=True)
     annotations = {
         ANNOTATION_ENGINE_KEY: key,
         ANNOTATION_GENERATION: str(md.metadata.generation),
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
+        ANNOTATION_OWNER_UID: md.metadata.uid or "",
+        ANNOTATION_OWNER_NAME: md.metadata.name,
     }
+    if replaces:
+        annotations[ANNOTATION_REPLACES] = replaces
     pod_labels = {
         LABEL_NAME: BUILDER_APP,
         LABEL_COMPONENT: "build",
         LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_BUILD_FOR: label_value(name),
+        LABEL_BUILD_FOR: label_value(md.metadata.name),
+        LABEL_OWNER_NAMESPACE: md.metadata.namespace or "default",
         LABEL_ENGINE_KEY: engine_label(key),
     }
-    volumes, mounts = _volumes(md, settings)
-    env = [
-        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
-        {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
-        *source_env(md),
+    store_volumes, store_mounts, env_from = _store_access(settings)
+    tensorrt = str(md.spec.build.engine) == "tensorrt"
+    build_args = ["--request", request_json, "--into", OUTPUT_DIR]
+    env = [{"name": "HOME", "value": "/tmp"}]  # noqa: S108 - the only writable place
+    build_mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        {"name": "output", "mountPath": OUTPUT_DIR},
     ]
-    if str(md.spec.build.engine) == "tensorrt":
+    volumes: list[dict[str, Any]] = [
+        tmp_volume(size_limit=_scratch()),
+        {"name": "output", "emptyDir": {"sizeLimit": _output()}},
+        *store_volumes,
+    ]
+    init = _timing_cache_step(md, settings)
+    if tensorrt:
         # The builder refuses to build with any other TensorRT: Triton could not load the plan.
         env.append({"name": EXPECTED_TENSORRT_ENV, "value": settings.tensorrt_version})
-    container: dict[str, Any] = {
-        "name": "builder",
+        volumes.append({"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}})
+        build_mounts.append({"name": "cache", "mountPath": CACHE_DIR, "readOnly": True})
+        if init:
+            build_args += ["--timing-cache", CACHE_DIR]
+    build = {
+        "name": "build",
         "image": settings.builder_image,
         "command": list(BUILDER_COMMAND),
-        "args": ["--request", request.model_dump_json(by_alias=True, exclude_none=True)],
+        "args": build_args,
         "env": env,
         "resources": _resources(md),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": mounts,
+        "volumeMounts": build_mounts,
     }
-    env_from = _env_from(settings)
+    publish: dict[str, Any] = {
+        "name": "publish",
+        "image": settings.builder_image,
+        "command": list(BUILDER_COMMAND),
+        "args": ["publish", "--request", request_json, "--from", OUTPUT_DIR],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108
+            {
+                "name": integrity.MAC_KEY_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": settings.store_key_secret,
+                        "key": integrity.SECRET_MAC_KEY,
+                    }
+                },
+            },
+        ],
+        "resources": PUBLISH_RESOURCES,
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            {"name": "output", "mountPath": OUTPUT_DIR, "readOnly": True},
+            *store_mounts,
+        ],
+    }
     if env_from:
-        container["envFrom"] = env_from
+        publish["envFrom"] = env_from
     gpu = md.spec.build.gpu.product if md.spec.build.gpu else None
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(fs_group=not settings.store_uri),
-        "containers": [container],
+        "initContainers": [*init, build],
+        "containers": [publish],
         "volumes": volumes,
         **gpu_scheduling(gpu),
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": object_meta(md, build_job_name(name, key), labels, annotations),
+        "metadata": {
+            "name": build_job_name(md.metadata.namespace or "default", md.metadata.name, key),
+            "namespace": settings.operator_namespace,
+            "labels": dict(sorted(build_job_labels(md, key).items())),
+            "annotations": dict(sorted(annotations.items())),
+        },
         "spec": {
             "backoffLimit": settings.build_backoff_limit,
             "activeDeadlineSeconds": settings.build_deadline_seconds,
-            # ttlSecondsAfterFinished stays unset: the operator reads the result and deletes
-            # the Job itself once the engine is no longer wanted.
+            # No ownerReference can cross namespaces: the operator deletes the Job when its
+            # owner is gone, and the TTL collects it once finished in any case.
+            "ttlSecondsAfterFinished": settings.build_ttl_seconds,
             "template": {
                 "metadata": {"labels": dict(sorted(pod_labels.items()))},
                 "spec": pod_spec,

@@ -43,9 +43,18 @@ def service_name(md_name: str) -> str:
     return _fit(md_name, MAX_NAME)
 
 
-def build_job_name(md_name: str, key: str) -> str:
-    """`<name>-build-<digest[:10]>`: one Job per engine key, so re-creating it is idempotent."""
-    suffix = f"-build-{key_digest(key)[:BUILD_DIGEST_CHARS]}"
+def build_job_name(namespace: str, md_name: str, key: str) -> str:
+    """`<namespace>-<name>-<hash>-build-<digest[:10]>`, in the operator's namespace: one Job per
+    ModelDeployment and engine key (re-creating it is idempotent), never two owners' alike."""
+    suffix = (
+        f"-{_short_hash(f'{namespace}/{md_name}')}-build-{key_digest(key)[:BUILD_DIGEST_CHARS]}"
+    )
+    return _fit(f"{namespace}-{md_name}", MAX_NAME - len(suffix)) + suffix
+
+
+def source_job_name(md_name: str, key: str) -> str:
+    """`<name>-source-<digest[:10]>`: the source Job of an engine key, in the tenant's namespace."""
+    suffix = f"-source-{key_digest(key)[:BUILD_DIGEST_CHARS]}"
     return _fit(md_name, MAX_NAME - len(suffix)) + suffix
 
 

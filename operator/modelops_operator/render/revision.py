@@ -8,8 +8,7 @@ import math
 from typing import Any
 
 from modelops_contract.enums import EngineKind, ServingBackend
-from modelops_contract.key import key_digest
-from modelops_contract.layout import REPOSITORY_DIR, VERSION_DIR
+from modelops_contract.layout import VERSION_DIR
 from modelops_contract.manifest import EngineManifest
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
 
@@ -18,6 +17,7 @@ from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
+    ANNOTATION_MANIFEST_SHA256,
     ANNOTATION_RETRY,
     ANNOTATION_SERVING_HASH,
     LABEL_DEPLOYMENT,
@@ -30,6 +30,7 @@ from .common import (
     triton_labels,
 )
 from .names import label_value, revision_name
+from .tokens import entry_token, transfer_key_fingerprint
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_ROOT = "/models"
@@ -42,6 +43,7 @@ EXIT_TIMEOUT_SECONDS = 30
 GRACE_MARGIN_SECONDS = 5
 STARTUP_PERIOD_SECONDS = 10
 GPU_RESOURCE = "nvidia.com/gpu"
+PULL_CONTAINER = "pull-engine"
 
 
 def _quantities(values: dict[str, Any] | None) -> dict[str, str]:
@@ -96,8 +98,10 @@ def serving_hash(spec: ModelDeploymentSpec, settings: Settings) -> str:
         "gpu": spec.build.gpu.product if spec.build.gpu else None,
         "image": settings.triton_image,
         "startupSeconds": settings.triton_startup_seconds,
-        "store": settings.store_uri or settings.store_pvc,
-        "puller": settings.builder_image if settings.store_uri else None,
+        "server": settings.store_server,
+        "puller": settings.builder_image,
+        # The pods' entry tokens are made with the transfer key: a new key, new pods.
+        "tokens": transfer_key_fingerprint(settings),
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -134,36 +138,34 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def _engine_source(
-    md: ModelDeployment, manifest: EngineManifest, settings: Settings
+    md: ModelDeployment, manifest: EngineManifest, settings: Settings, manifest_sha256: str | None
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(volume, mount, init containers) that put the engine's version dir at /models/NAME/1."""
-    name = md.metadata.name
-    version_dir = f"{MODEL_ROOT}/{name}/{VERSION_DIR}"
-    digest = key_digest(manifest.key)
-    if not settings.store_uri:
-        volume = {
-            "name": "engine",
-            "persistentVolumeClaim": {"claimName": settings.store_pvc, "readOnly": True},
-        }
-        sub_path = f"{digest}/{REPOSITORY_DIR}/{manifest.model_name}/{VERSION_DIR}"
-        mount = {"name": "engine", "mountPath": version_dir, "subPath": sub_path, "readOnly": True}
-        return volume, mount, []
-    # An s3 store cannot be mounted: the builder image copies the version dir into an emptyDir.
+    """(volume, mount, init containers) that put the engine's version dir at /models/NAME/1.
+
+    The pod never sees the store: the builder image pulls the entry from the engine server
+    into an emptyDir, checking engine.json against the digest the operator verified (its MAC)
+    and pinned here, and every file against engine.json, before Triton starts."""
+    version_dir = f"{MODEL_ROOT}/{md.metadata.name}/{VERSION_DIR}"
+    args = [
+        "pull",
+        "--server",
+        settings.store_server,
+        "--token",
+        entry_token(settings, manifest.key),
+        "--key",
+        manifest.key,
+        "--model",
+        manifest.model_name,
+        "--dest",
+        version_dir,
+    ]
+    if manifest_sha256:
+        args += ["--manifest-sha256", manifest_sha256]
     pull = {
-        "name": "pull-engine",
+        "name": PULL_CONTAINER,
         "image": settings.builder_image,
         "command": ["modelops-build"],
-        "args": [
-            "pull",
-            "--store",
-            settings.store_uri,
-            "--key",
-            manifest.key,
-            "--model",
-            manifest.model_name,
-            "--dest",
-            version_dir,
-        ],
+        "args": args,
         "env": [{"name": "HOME", "value": "/tmp"}],  # noqa: S108
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -172,8 +174,6 @@ def _engine_source(
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
         ],
     }
-    if settings.store_secret:
-        pull["envFrom"] = [{"secretRef": {"name": settings.store_secret}}]
     mount = {"name": "engine", "mountPath": version_dir, "readOnly": True}
     return {"name": "engine", "emptyDir": {}}, mount, [pull]
 
@@ -209,8 +209,11 @@ def render_deployment(
     manifest: EngineManifest,
     settings: Settings,
     replicas: int | None = None,
+    *,
+    manifest_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Deployment `<name>-r<N>` running Triton on the engine of `manifest`."""
+    """Deployment `<name>-r<N>` running Triton on the engine of `manifest`, whose engine.json
+    has the sha256 `manifest_sha256` (the pods refuse any other)."""
     name, spec = md.metadata.name, md.spec
     child = revision_name(name, revision)
     labels = triton_labels(name, revision, manifest.key)
@@ -219,8 +222,9 @@ def render_deployment(
         ANNOTATION_ENGINE_KEY: manifest.key,
         ANNOTATION_SERVING_HASH: serving_hash(spec, settings),
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
+        ANNOTATION_MANIFEST_SHA256: manifest_sha256 or "",
     }
-    volume, engine_mount, init = _engine_source(md, manifest, settings)
+    volume, engine_mount, init = _engine_source(md, manifest, settings, manifest_sha256)
     startup_failures = max(1, math.ceil(settings.triton_startup_seconds / STARTUP_PERIOD_SECONDS))
     container: dict[str, Any] = {
         "name": "triton",
@@ -305,9 +309,13 @@ def render_revision(
     manifest: EngineManifest,
     settings: Settings,
     replicas: int | None = None,
+    *,
+    manifest_sha256: str | None = None,
 ) -> list[dict[str, Any]]:
     """[ConfigMap, Deployment] of revision N (the ConfigMap first: the pods mount it)."""
     return [
         render_configmap(md, revision, manifest, settings),
-        render_deployment(md, revision, manifest, settings, replicas),
+        render_deployment(
+            md, revision, manifest, settings, replicas, manifest_sha256=manifest_sha256
+        ),
     ]

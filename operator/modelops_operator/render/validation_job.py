@@ -1,6 +1,7 @@
 """PURE: the validation Job of a candidate revision, and the request it runs.
 
-The Job (builder image, no Kubernetes credentials) sends the entry's validation set, and the
+The Job (builder image, no Kubernetes credentials, nothing of the store: it reads the entry's
+set from the engine server with the entry's token) sends the entry's validation set, and the
 user's own set when spec.validation names one, to every ready candidate pod over gRPC, before
 the candidate gets any client request. Its termination message carries the figures.
 """
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from modelops_contract.key import key_digest
 from modelops_contract.manifest import EngineManifest
+from modelops_contract.staging import entry_url
 from modelops_contract.validation import (
     VALIDATION_SET_NAME,
     UserValidationSet,
@@ -35,10 +37,10 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
-from .job import credential_env
 from .names import validation_job_name
+from .source_job import credential_env
+from .tokens import entry_token
 
-SET_DIR = "/var/lib/modelops/validation"
 PVC_ROOT = "/mnt/pvc"
 # Tolerances when the manifest records none (an entry built before they were recorded).
 DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
@@ -56,15 +58,21 @@ def tolerances(manifest: EngineManifest) -> tuple[float, float]:
 
 
 def validation_request(
-    md: ModelDeployment, manifest: EngineManifest, targets: Sequence[str]
+    md: ModelDeployment, manifest: EngineManifest, targets: Sequence[str], settings: Settings
 ) -> ValidationRequest:
-    """What the Job checks: both sets, every target, the build's tolerances."""
+    """What the Job checks: both sets, every target, the build's tolerances. The entry's set
+    comes from the engine server, checked against the sha256 of the verified engine.json."""
     atol, rtol = tolerances(manifest)
     user = md.spec.validation
+    listed = manifest.file(VALIDATION_SET_NAME)
     return ValidationRequest(
         model_name=md.metadata.name,
         targets=list(targets),
-        reference_set=f"{SET_DIR}/{VALIDATION_SET_NAME}",
+        reference_set=entry_url(
+            settings.store_server, key_digest(manifest.key), VALIDATION_SET_NAME
+        ),
+        reference_sha256=listed.sha256 if listed is not None else None,
+        reference_token=entry_token(settings, manifest.key),
         inputs=[s.name for s in manifest.inputs],
         outputs=[s.name for s in manifest.outputs],
         user_set=None
@@ -106,9 +114,10 @@ def render_validation_job(
     targets: Sequence[str],
     settings: Settings,
 ) -> dict[str, Any]:
-    """Job `<name>-validate-r<N>`: the entry's set mounted read-only, the user's set fetched."""
+    """Job `<name>-validate-r<N>`: the entry's set and the user's set fetched, nothing mounted
+    of the store."""
     name = md.metadata.name
-    request = validation_request(md, manifest, targets)
+    request = validation_request(md, manifest, targets, settings)
     labels = {
         LABEL_NAME: VALIDATOR_APP,
         LABEL_COMPONENT: "validate",
@@ -122,23 +131,8 @@ def render_validation_job(
         LABEL_REVISION: str(revision),
     }
     volumes, mounts, credentials = _user_set_access(md)
-    entry = f"{key_digest(manifest.key)}/{VALIDATION_SET_NAME}"
-    volumes += [
-        tmp_volume(),
-        {
-            "name": "set",
-            "persistentVolumeClaim": {"claimName": settings.store_pvc, "readOnly": True},
-        },
-    ]
-    mounts += [
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable place
-        {
-            "name": "set",
-            "mountPath": f"{SET_DIR}/{VALIDATION_SET_NAME}",
-            "subPath": entry,
-            "readOnly": True,
-        },
-    ]
+    volumes.append(tmp_volume())
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})  # noqa: S108 - the only writable place
     container: dict[str, Any] = {
         "name": "validate",
         "image": settings.builder_image,

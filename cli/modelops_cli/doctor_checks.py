@@ -1,0 +1,213 @@
+"""PURE: what `modelops doctor` concludes from the objects it read. Each check returns Findings
+that say what is wrong and how to fix it; nothing here talks to the cluster."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Level = Literal["ok", "warn", "fail"]
+Obj = Mapping[str, Any]
+Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+
+# The grammar of an image reference (distribution/reference), lower-case repository.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?/)"
+IMAGE = re.compile(
+    rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
+)
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's result: where, ok/warn/fail, what was found, and how to fix it."""
+
+    check: str
+    where: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+
+def crd_finding(found: Obj | None, expected: Obj) -> Finding:
+    """The installed CRD is the one this modelops generates (same versions, same schema)."""
+    name = str(expected["metadata"]["name"])
+    if found is None:
+        return Finding(
+            "CRD", name, "fail", "the CRD is not installed",
+            "helm upgrade with crds.enabled=true, or kubectl apply -f crds/",
+        )  # fmt: skip
+    want = {v["name"]: v.get("schema") for v in expected["spec"]["versions"]}
+    have = {v["name"]: v.get("schema") for v in (found.get("spec") or {}).get("versions") or []}
+    if set(want) - set(have):
+        detail = f"it serves {sorted(have)}, this modelops needs {sorted(want)}"
+        return Finding("CRD", name, "fail", detail, "helm upgrade (or kubectl apply -f crds/)")
+    stale = sorted(v for v in want if have.get(v) != want[v])
+    if stale:
+        detail = f"the schema of {', '.join(stale)} differs from this modelops's"
+        return Finding("CRD", name, "fail", detail, "helm upgrade (or kubectl apply -f crds/)")
+    return Finding("CRD", name, "ok", f"versions {', '.join(sorted(want))}, schema current")
+
+
+def namespace_findings(names: Iterable[str], existing: Mapping[str, Obj | None]) -> list[Finding]:
+    """Every watched namespace exists."""
+    out = []
+    for name in names:
+        if existing.get(name) is None:
+            fix = f"kubectl create namespace {name} (or helm upgrade with createWatchNamespaces)"
+            out.append(Finding("namespace", name, "fail", "it does not exist", fix))
+        else:
+            out.append(Finding("namespace", name, "ok", "exists"))
+    return out
+
+
+def rbac_finding(where: str, account: str, denied: Sequence[Grant], release: str) -> Finding:
+    """The operator's ServiceAccount may make every call it needs in `where`."""
+    if not denied:
+        return Finding("RBAC", where, "ok", f"{account} has every rule the operator needs")
+    calls = ", ".join(f"{verb} {res}{'.' + group if group else ''}" for group, res, verb in denied)
+    fix = (
+        f"helm upgrade {release} with {where} in watchNamespaces (the chart adds the Role), or "
+        "grant the rules of docs/install.md (Least privilege)"
+    )
+    return Finding("RBAC", where, "fail", f"{account} may not {calls}", fix)
+
+
+def engine_server_findings(
+    deployment: Obj | None, service: Obj | None, claim: Obj | None, claim_name: str | None
+) -> list[Finding]:
+    """The engine server runs, has its Service, and its store claim is bound."""
+    out = []
+    if deployment is None:
+        out.append(Finding("engine server", "Deployment", "fail", "not found", "helm upgrade"))
+    else:
+        available = int((deployment.get("status") or {}).get("availableReplicas") or 0)
+        name = deployment["metadata"]["name"]
+        if available < 1:
+            fix = f"kubectl describe deploy/{name}: its pod's events say why it does not run"
+            out.append(Finding("engine server", name, "fail", "no replica available", fix))
+        else:
+            out.append(Finding("engine server", name, "ok", f"{available} replica available"))
+    if service is None:
+        out.append(Finding("engine server", "Service", "fail", "not found", "helm upgrade"))
+    if claim_name is not None:
+        phase = ((claim or {}).get("status") or {}).get("phase")
+        if claim is None:
+            fix = "helm upgrade with store.pvc.create=true, or create the claim"
+            out.append(Finding("store", claim_name, "fail", "the store claim is missing", fix))
+        elif phase != "Bound":
+            fix = "its StorageClass must provide the access mode store.pvc.accessModes asks"
+            out.append(Finding("store", claim_name, "fail", f"the claim is {phase}", fix))
+        else:
+            out.append(Finding("store", claim_name, "ok", "bound"))
+    return out
+
+
+def _selects(selector: Obj | None, labels: Mapping[str, str]) -> bool | None:
+    """Whether a label selector matches (None: it uses expressions this check cannot read)."""
+    selector = selector or {}
+    if selector.get("matchExpressions"):
+        return None
+    wanted = selector.get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _peer_ok(peer: Obj, same: str, namespaces: Mapping[str, Mapping[str, str]], other: str,
+             labels: Mapping[str, str]) -> bool | None:  # fmt: skip
+    if "ipBlock" in peer:
+        return None
+    if "namespaceSelector" in peer:
+        ns = _selects(peer["namespaceSelector"], namespaces.get(other, {}))
+    else:
+        ns = other == same
+    pods = _selects(peer.get("podSelector"), labels) if "podSelector" in peer else True
+    if ns is None or pods is None:
+        return None
+    return ns and pods
+
+
+def traffic_allowed(
+    policies: Sequence[Obj],
+    direction: Literal["Ingress", "Egress"],
+    pod: tuple[str, Mapping[str, str]],
+    peer: tuple[str, Mapping[str, str]],
+    port: tuple[int, str],
+    namespaces: Mapping[str, Mapping[str, str]],
+) -> bool | None:
+    """Whether NetworkPolicies let `pod` (namespace, labels) talk to or hear `peer` on
+    `port` (number, name); None when a policy uses what this check cannot evaluate."""
+    relevant = []
+    for policy in policies:
+        spec = policy.get("spec") or {}
+        types = spec.get("policyTypes") or (
+            ["Ingress", "Egress"] if "egress" in spec else ["Ingress"]
+        )
+        if direction in types and _selects(spec.get("podSelector"), pod[1]) is not False:
+            relevant.append(spec)
+    if not relevant:
+        return True
+    unknown = False
+    for spec in relevant:
+        for rule in spec.get("ingress" if direction == "Ingress" else "egress") or []:
+            ports = rule.get("ports") or []
+            if ports and not any(p.get("port") in port for p in ports):
+                continue
+            peers = rule.get("from" if direction == "Ingress" else "to")
+            if not peers:
+                return True
+            for candidate in peers:
+                verdict = _peer_ok(candidate, pod[0], namespaces, peer[0], peer[1])
+                if verdict:
+                    return True
+                unknown |= verdict is None
+    return None if unknown else False
+
+
+def reach_finding(where: str, ingress: bool | None, egress: bool | None, server: str) -> Finding:
+    """Can pods of `where` reach the engine server (its ingress and their egress)?"""
+    if ingress and egress:
+        return Finding(
+            "store reachable", where, "ok", f"NetworkPolicies let its pods reach {server}"
+        )
+    if ingress is False or egress is False:
+        side = (
+            "the engine server's namespace refuses them"
+            if ingress is False
+            else ("their own namespace's egress policy blocks them")
+        )
+        fix = f"allow TCP to {server} from {where} (docs/install.md, NetworkPolicy)"
+        return Finding(
+            "store reachable", where, "fail", f"its pods cannot reach {server}: {side}", fix
+        )
+    detail = "a NetworkPolicy uses ipBlock or expressions: check by hand"
+    return Finding("store reachable", where, "warn", detail)
+
+
+def image_findings(images: Mapping[str, str], pods: Sequence[Obj]) -> list[Finding]:
+    """Each image reference is well formed, and no pod of modelops fails to pull one."""
+    out = []
+    for role, ref in sorted(images.items()):
+        if not IMAGE.match(ref):
+            fix = "set images.* in the chart's values to REPOSITORY[:TAG][@sha256:DIGEST]"
+            out.append(Finding("image", role, "fail", f"{ref!r} is not an image reference", fix))
+    for pod in pods:
+        status, meta = pod.get("status") or {}, pod.get("metadata") or {}
+        for container in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in PULL_FAILURES:
+                where = f"{meta.get('namespace')}/{meta.get('name')}"
+                words = waiting.get("message", "")
+                detail = f"{container.get('image', '?')}: {waiting['reason']}: {words}"
+                fix = (
+                    "check the name and tag, the registry's reach from the nodes, imagePullSecrets"
+                )
+                out.append(Finding("image", where, "fail", detail.strip(), fix))
+    if not any(f.level == "fail" for f in out):
+        out.append(Finding("image", "all", "ok", ", ".join(sorted(images.values()))))
+    return out

@@ -1,0 +1,165 @@
+"""PURE: the source step. Before a ModelDeployment gets an engine, it proves it can read the
+model: its source Job, in its own namespace with its own credentials, streams the source to the
+engine server, whose receipt (an HMAC only the transfer key makes, naming the sha256 and this
+ModelDeployment's uid) the operator checks here. A store hit needs the proof too (the bytes are
+then only hashed); a build needs them kept for the build Job.
+
+The receipt is what counts, never the Job's word: a tenant who controls its namespace can make
+any Job say "ok", but cannot make a receipt without sending bytes with the right sha256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelops_contract.staging import StageSummary, parse_stage_summary
+
+from ..api import ModelDeployment, SourceAccess
+from ..render.common import LABEL_COMPONENT
+from ..render.names import source_job_name
+from ..render.source_job import ANNOTATION_KEEP, render_source_job
+from ..render.tokens import receipt_kept, receipt_valid
+from ..settings import Settings
+from .clock import rfc3339
+from .inputs import Observed
+from .jobs import JobState, job_state, retry_wanted, stuck_job
+from .plan import Action, Apply, Delete, Emit
+
+SHORT_REQUEUE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    """Where the source step stands: the proof (ready), or why not yet (or never)."""
+
+    access: SourceAccess | None
+    reason: str = ""
+    message: str = ""
+    failed: bool = False
+    actions: tuple[Action, ...] = ()
+    events: tuple[Emit, ...] = field(default=())
+    requeue_after: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True when the proof is in hand."""
+        return self.access is not None
+
+
+def recorded_access(md: ModelDeployment, settings: Settings) -> SourceAccess | None:
+    """status.sourceAccess when it still proves access to today's source for this uid."""
+    access = md.status.source_access
+    sha = md.spec.model.source.sha256
+    if access is None or access.sha256 != sha:
+        return None
+    return access if receipt_valid(settings, access.receipt, sha, md.metadata.uid or "") else None
+
+
+def source_jobs(observed: Observed) -> list[str]:
+    """Names of the observed source Jobs."""
+    return sorted(n for n, j in observed.jobs.items() if _component(j) == "source")
+
+
+def _component(job: Mapping[str, Any]) -> str:
+    return str(((job.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT, ""))
+
+
+def _summary(job: Mapping[str, Any] | None) -> StageSummary | None:
+    message = ((job or {}).get("status") or {}).get("terminationMessage")
+    return parse_stage_summary(message) if isinstance(message, str) else None
+
+
+def _proof(
+    md: ModelDeployment, summary: StageSummary | None, settings: Settings, keep: bool, now: str
+) -> SourceAccess | None:
+    sha, uid = md.spec.model.source.sha256, md.metadata.uid or ""
+    if summary is None or not summary.ok or not summary.receipt or summary.sha256 != sha:
+        return None
+    valid = (
+        receipt_kept(settings, summary.receipt, sha, uid, True)
+        if keep
+        else receipt_valid(settings, summary.receipt, sha, uid)
+    )
+    return SourceAccess(sha256=sha, receipt=summary.receipt, time=now) if valid else None
+
+
+def stale_source_jobs(observed: Observed, keep: str | None) -> tuple[Action, ...]:
+    """Deletes of the source Jobs other than `keep` (all of them for None)."""
+    return tuple(Delete("batch/v1", "Job", n) for n in source_jobs(observed) if n != keep)
+
+
+def decide_source(
+    md: ModelDeployment,
+    key: str,
+    observed: Observed,
+    *,
+    keep: bool,
+    now: datetime,
+    settings: Settings,
+) -> SourceOutcome:
+    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes."""
+    name = source_job_name(md.metadata.name, key)
+    job = observed.jobs.get(name)
+    stale = stale_source_jobs(observed, name)
+    state, summary = job_state(job), _summary(job)
+    proof = _proof(md, summary, settings, keep, rfc3339(now))
+    why = "for the build" if keep else "to prove this ModelDeployment can read it"
+    if proof is not None:
+        return SourceOutcome(access=proof, actions=stale)
+    if keep and job is not None and state != JobState.TERMINATING:
+        made = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_KEEP)
+        if made != "true":
+            # It only proves access; a build needs the bytes kept: send them again.
+            message = f"the source is needed {why}: replacing Job {name}"
+            delete = Delete("batch/v1", "Job", name)
+            return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+    if state == JobState.ABSENT:
+        message = f"fetching the source {why} in Job {name}"
+        manifest = render_source_job(md, key, settings, keep=keep)
+        return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
+    if state == JobState.TERMINATING:
+        message = f"waiting for the old source Job {name} to be deleted"
+        return _waiting(message, stale, SHORT_REQUEUE_SECONDS)
+    assert job is not None
+    if state in (JobState.FAILED, JobState.SUCCEEDED):
+        if retry_wanted(md, job):
+            message = f"fetching the source again: deleting Job {name}"
+            return _waiting(
+                message, (*stale, Delete("batch/v1", "Job", name)), SHORT_REQUEUE_SECONDS
+            )
+        reason = (summary.reason if summary and not summary.ok else None) or "SourceUnreadable"
+        detail = (summary.message if summary else None) or "it left no receipt of the source"
+        return SourceOutcome(
+            access=None,
+            reason=reason,
+            message=f"source Job {name} failed: {detail}",
+            failed=True,
+            actions=stale,
+        )
+    pods = observed.job_pods.get(name, ())
+    stuck = stuck_job(md, f"source Job {name}", pods, now=now, patience=settings.stuck_seconds)
+    if stuck is not None and stuck.expired:
+        if retry_wanted(md, job):
+            message = f"fetching the source again: deleting the stuck Job {name}"
+            delete = Delete("batch/v1", "Job", name)
+            return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+        return SourceOutcome(None, stuck.reason, stuck.message, failed=True, actions=stale)
+    if stuck is not None:
+        return SourceOutcome(
+            None,
+            stuck.reason,
+            stuck.message,
+            actions=stale,
+            events=stuck.events,
+            requeue_after=settings.reconcile_interval_seconds,
+        )
+    message = f"Job {name} is fetching the source {why}"
+    return _waiting(message, stale, settings.reconcile_interval_seconds)
+
+
+def _waiting(message: str, actions: tuple[Action, ...], requeue: float) -> SourceOutcome:
+    reason = "FetchingSource"
+    return SourceOutcome(None, reason, message, actions=actions, requeue_after=requeue)

@@ -1,0 +1,148 @@
+"""PURE: the source Job, the one step that runs in the tenant's namespace for an engine.
+
+It runs `modelops-build stage` with the tenant's allow-listed credentials (and the tenant's
+pvc:// claim), fetches the model and streams it to the engine server, which answers with a
+receipt only when the bytes have the spec's sha256. It mounts nothing of the store and holds no
+store credential: its only token lets it send this one source for this one ModelDeployment.
+With `keep` the server stores the bytes for the build Job; without it (a store hit) the receipt
+only proves that this ModelDeployment can read the source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
+from modelops_contract.staging import STAGE_COMMAND, StageRequest
+
+from ..api import ModelDeployment
+from ..settings import Settings
+from .common import (
+    ANNOTATION_ENGINE_KEY,
+    ANNOTATION_GENERATION,
+    ANNOTATION_RETRY,
+    LABEL_BUILD_FOR,
+    LABEL_COMPONENT,
+    LABEL_ENGINE_KEY,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGED_BY,
+    SOURCE_APP,
+    container_security_context,
+    engine_label,
+    object_meta,
+    owner_labels,
+    pod_security_context,
+    tmp_volume,
+)
+from .names import label_value, source_job_name
+from .tokens import source_put_token
+
+ANNOTATION_KEEP = "modelops.dev/keep"
+PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default
+RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def credential_env(secret: str | None) -> list[dict[str, Any]]:
+    """A user's credentialsSecret, allow-listed keys only, under MODELOPS_SOURCE_* names.
+
+    A key the Secret lacks is skipped (optional), and no other key can reach the builder, so a
+    tenant's Secret can neither set the builder's own variables nor any store client's AWS_*.
+    """
+    if not secret:
+        return []
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for key, env in SOURCE_CREDENTIAL_ENV.items()
+    ]
+
+
+def source_claim(uri: str) -> str | None:
+    """The claim of a pvc://CLAIM/PATH source, else None."""
+    if not uri.startswith("pvc://"):
+        return None
+    return urlsplit(uri).netloc or None
+
+
+def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> StageRequest:
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment."""
+    source = md.spec.model.source
+    owner = md.metadata.uid or ""
+    return StageRequest(
+        source_uri=source.uri,
+        sha256=source.sha256,
+        server=settings.store_server,
+        owner=owner,
+        token=source_put_token(settings, source.sha256, owner),
+        keep=keep,
+    )
+
+
+def render_source_job(
+    md: ModelDeployment, key: str, settings: Settings, *, keep: bool
+) -> dict[str, Any]:
+    """Job `<name>-source-<digest>` in the ModelDeployment's namespace."""
+    name = md.metadata.name
+    request = stage_request(md, settings, keep=keep)
+    labels = {
+        LABEL_NAME: SOURCE_APP,
+        LABEL_COMPONENT: "source",
+        **owner_labels(name),
+        LABEL_ENGINE_KEY: engine_label(key),
+    }
+    annotations = {
+        ANNOTATION_ENGINE_KEY: key,
+        ANNOTATION_GENERATION: str(md.metadata.generation),
+        ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
+        ANNOTATION_KEEP: str(keep).lower(),
+    }
+    pod_labels = {
+        LABEL_NAME: SOURCE_APP,
+        LABEL_COMPONENT: "source",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_BUILD_FOR: label_value(name),
+    }
+    volumes: list[dict[str, Any]] = [tmp_volume(size_limit="64Mi")]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    claim = source_claim(md.spec.model.source.uri)
+    if claim:
+        volumes.append(
+            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    container: dict[str, Any] = {
+        "name": "source",
+        "image": settings.builder_image,
+        "command": ["modelops-build"],
+        "args": [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
+            {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+            *credential_env(md.spec.model.source.credentials_secret),
+        ],
+        "resources": RESOURCES,
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(md, source_job_name(name, key), labels, annotations),
+        "spec": {
+            "backoffLimit": settings.build_backoff_limit,
+            "activeDeadlineSeconds": settings.build_deadline_seconds,
+            "template": {
+                "metadata": {"labels": dict(sorted(pod_labels.items()))},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

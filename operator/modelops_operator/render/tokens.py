@@ -1,0 +1,54 @@
+"""PURE: the transfer tokens the operator mints for the engine server (integrity.py).
+
+Each token opens one door of the engine server for one thing: an entry's files (Triton pods and
+validation Jobs of a ModelDeployment that proved it can read the source), sending one source for
+one ModelDeployment (its source Job), reading a staged source (the build Job). Without the
+transfer key (a renderer called without settings) the token is empty and opens nothing.
+"""
+
+from __future__ import annotations
+
+from modelops_contract import integrity
+from modelops_contract.key import key_digest
+
+from ..settings import Settings
+
+
+def _token(settings: Settings, scope: str) -> str:
+    key = settings.transfer_key_bytes
+    return integrity.token(key, scope) if key is not None else ""
+
+
+def entry_token(settings: Settings, engine_key: str) -> str:
+    """Reads the files of the entry of `engine_key`."""
+    return _token(settings, integrity.entry_scope(key_digest(engine_key)))
+
+
+def source_put_token(settings: Settings, sha256: str, owner_uid: str) -> str:
+    """Sends source `sha256` for the ModelDeployment `owner_uid`."""
+    return _token(settings, integrity.source_put_scope(sha256, owner_uid))
+
+
+def source_get_token(settings: Settings, sha256: str) -> str:
+    """Reads (and drops) the staged source `sha256`."""
+    return _token(settings, integrity.source_get_scope(sha256))
+
+
+def receipt_valid(settings: Settings, receipt: str | None, sha256: str, owner_uid: str) -> bool:
+    """Whether `receipt` proves the engine server got `sha256`'s bytes for `owner_uid` (kept
+    for a build or not)."""
+    return any(receipt_kept(settings, receipt, sha256, owner_uid, kept) for kept in (True, False))
+
+
+def receipt_kept(
+    settings: Settings, receipt: str | None, sha256: str, owner_uid: str, kept: bool
+) -> bool:
+    """Whether `receipt` is the engine server's for these bytes, kept (or not)."""
+    key = settings.transfer_key_bytes
+    scope = integrity.receipt_scope(sha256, owner_uid, kept=kept)
+    return key is not None and integrity.token_valid(key, scope, receipt)
+
+
+def transfer_key_fingerprint(settings: Settings) -> str:
+    """A short digest naming the transfer key without revealing it ("" without a key)."""
+    return _token(settings, "fingerprint")[:12]

@@ -1,0 +1,99 @@
+"""modelops doctor's pure checks, as tables: NetworkPolicy reach, image references, RBAC and
+engine-server findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelops_cli.doctor_checks import (
+    engine_server_findings,
+    image_findings,
+    rbac_finding,
+    traffic_allowed,
+)
+
+SERVER = ("modelops-system", {"app.kubernetes.io/component": "engine-server"})
+TENANT = ("ml", {"app.kubernetes.io/name": "triton"})
+LABELS = {
+    "modelops-system": {"kubernetes.io/metadata.name": "modelops-system"},
+    "ml": {"kubernetes.io/metadata.name": "ml", "team": "a"},
+}
+PORT = (8080, "http")
+
+
+def policy(ingress: list[Any] | None, selector: Any = None, types: Any = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"podSelector": selector or {}}
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if types is not None:
+        spec["policyTypes"] = types
+    return {"spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("policies", "expected"),
+    [
+        ([], True),  # no policy: not isolated
+        ([policy([])], False),  # deny all ingress
+        ([policy([{}])], True),  # one empty rule allows everyone
+        ([policy([{"from": [{"namespaceSelector": {"matchLabels": {"team": "a"}}}]}])], True),
+        ([policy([{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}}]}])], False),
+        ([policy([{"from": [{"namespaceSelector": {}}], "ports": [{"port": 9000}]}])], False),
+        ([policy([{"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}])], True),
+        ([policy([{"from": [{"podSelector": {}}]}])], False),  # its own namespace only
+        ([policy([{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])], None),
+        ([policy([], selector={"matchLabels": {"app": "other"}})], True),  # selects others
+        ([policy([], selector={"matchExpressions": [{"key": "x", "operator": "Exists"}]})], False),
+        ([policy([]), policy([{}])], True),  # policies add up
+        ([policy(None, types=["Egress"])], True),  # no ingress isolation
+    ],
+)
+def test_ingress_to_the_engine_server(policies: list[Any], expected: bool | None) -> None:
+    assert traffic_allowed(policies, "Ingress", SERVER, TENANT, PORT, LABELS) is expected
+
+
+def test_egress_from_a_tenant_namespace() -> None:
+    deny = {"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}}
+    assert traffic_allowed([deny], "Egress", TENANT, SERVER, PORT, LABELS) is False
+    to_system = {
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": LABELS["modelops-system"]}}]}],
+        }
+    }
+    assert traffic_allowed([deny, to_system], "Egress", TENANT, SERVER, PORT, LABELS) is True
+
+
+@pytest.mark.parametrize(
+    ("ref", "ok"),
+    [
+        ("nvcr.io/nvidia/tritonserver:26.10-py3", True),
+        ("ghcr.io/modelops/builder:0.1.0-ngc26.10@sha256:" + "a" * 64, True),
+        ("localhost:5000/builder", True),
+        ("haproxy", True),
+        ("nvcr.io/nvidia/tritonserver:26.10 py3", False),
+        ("nvcr.io/NVIDIA/triton", False),
+        ("image@sha256:short", False),
+        ("", False),
+    ],
+)
+def test_image_references(ref: str, ok: bool) -> None:
+    findings = image_findings({"triton": ref}, [])
+    assert (findings[-1].level == "ok") is ok
+
+
+def test_rbac_and_engine_server_findings_name_the_fix() -> None:
+    finding = rbac_finding("ml", "modelops", [("batch", "jobs", "create")], "modelops")
+    assert (finding.level, finding.detail) == ("fail", "modelops may not create jobs.batch")
+    assert "watchNamespaces" in finding.fix
+    assert rbac_finding("ml", "modelops", [], "modelops").level == "ok"
+    down = {"metadata": {"name": "s"}, "status": {"availableReplicas": 0}}
+    pending = {"status": {"phase": "Pending"}}
+    levels = [f.level for f in engine_server_findings(down, {}, pending, "engines")]
+    assert levels == ["fail", "fail"]
+    up = {"metadata": {"name": "s"}, "status": {"availableReplicas": 1}}
+    bound = {"status": {"phase": "Bound"}}
+    assert [f.level for f in engine_server_findings(up, {}, bound, "engines")] == ["ok", "ok"]
