@@ -10,7 +10,7 @@ from typing import Any
 
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
-from modelops_operator.render.names import build_job_name, revision_name, service_name
+from modelops_operator.render.names import revision_name, service_name, source_job_name
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
 from tests.support.kubernetes_emulator import Cluster, eventually, rbac_call
@@ -61,7 +61,7 @@ async def test_cache_follows_creates_updates_deletes_and_a_watch_restart(
     cluster: Cluster, api: FaithfulEmulator, operator: Operator, settings: Settings
 ) -> None:
     await cluster.create_md("w", spec())
-    job = build_job_name("w", key_of(cluster, "w", settings))
+    job = source_job_name("w", key_of(cluster, "w", settings))
     await eventually(lambda: cached(operator, r.JOBS, job), what="create seen")
     await cluster.patch_status(r.JOBS, job, {"active": 1})
     await eventually(
@@ -165,8 +165,8 @@ async def test_without_the_gateway_api_the_caches_still_sync(
     cluster = Cluster(api)
     async with run_operator():
         await cluster.create_md("nogw", spec())
-        job = build_job_name("nogw", key_of(cluster, "nogw", settings))
-        await eventually(lambda: cluster.get(r.JOBS, job), what="build Job")
+        job = source_job_name("nogw", key_of(cluster, "nogw", settings))
+        await eventually(lambda: cluster.get(r.JOBS, job), what="source Job")
 
 
 async def test_a_delete_decided_on_a_stale_cache_spares_a_newer_object(

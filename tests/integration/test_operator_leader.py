@@ -12,7 +12,7 @@ import pytest
 from modelops_operator.handlers import Operator
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.lease import NotLeaderError
-from modelops_operator.render.names import build_job_name
+from modelops_operator.render.names import source_job_name
 from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually, rbac_call
 from tests.support.operator_flow import RunOperator, in_operator, key_of, phase, spec
@@ -58,8 +58,8 @@ async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
         await eventually(lambda: a.leading, what="a leads")
         async with run_operator(identity="op-b") as b:
             await cluster.create_md("h", spec())
-            first = build_job_name("h", key_of(cluster, "h", settings))
-            await eventually(lambda: cluster.get(r.JOBS, first), what="first build Job")
+            first = source_job_name("h", key_of(cluster, "h", settings))
+            await eventually(lambda: cluster.get(r.JOBS, first), what="first source Job")
             await eventually(lambda: phase(cluster, "h") == "Building", what="Building")
             assert not b.leading
             assert writes_of(cluster, "op-b") == 0, "a standby writes nothing"
@@ -85,8 +85,8 @@ async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
             took = time.monotonic() - paused_at
             assert took < 2.0 + 2 * 0.4 + 1.5, f"takeover took {took:.1f} s"
             assert holder(cluster) == "op-b"
-            second = build_job_name("h", key_of(cluster, "h", settings))
-            await eventually(lambda: cluster.get(r.JOBS, second), what="second build Job")
+            second = source_job_name("h", key_of(cluster, "h", settings))
+            await eventually(lambda: cluster.get(r.JOBS, second), what="second source Job")
 
             with pytest.raises(NotLeaderError):
                 await late_write

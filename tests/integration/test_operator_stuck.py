@@ -44,14 +44,26 @@ def now() -> str:
 
 
 async def job_pod(cluster: Cluster, job: str, namespace: str, status: dict[str, Any]) -> None:
-    """A pod the Job controller made for `job`, in the state given."""
+    """A pod the Job controller made for `job`, in the state given: the template's labels plus
+    the controller's, and the Job as its controller."""
+    owner = cluster.get(r.JOBS, job, namespace)
+    assert owner is not None
+    template = owner["spec"]["template"]["metadata"].get("labels") or {}
+    reference = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": job,
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": f"{job}-x7k2p",
             "namespace": namespace,
-            "labels": {"batch.kubernetes.io/job-name": job, "job-name": job},
+            "labels": {**template, "batch.kubernetes.io/job-name": job, "job-name": job},
+            "ownerReferences": [reference],
             "creationTimestamp": now(),
         },
         "spec": {"containers": [{"name": "c", "image": "x"}]},

@@ -34,6 +34,7 @@ CHART_RESOURCES = (
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
 ALL = (*r.ALL, *CHART_RESOURCES)
 BY_KIND = {(res.api_version, res.kind): res for res in ALL}

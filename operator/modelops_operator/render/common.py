@@ -160,3 +160,34 @@ def gpu_scheduling(product: str | None) -> dict[str, Any]:
 def tmp_volume(name: str = "tmp", size_limit: str | None = None) -> dict[str, Any]:
     """A scratch emptyDir (the root filesystem is read-only), bounded when `size_limit` is set."""
     return {"name": name, "emptyDir": {"sizeLimit": size_limit} if size_limit else {}}
+
+
+PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default: pvc:// claims are mounted below
+
+
+def builder_container(
+    name: str,
+    image: str,
+    args: list[str],
+    *,
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """A `modelops-build` container of a Job in the tenant's namespace (source, validation):
+    HOME on the scratch volume, the restricted context, its error message from the logs."""
+    return {
+        "name": name,
+        "image": image,
+        "command": ["modelops-build"],
+        "args": args,
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
+            {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
+            *env,
+        ],
+        "resources": resources,
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }

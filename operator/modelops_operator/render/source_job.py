@@ -28,8 +28,9 @@ from .common import (
     LABEL_MANAGED_BY,
     LABEL_NAME,
     MANAGED_BY,
+    PVC_ROOT,
     SOURCE_APP,
-    container_security_context,
+    builder_container,
     engine_label,
     object_meta,
     owner_labels,
@@ -40,7 +41,6 @@ from .names import label_value, source_job_name
 from .tokens import source_put_token
 
 ANNOTATION_KEEP = "modelops.dev/keep"
-PVC_ROOT = "/mnt/pvc"  # the builder's MODELOPS_PVC_ROOT default
 RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -111,21 +111,14 @@ def render_source_job(
             {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
-    container: dict[str, Any] = {
-        "name": "source",
-        "image": settings.builder_image,
-        "command": ["modelops-build"],
-        "args": [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
-        "env": [
-            {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the only writable place
-            {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
-            *credential_env(md.spec.model.source.credentials_secret),
-        ],
-        "resources": RESOURCES,
-        "securityContext": container_security_context(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": mounts,
-    }
+    container = builder_container(
+        "source",
+        settings.builder_image,
+        [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
+        env=credential_env(md.spec.model.source.credentials_secret),
+        mounts=mounts,
+        resources=RESOURCES,
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -30,8 +30,9 @@ from .common import (
     LABEL_NAME,
     LABEL_REVISION,
     MANAGED_BY,
+    PVC_ROOT,
     VALIDATOR_APP,
-    container_security_context,
+    builder_container,
     object_meta,
     owner_labels,
     pod_security_context,
@@ -41,7 +42,6 @@ from .names import validation_job_name
 from .source_job import credential_env
 from .tokens import entry_token
 
-PVC_ROOT = "/mnt/pvc"
 # Tolerances when the manifest records none (an entry built before they were recorded).
 DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
 RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
@@ -133,21 +133,14 @@ def render_validation_job(
     volumes, mounts, credentials = _user_set_access(md)
     volumes.append(tmp_volume())
     mounts.append({"name": "tmp", "mountPath": "/tmp"})  # noqa: S108 - the only writable place
-    container: dict[str, Any] = {
-        "name": "validate",
-        "image": settings.builder_image,
-        "command": ["modelops-build"],
-        "args": ["validate", "--request", request.model_dump_json(by_alias=True)],
-        "env": [
-            {"name": "HOME", "value": "/tmp"},  # noqa: S108
-            {"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT},
-            *credentials,
-        ],
-        "resources": RESOURCES,
-        "securityContext": container_security_context(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": mounts,
-    }
+    container = builder_container(
+        "validate",
+        settings.builder_image,
+        ["validate", "--request", request.model_dump_json(by_alias=True)],
+        env=credentials,
+        mounts=mounts,
+        resources=RESOURCES,
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
