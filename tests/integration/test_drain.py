@@ -100,5 +100,6 @@ async def test_without_the_drain_short_lived_clients_fail(
     assert termination.sigterm < 0.2
     failed = routed.failures() + direct.failures()
     assert failed, "no request failed without the drain"
-    window_end = deleted + termination.left_service + 0.5
-    assert all(deleted <= o.at < window_end for o in failed)
+    # Caused by the removal: between the delete and Triton's exit (a connection it still held).
+    window_end = deleted + max(termination.left_service, termination.exited) + 0.5
+    assert all(deleted <= o.at < window_end for o in failed), failed
