@@ -27,9 +27,19 @@ class TritonUnavailableError(RuntimeError):
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that are free right now (all bound at once, so the
+    kernel cannot hand the same one out twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def triton_root() -> Path:
@@ -122,14 +132,40 @@ def start_triton(
     extra_args: list[str] | None = None,
     workdir: Path | None = None,
 ) -> TritonProcess:
-    """Start tritonserver on free loopback ports and wait until /v2/health/ready answers 200."""
+    """Start tritonserver on free loopback ports and wait until /v2/health/ready answers 200.
+
+    A port taken by someone else between choosing and binding it (other servers start at the
+    same time) makes Triton exit at once: it is started again on other ports, at most 3 times."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return _start_once(model_repository, startup_timeout, extra_args, workdir)
+        except PortTakenError:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+PORT_ATTEMPTS = 3
+PORT_TAKEN_MARKERS = ("cannot listen", "address already in use", "failed to bind")
+
+
+class PortTakenError(TritonUnavailableError):
+    """tritonserver exited because one of its ports was taken."""
+
+
+def _start_once(
+    model_repository: Path,
+    startup_timeout: float,
+    extra_args: list[str] | None,
+    workdir: Path | None,
+) -> TritonProcess:
     root = triton_root()
     binary = root / "bin" / "tritonserver"
     if not binary.exists():
         raise TritonUnavailableError(f"tritonserver binary not found at {binary}")
     work = workdir or Path(tempfile.mkdtemp(prefix="modelops-triton-"))
     backends = _backends_dir(root, work)
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = free_ports(3)
     libs = root.parent.parent / "nvidia_pytriton.libs"
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
@@ -160,7 +196,10 @@ def start_triton(
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise TritonUnavailableError(f"tritonserver exited {proc.returncode}:\n{server.log()}")
+            text = server.log()
+            taken = any(marker in text.lower() for marker in PORT_TAKEN_MARKERS)
+            error = PortTakenError if taken else TritonUnavailableError
+            raise error(f"tritonserver exited {proc.returncode}:\n{text}")
         # Triton starts its metrics server after the HTTP endpoint reports ready: a caller's
         # first scrape must not find the port closed.
         if _answers(f"http://127.0.0.1:{http_port}/v2/health/ready") and _answers(

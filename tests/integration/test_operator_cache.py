@@ -205,3 +205,18 @@ async def test_a_delete_decided_on_a_stale_cache_spares_a_newer_object(
     assert done.deleted == ["ConfigMap/x"]
     assert cluster.get(r.CONFIGMAPS, "x", "ns") is None
     await client.close()
+
+
+async def test_a_pass_while_the_first_job_runs_writes_nothing(
+    cluster: Cluster, operator: Operator, settings: Settings
+) -> None:
+    """The message that creates a Job is the one that waits for it: a thousand ModelDeployments
+    waiting for their Jobs cost no status write per safety-net pass."""
+    await cluster.create_md("idle", spec())
+    job = source_job_name("idle", key_of(cluster, "idle", settings))
+    await eventually(lambda: cluster.get(r.JOBS, job), what="source Job")
+    await eventually(lambda: operator.scheduler.in_flight == 0, what="quiet")
+    writes = sum(n for c, n in operator.client.calls.items() if c[1] != "leases")
+    for _ in range(2):
+        await in_operator(operator, operator.reconcile("default", "idle"))
+    assert sum(n for c, n in operator.client.calls.items() if c[1] != "leases") == writes

@@ -117,7 +117,7 @@ def decide_source(
             delete = Delete("batch/v1", "Job", name)
             return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
     if state == JobState.ABSENT:
-        message = f"fetching the source {why} in Job {name}"
+        message = f"Job {name} is fetching the source {why}"  # the same while it runs
         manifest = render_source_job(md, key, settings, keep=keep)
         return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
     if state == JobState.TERMINATING:
