@@ -89,3 +89,45 @@ async def test_legacy_finalizers_go_and_delete_then_needs_no_operator(
     # The operator is stopped: deleting needs nobody.
     await cluster.delete_md("plain")
     assert cluster.get(r.MODELDEPLOYMENTS, "plain") is None
+
+
+def build_job(namespace: str, name: str, owner: tuple[str, str, str]) -> dict[str, object]:
+    """A build Job as the operator makes it in its namespace (owner by label and annotations)."""
+    labels = {
+        "app.kubernetes.io/managed-by": "modelops",
+        "app.kubernetes.io/component": "build",
+        "modelops.dev/deployment": owner[1],
+        "modelops.dev/owner-namespace": owner[0],
+    }
+    annotations = {"modelops.dev/owner-name": owner[1], "modelops.dev/owner-uid": owner[2]}
+    meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}}
+
+
+async def test_the_sweep_deletes_build_jobs_whose_owner_is_gone_and_only_those(
+    cluster: Cluster, operator: Operator, settings: Settings
+) -> None:
+    """Deletions the operator missed (it was down, or a standby) are found in its caches."""
+    from modelops_operator.handlers.build_jobs import sweep
+    from tests.support.operator_flow import in_operator
+
+    await cluster.create_md("alive", spec())
+    uid = cluster.md("alive")["metadata"]["uid"]
+    build_namespace = settings.operator_namespace
+    jobs = {
+        "kept": ("default", "alive", uid),
+        "old-object": ("default", "alive", "a-deleted-uid"),  # same name, another object
+        "gone": ("default", "deleted-while-down", "uid-x"),
+    }
+    for job, owner in jobs.items():
+        await cluster._send(
+            "POST", r.JOBS.path(build_namespace), build_job(build_namespace, job, owner)
+        )
+    await eventually(
+        lambda: all(operator.cache.kind(r.JOBS).get(build_namespace, j) for j in jobs),
+        what="cached",
+    )
+    deleted = await in_operator(operator, sweep(operator))
+    assert sorted(deleted) == ["Job/gone", "Job/old-object"]
+    assert "kept" in cluster.names(r.JOBS, build_namespace)
+    assert not {"gone", "old-object"} & set(cluster.names(r.JOBS, build_namespace))

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..decide.orphans import Owner, orphaned, owner_of
 from ..k8s.errors import ApiError
+from ..k8s.lease import NotLeaderError
 from ..k8s.resources import JOBS
 from .runtime import Operator
 
@@ -33,12 +34,14 @@ def _cached_build_jobs(op: Operator) -> list[Mapping[str, Any]]:
 
 
 async def _delete(op: Operator, jobs: list[Mapping[str, Any]]) -> list[str]:
-    deleted = []
+    deleted: list[str] = []
     for job in jobs:
         meta = job.get("metadata") or {}
         name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         try:
             gone = await op.client.delete(JOBS, namespace, name, uid=meta.get("uid"))
+        except NotLeaderError:
+            return deleted  # the new leader's sweep takes over
         except ApiError as exc:  # the next sweep tries again; the TTL is the backstop
             logger.warning("build Job %s/%s not deleted: %s", namespace, name, exc)
             continue

@@ -14,7 +14,7 @@ change without a reload and without dropping a connection.
   of a keep-alive client in a drain test run.
 - gRPC (port 8001, HTTP/2 cleartext): each call (stream) is balanced on its own; server
   connections are reused at most MAX_REUSE times (purged after 1 s idle), so they move to other
-  pods often; a draining Triton ends them with GOAWAY, which HTTP/2 handles without a loss.
+  pods often, also away from a pod that drains.
 - Retries happen only when the connection to a revision failed and nothing was sent.
 - gRPC calls that fail in a trailers-only response (status in the headers) are counted per slot
   in the `grpc_errors` stick table: HTTP/2 says 200 for them, and the router must still see them.
