@@ -63,7 +63,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class DecideContext:
-    """The clock, the operator settings and what the metrics daemon gathered since last time.
+    """The clock, the operator settings and what the telemetry task gathered since last time.
 
     analyses maps a revision number to ONE new canary analysis of it; each is counted once, so
     the caller passes it only to the reconcile that follows the analysis. analysis_enabled says

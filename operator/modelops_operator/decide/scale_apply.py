@@ -1,6 +1,6 @@
 """The autoscaler's recommendation applied inside reconcile (PURE): replicas, lastScale, Event.
 
-The metrics daemon only gathers figures and calls `scale_recommend.recommend`; what the decision
+The telemetry task only gathers figures and calls `scale_recommend.recommend`; what the decision
 does to the children is decided here, with the same clamps as every other replica count, so a
 stale or out-of-bounds recommendation can never reach a Deployment.
 """

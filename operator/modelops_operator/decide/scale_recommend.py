@@ -1,4 +1,4 @@
-"""The autoscaler's recommendation, made by the metrics daemon each interval (PURE).
+"""The autoscaler's recommendation, made by the telemetry task each interval (PURE).
 
 The HPA rule `desired = ceil(ready * observed / target)` with a 10% dead band, immediate but
 bounded scale-up, delayed scale-down (highest recommendation in the window), [min, max] bounds

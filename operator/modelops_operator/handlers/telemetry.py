@@ -136,7 +136,7 @@ class Telemetry:
 
     # --- the daemon's side ----------------------------------------------------------------------
     async def run(self, namespace: str, name: str, stopped: Awaitable[Any]) -> None:
-        """Look, then sleep until the next look, a poke or `stopped` (kopf's daemon flag)."""
+        """Look, then sleep until the next look, a poke or `stopped` (the task is cancelled)."""
         key = (namespace, name)
         state = self._states.setdefault(key, _State())
         stop = asyncio.ensure_future(stopped)

@@ -217,7 +217,7 @@ class MetricsTracker:
         return Poll(figures, missing, aggregate(list(figures.values())))
 
     async def poll(self, session: aiohttp.ClientSession, targets: Mapping[str, str]) -> Poll:
-        """Scrape `key -> metrics URL` and update; the call a kopf timer makes each interval."""
+        """Scrape `key -> metrics URL` and update (the telemetry task, each interval)."""
         results = await scrape_pods(
             session,
             targets,
