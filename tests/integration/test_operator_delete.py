@@ -113,6 +113,8 @@ async def test_the_sweep_deletes_build_jobs_whose_owner_is_gone_and_only_those(
 
     await cluster.create_md("alive", spec())
     uid = cluster.md("alive")["metadata"]["uid"]
+    # The operator made no build Job for an object it never saw: wait until it has seen it.
+    await eventually(lambda: operator.latest(("default", "alive")), what="alive seen")
     build_namespace = settings.operator_namespace
     jobs = {
         "kept": ("default", "alive", uid),
