@@ -111,11 +111,16 @@ def _https_once(uri: str, sink: Sink, max_bytes: int, timeout: float, auth: str 
 
 def fetch_https(uri: str, sink: Sink, max_bytes: int, environ: Mapping[str, str]) -> str:
     """Stream an https:// source into `sink`, retried with backoff on transient failures."""
-    retries, timeout = _settings()
     auth = cred.source_credentials(environ).get(cred.HTTP_AUTHORIZATION)
+    return _with_retries(lambda timeout: _https_once(uri, sink, max_bytes, timeout, auth))
+
+
+def _with_retries(once: Callable[[float], str]) -> str:
+    """`once(timeout)`, tried again with backoff while it fails transiently (_Retryable)."""
+    retries, timeout = _settings()
     for attempt in range(retries + 1):
         try:
-            return _https_once(uri, sink, max_bytes, timeout, auth)
+            return once(timeout)
         except _Retryable as exc:
             if attempt == retries:
                 raise BuildError(
@@ -164,17 +169,7 @@ def _staged_once(url: str, token: str, sink: Sink, max_bytes: int, timeout: floa
 
 def fetch_staged(url: str, token: str, sink: Sink, max_bytes: int) -> str:
     """Stream a source the source Job sent to the engine server (a cluster build's input)."""
-    retries, timeout = _settings()
-    for attempt in range(retries + 1):
-        try:
-            return _staged_once(url, token, sink, max_bytes, timeout)
-        except _Retryable as exc:
-            if attempt == retries:
-                raise BuildError(
-                    "FetchFailed", f"{exc} (after {retries + 1} attempts)", "infrastructure"
-                ) from exc
-            time.sleep(BACKOFF_BASE_S * 2**attempt)
-    raise AssertionError("unreachable")  # the loop always returns or raises
+    return _with_retries(lambda timeout: _staged_once(url, token, sink, max_bytes, timeout))
 
 
 def source_s3_client(environ: Mapping[str, str]) -> Any:
