@@ -12,40 +12,17 @@ from modelops_contract import integrity
 from modelops_contract.credentials import SOURCE_SECRET_KEYS
 from modelops_contract.request import BuildRequest
 from modelops_contract.staging import StageRequest
-from modelops_operator.api import ModelDeployment
 from modelops_operator.render.job import render_build_job
 from modelops_operator.render.source_job import render_source_job
 from modelops_operator.settings import Settings
+from tests.support.render_cases import KEY, UID, make_md
 
-KEY = "sha256:" + "ab" * 32
-UID = "0f6c5a5e-1111-2222-3333-444455556666"
 KEYS = {
     "store_mac_key": "test-store-mac-key-0123456789abcdef0123",
     "transfer_key": "test-transfer-key-0123456789abcdef01234",
 }
 PVC = Settings(store_pvc="engines", operator_namespace="mo-system", **KEYS)
 S3 = Settings(store_pvc=None, store_uri="s3://engines/store", store_secret="store-creds", **KEYS)
-
-
-def make_md(**spec: Any) -> ModelDeployment:
-    base: dict[str, Any] = {
-        "model": {
-            "source": {
-                "uri": "s3://bucket/m.onnx",
-                "sha256": "cd" * 32,
-                "credentialsSecret": "s3-reader",
-            }
-        },
-        "build": {"engine": "tensorrt", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
-        "serving": {"replicas": 3},
-    }
-    base.update(spec)
-    return ModelDeployment.from_body(
-        {
-            "metadata": {"name": "bert", "namespace": "ml", "uid": UID, "generation": 4},
-            "spec": base,
-        }
-    )
 
 
 def pod(obj: dict[str, Any]) -> dict[str, Any]:

@@ -9,36 +9,13 @@ from typing import Any
 import pytest
 
 from modelops_contract.manifest import EngineManifest
-from modelops_operator.api import ModelDeployment
 from modelops_operator.render.revision import render_revision, serving_hash
 from modelops_operator.render.service import render_service
 from modelops_operator.settings import Settings
+from tests.support.render_cases import KEY, UID, make_md
 
-KEY = "sha256:" + "ab" * 32
-UID = "0f6c5a5e-1111-2222-3333-444455556666"
 PVC = Settings(store_pvc="engines", triton_startup_seconds=900)
 S3 = Settings(store_pvc=None, store_uri="s3://engines/store", store_secret="store-creds")
-
-
-def make_md(**spec: Any) -> ModelDeployment:
-    base: dict[str, Any] = {
-        "model": {
-            "source": {
-                "uri": "s3://bucket/m.onnx",
-                "sha256": "cd" * 32,
-                "credentialsSecret": "s3-reader",
-            }
-        },
-        "build": {"engine": "tensorrt", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
-        "serving": {"replicas": 3},
-    }
-    base.update(spec)
-    return ModelDeployment.from_body(
-        {
-            "metadata": {"name": "bert", "namespace": "ml", "uid": UID, "generation": 4},
-            "spec": base,
-        }
-    )
 
 
 def manifest(engine: str = "tensorrt", backend: str = "tensorrt_plan") -> EngineManifest:
