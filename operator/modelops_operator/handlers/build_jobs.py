@@ -14,6 +14,7 @@ from ..decide.orphans import Owner, orphaned, owner_of
 from ..k8s.errors import ApiError
 from ..k8s.lease import NotLeaderError
 from ..k8s.resources import JOBS
+from ..render.names import label_value
 from .runtime import Operator
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ async def delete_for(op: Operator, owner: Owner) -> list[str]:
     """On the leader: delete the build Jobs of a ModelDeployment whose deletion was seen."""
     if not op.leading:
         return []
-    return await _delete(op, [job for job in _cached_build_jobs(op) if owner_of(job) == owner])
+    # The cache's label index holds them; no scan of every cached Job.
+    labelled = op.cache.kind(JOBS).labelled(op.settings.operator_namespace, label_value(owner[1]))
+    return await _delete(op, [job for job in labelled if owner_of(job) == owner])
 
 
 async def sweep_forever(op: Operator) -> None:
