@@ -34,6 +34,7 @@ from ..k8s.resources import (
     PODS,
 )
 from ..k8s.store import EngineStore, store_from_settings
+from ..metrics.deployments import Deployment
 from ..observability import Health, OperatorMetrics, log_ref
 from ..render.names import label_value
 from ..settings import Settings
@@ -105,6 +106,7 @@ class Operator:
         self.metrics.cached_objects.set_function(lambda: sum(self.cache.counts().values()))
         self.metrics.cached_bytes.set_function(self.cache.size_bytes)
         self.metrics.leader.set_function(lambda: float(self.leading))
+        self.metrics.export_deployments(self.deployments)
         self.elector: LeaderElector | None = None  # set when leader election runs
         self.loop: asyncio.AbstractEventLoop | None = None  # kopf's, once started
         self.reconciles = 0
@@ -195,13 +197,27 @@ class Operator:
         self.telemetry.forget(key)
         self.daemons.stop(key)
         self.scheduler.cancel(key)
-        self.metrics.set_phase(namespace, name, None)
+        self.metrics.forget(namespace, name)
         self.health.objects = len(self._bodies)
 
     def latest(self, key: Key) -> Body | None:
         """The newest body seen of a ModelDeployment, with the status this process wrote last."""
         body = self._bodies.get(key)
         return None if body is None else self._with_own_status(key, body)
+
+    def deployments(self) -> list[Deployment]:
+        """The watched ModelDeployments for /metrics: on the leader only (one source per series)."""
+        if not self.leading:
+            return []
+        out = []
+        for key in list(self._bodies):
+            body = self.latest(key)
+            if body is None:
+                continue
+            engine = ((body.get("status") or {}).get("engine") or {}).get("key")
+            stages = self.store.stage_seconds(engine) if isinstance(engine, str) else {}
+            out.append(Deployment(key[0], key[1], body, stages))
+        return out
 
     def owner_of(self, namespace: str, label: str) -> str:
         """The ModelDeployment whose children carry `modelops.dev/deployment=<label>`."""
@@ -272,8 +288,7 @@ class Operator:
         self.telemetry.poke(key)
         self._statuses[key] = dict(plan.status)
         self.routes.notify(key)
-        count_plan(self.metrics, plan, applied)
-        self.metrics.set_phase(namespace, name, plan.status.get("phase"))
+        count_plan(self.metrics, key, plan, applied)
         revision = plan.status.get("revision") or {}
         wanted = revision.get("current") is not None or revision.get("candidate") is not None
         self.daemons.ensure(key, self.options.telemetry and wanted)
