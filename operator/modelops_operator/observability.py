@@ -18,6 +18,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .metrics.deployments import Deployment, deployment_families
 from .render.names import label_value
 
+# Event reasons the ModelDeployment dashboard annotates (rollout steps, rollbacks, scaling) and
+# builds: exported at 0 from a ModelDeployment's first Event on, so their first one shows.
+ANNOTATED_REASONS = (
+    "RevisionCreated",
+    "StepPromoted",
+    "TrafficShifted",
+    "RolledOut",
+    "RolledBack",
+    "RolloutFailed",
+    "Scaled",
+    "BuildStarted",
+    "BuildSucceeded",
+    "BuildFailed",
+)
 # Probes: name -> async callable returning a JSON-able figure; raising means unhealthy.
 Probe = Callable[[], Awaitable[Any]]
 
@@ -74,7 +88,13 @@ class OperatorMetrics:
 
     def count_event(self, namespace: str, name: str, reason: str) -> None:
         """One more Event of `reason` on the ModelDeployment."""
-        self._event_labels.setdefault((namespace, name), set()).add(reason)
+        seen = self._event_labels.get((namespace, name))
+        if seen is None:
+            # The reasons dashboards annotate start at 0: a counter born at 1 shows no increase.
+            seen = self._event_labels[(namespace, name)] = set(ANNOTATED_REASONS)
+            for each in ANNOTATED_REASONS:
+                self.deployment_events.labels(namespace, label_value(name), each)
+        seen.add(reason)
         self.deployment_events.labels(namespace, label_value(name), reason).inc()
 
     def forget(self, namespace: str, name: str) -> None:

@@ -228,8 +228,8 @@ async def test_metrics_and_healthz_endpoints() -> None:
     async with aiohttp.ClientSession() as session:
         async with get("/metrics") as resp:
             text = await resp.text()
-        line = 'modelops_deployment_events_total{modeldeployment="m",namespace="ns",reason="RolledBack"}'
-        assert f"{line} 1.0" in text
+        labels = 'modeldeployment="m",namespace="ns",reason="RolledBack"'
+        assert f"modelops_deployment_events_total{{{labels}}} 1.0" in text
         assert 'modeldeployment="gone"' not in text, "a deleted resource's series go"
         async with get("/healthz") as resp:
             assert resp.status == 200

@@ -101,8 +101,8 @@ def test_a_rolling_out_deployment_exports_every_figure_the_dashboards_read() -> 
     engine = ("engine", "ab" * 6)
     assert got == {
         ("modelops_deployment_phase", (("phase", "RollingOut"),)): 1.0,
-        ("modelops_deployment_revision", (("role", "current"),)): 1.0,
-        ("modelops_deployment_revision", (("role", "candidate"),)): 2.0,
+        ("modelops_deployment_revision", (("revision", "1"), ("role", "current"))): 1.0,
+        ("modelops_deployment_revision", (("revision", "2"), ("role", "candidate"))): 1.0,
         ("modelops_deployment_weight", (("revision", "1"),)): 50.0,
         ("modelops_deployment_weight", (("revision", "2"),)): 50.0,
         ("modelops_deployment_traffic_version", ()): 7.0,

@@ -177,6 +177,7 @@ class Operator:
         """The newest body of a ModelDeployment (a watch event): reconcile if it asks for it."""
         meta = body.get("metadata") or {}
         self.health.watch_event()
+        self.metrics.last_watch_event.set_to_current_time()
         key = (meta.get("namespace") or "default", meta.get("name", ""))
         self._bodies[key] = dict(body)
         self.health.objects = len(self._bodies)

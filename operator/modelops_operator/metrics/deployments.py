@@ -122,12 +122,14 @@ def _one(out: _Families, item: Deployment) -> None:
     out.add("modelops_deployment_phase", "1 for the current phase.", {**base, "phase": phase}, 1)
     revision = _map(status.get("revision"))
     for role in ROLES:
-        out.add(
-            "modelops_deployment_revision",
-            "Revision number by role: current, candidate, previous.",
-            {**base, "role": role},
-            _number(revision.get(role)),
-        )
+        number = revision.get(role)
+        if isinstance(number, int) and not isinstance(number, bool):
+            out.add(
+                "modelops_deployment_revision",
+                "1 for each revision by role (current, candidate, previous): joins on revision.",
+                {**base, "role": role, "revision": str(number)},
+                1,
+            )
     traffic = _map(status.get("traffic"))
     weights = [_map(w) for w in traffic.get("weights") or [] if isinstance(w, Mapping)]
     if not weights and isinstance(revision.get("current"), int):
