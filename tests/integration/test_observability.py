@@ -110,8 +110,9 @@ async def watched(workdir: Path, cluster: Cluster, monitors: dict[str, Obj]) -> 
     jobs = monitor_jobs(monitors)
     pods_jobs = [j for j in jobs if j.name not in ("operator", "engine-server-http")]
     state: dict[str, Any] = {}
+    running: Prometheus
 
-    def hook(stage: Stage) -> None:
+    async def hook(stage: Stage) -> None:
         assert stage.settings.routes_url is not None
         operator = stage.settings.routes_url.removeprefix("http://")
         # What the ServiceMonitor's relabelling puts on the operator's series.
@@ -132,6 +133,10 @@ async def watched(workdir: Path, cluster: Cluster, monitors: dict[str, Obj]) -> 
             return None
 
         state["discovery"] = PodDiscovery(cluster, workdir, pods_jobs, address_of)
+        # As on a cluster, the operator is scraped before the ModelDeployment exists.
+        await eventually(
+            lambda: running.query('up{job="operator"} == 1'), DISCOVERY_S + 5, "operator scraped"
+        )
 
     async def discover() -> None:
         while True:

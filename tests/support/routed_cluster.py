@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -281,7 +281,7 @@ async def serving_stage(
     mode: str = "Router",
     no_traffic: str = "Promote",
     spec_patch: Obj | None = None,
-    on_stage: Callable[[Stage], None] | None = None,
+    on_stage: Callable[[Stage], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Stage]:
     """Revision 1 serving on the server of R1_IP; revision 2's pods will be the server of R2_IP.
     Router mode: the router in front of a Service per revision. Replicas mode: the
@@ -319,7 +319,7 @@ async def serving_stage(
         )
         stage = Stage(cluster, store, routed, workdir, router, proxies, dict(pods))
         if on_stage is not None:
-            on_stage(stage)
+            await on_stage(stage)
         spec = merged(canary_spec("a" * 64, mode, no_traffic), spec_patch or {})
         await cluster.create_md(NAME, spec)
         await stage.build("a" * 64, WIDTH)
