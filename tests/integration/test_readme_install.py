@@ -145,8 +145,8 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
     name = manifest["metadata"]["name"]
     # Its router pod starts when the operator creates the router (Ready waits for it).
     async with (
-        router_pod(cluster, name, watched, tmp_path) as router,
-        run_operator(**router.operator_options(settings)),
+        router_pod(cluster, name, watched, tmp_path, settings) as router,
+        run_operator(**router.operator_options()),
     ):
         # kubectl apply -n ml -f examples/minimal-onnx.yaml
         await create(cluster, manifest, watched)

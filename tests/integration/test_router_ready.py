@@ -35,6 +35,7 @@ from modelops_operator.render.names import (
     router_name,
     validation_job_name,
 )
+from modelops_operator.render.tokens import route_token
 from modelops_operator.settings import Settings
 from tests.support.engine_store import engine_server
 from tests.support.kubernetes_emulator import Cluster, eventually
@@ -171,7 +172,8 @@ async def stage(
         )
         proxies = stack.enter_context(services(workdir, {revision_name(NAME, 1): tritons}))
         feed = f"http://127.0.0.1:{port}/routes/default/{NAME}"
-        router = await stack.enter_async_context(fed_router(proxies, feed))
+        token = route_token(routed, "default", NAME)
+        router = await stack.enter_async_context(fed_router(proxies, feed, token))
         backends: dict[str, Any] = dict(tritons)
         backends[ROUTER_IP] = Backend(
             router.router.http_url, router.router.grpc_url, router.figures_url

@@ -224,8 +224,8 @@ async def test_a_second_namespace_builds_and_serves_with_only_what_the_chart_cre
             log_format="plain",
         )
         async with (
-            router_pod(cluster, NAME, TENANT, tmp_path) as router,
-            run_operator(**router.operator_options(settings)),
+            router_pod(cluster, NAME, TENANT, tmp_path, settings) as router,
+            run_operator(**router.operator_options()),
         ):
             spec = {
                 "model": {"source": {"uri": f"pvc://models/{path.name}", "sha256": sha}},

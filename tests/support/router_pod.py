@@ -17,6 +17,7 @@ from typing import Any
 from modelops_builder.triton_local import free_port
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import revision_name, router_name
+from modelops_operator.render.tokens import route_token
 from modelops_operator.settings import Settings
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.router_harness import fed_router, services
@@ -30,10 +31,12 @@ class RouterPod:
 
     feed_port: int
     figures_url: str
+    settings: Settings
 
-    def operator_options(self, settings: Settings) -> dict[str, Any]:
+    def operator_options(self) -> dict[str, Any]:
         """run_operator's options: the route feed on loopback, the router pod's figures."""
         figures = self.figures_url
+        settings = self.settings
 
         def metrics_url(pod: Any) -> str:
             ip = str((pod.get("status") or {}).get("podIP") or "")
@@ -59,16 +62,18 @@ async def _start_pod(cluster: Cluster, md_name: str, namespace: str) -> None:
 
 @contextlib.asynccontextmanager
 async def router_pod(
-    cluster: Cluster, md_name: str, namespace: str, workdir: Path
+    cluster: Cluster, md_name: str, namespace: str, workdir: Path, settings: Settings
 ) -> AsyncIterator[RouterPod]:
-    """The router of `md_name`'s first revision; stopped at the end."""
+    """The router of `md_name`'s first revision, reading the feed of an operator with
+    `settings` (its token, as the pod gets it); stopped at the end."""
     port = free_port()
     feed = f"http://127.0.0.1:{port}/routes/{namespace}/{md_name}"
+    token = route_token(settings, namespace, md_name)
     with services(workdir, {revision_name(md_name, 1): {}}) as proxies:
-        async with fed_router(proxies, feed) as router:
+        async with fed_router(proxies, feed, token) as router:
             task = asyncio.create_task(_start_pod(cluster, md_name, namespace))
             try:
-                yield RouterPod(port, router.figures_url)
+                yield RouterPod(port, router.figures_url, settings)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, AssertionError):
