@@ -152,7 +152,7 @@ def _analysis(md: Obj) -> Obj | None:
     canary = (spec.get("rollout") or {}).get("canary") or {}
     steps = list(canary.get("steps") or [100])
     index = min(int(progress.get("step") or 0), len(steps) - 1)
-    ready = next((c for c in status.get("conditions") or [] if c["type"] == "RolledOut"), {})
+    ready: Obj = next((c for c in status.get("conditions") or [] if c["type"] == "RolledOut"), {})
     return {
         "revision": candidate,
         "step": f"{index + 1}/{len(steps)} ({steps[index]}%)",
@@ -170,7 +170,7 @@ def describe(snapshot: Snapshot) -> Obj:
     md, now = snapshot.md, snapshot.now
     meta, spec, status = md["metadata"], md.get("spec") or {}, md.get("status") or {}
     engine = status.get("engine") or {}
-    built = next((c for c in status.get("conditions") or [] if c["type"] == "EngineBuilt"), {})
+    built: Obj = next((c for c in status.get("conditions") or [] if c["type"] == "EngineBuilt"), {})
     source_jobs = sorted(
         (
             j

@@ -100,7 +100,9 @@ def load_target(context: str | None = None, namespace: str | None = None) -> Tar
     current, contexts, clusters, users = _merged(_paths())
     name = context or current
     if not name:
-        raise KubeconfigError("no current context: pass --context or run kubectl config use-context")
+        raise KubeconfigError(
+            "no current context: pass --context or run kubectl config use-context"
+        )
     if name not in contexts:
         raise KubeconfigError(f"context {name!r} is not in the kubeconfig ({', '.join(contexts)})")
     ctx = contexts[name]

@@ -83,7 +83,9 @@ async def build_logs(
         return 1
     build = _newest(builds)
     if build is None:
-        console.print(f"[yellow]no build Job of {name} in {release_namespace} (none ran, or it expired)[/]")
+        console.print(
+            f"[yellow]no build Job of {name} in {release_namespace} (none ran, or it expired)[/]"
+        )
         return 0 if source is not None else 1
     await _job_logs(client, release_namespace, build, tail, console)
     return 0
@@ -100,7 +102,9 @@ async def revision_logs(
     """The Triton logs of every pod of one revision."""
     md = await client.get(MODELDEPLOYMENTS, namespace, name)
     numbers = (md.get("status") or {}).get("revision") or {}
-    number = revision if revision is not None else numbers.get("candidate") or numbers.get("current")
+    number = (
+        revision if revision is not None else numbers.get("candidate") or numbers.get("current")
+    )
     if number is None:
         console.print(f"[red]{escape(name)} has no revision yet: try --build[/]")
         return 1

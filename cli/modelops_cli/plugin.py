@@ -27,6 +27,7 @@ from modelops_operator.k8s.errors import ApiError, ForbiddenError, NotFoundError
 from .describe import age, describe
 from .kubeconfig import KubeconfigError, Target, load_target
 from .logs import build_logs, revision_logs
+from .plugin_rbac import describe_needs
 from .snapshot import read_all, read_snapshot
 from .steer import apply_request, follow
 from .tree import render_list, render_tree
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace, command: Command, out: Console | None = None) 
         name = getattr(args, "name", "")
         err.print(f"[red]error:[/] {escape(name)} not found in {target.namespace}: {exc.reason}")
     except ForbiddenError as exc:
-        err.print(f"[red]forbidden:[/] {escape(str(exc))} (docs/cli.md lists what each needs)")
+        needs = describe_needs(str(args.command))
+        err.print(f"[red]forbidden:[/] {escape(str(exc))}\n{args.command} needs: {needs}")
     except ApiError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
     except KeyboardInterrupt:

@@ -33,7 +33,9 @@ SUCCESS = {
 }
 
 
-async def revisions_with_deployment(client: KubeClient, namespace: str, name: str) -> frozenset[int]:
+async def revisions_with_deployment(
+    client: KubeClient, namespace: str, name: str
+) -> frozenset[int]:
     """Revision numbers whose Deployment exists."""
     found = await client.list(DEPLOYMENTS, namespace, owner_labels(name))
     numbers = (revision_of(d["metadata"]["name"]) for d in found)
@@ -72,7 +74,7 @@ async def apply_request(
 def _summary(status: Obj) -> str:
     phase = status.get("phase") or "Pending"
     revision = status.get("revision") or {}
-    rolled = next((c for c in status.get("conditions") or [] if c["type"] == "RolledOut"), {})
+    rolled: Obj = next((c for c in status.get("conditions") or [] if c["type"] == "RolledOut"), {})
     where = f"current {revision.get('current')}"
     if revision.get("candidate") is not None:
         where += f", candidate {revision['candidate']}"
@@ -86,14 +88,14 @@ async def follow(
     written: Obj,
     verb: Verb,
     console: Console,
-    timeout: float,
+    within: float,
     interval: float = 1.0,
 ) -> int:
     """Print each change of the rollout until it settles: 0 when it ended as asked."""
     before = written.get("status") or {}
     changed = False
     last = ""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         status = (await client.get(MODELDEPLOYMENTS, namespace, name)).get("status") or {}
         changed = changed or status != before
@@ -106,5 +108,5 @@ async def follow(
             wanted = SUCCESS.get(verb, ("Ready",))
             return 0 if status.get("phase") in wanted else 1
         await asyncio.sleep(interval)
-    console.print(f"[red]{escape(name)} did not settle within {timeout:.0f}s[/]")
+    console.print(f"[red]{escape(name)} did not settle within {within:.0f}s[/]")
     return 1

@@ -26,7 +26,10 @@ def _phase(phase: str) -> str:
 
 
 def _short(text: str | None, length: int = 12) -> str:
-    return escape(text[:length]) + ("…" if len(text) > length else "") if text else "-"
+    if not text:
+        return "-"
+    text = text.removeprefix("sha256:")
+    return escape(text[:length]) + ("…" if len(text) > length else "")
 
 
 def _num(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -42,11 +45,10 @@ def _engine(node: Tree, engine: Obj) -> None:
     stages = []
     for stage in engine["stages"]:
         if stage["job"] is None:
-            stages.append(f"{stage['stage']} -")
-            continue
-        took = _num(stage["seconds"], "s", 0) if stage["seconds"] is not None else "running"
-        stages.append(f"{stage['stage']} {took} {stage['state']}")
-    head.add("stages: " + " · ".join(stages))
+            continue  # finished Jobs are removed (a source Job at once, a build Job by TTL)
+        took = "" if stage["seconds"] is None else f" in {_num(stage['seconds'], 's', 0)}"
+        stages.append(f"{stage['stage']} {stage['state']}{took}")
+    head.add("Jobs: " + (" · ".join(stages) or "finished and removed"))
     latency = engine["latencyMs"] or {}
     head.add(
         f"gate: max abs err {engine['maxAbsError'] if engine['maxAbsError'] is not None else '-'}"
@@ -110,6 +112,7 @@ def _metrics(node: Tree, metrics: Obj | None, traffic: Obj | None) -> None:
     if traffic:
         shares = " / ".join(f"r{w['revision']} {w['weight']}%" for w in traffic.get("weights", []))
         applied = f" (applied: {escape(str(traffic['applied']))})" if traffic.get("applied") else ""
+        shares = shares or "(split by replica counts)"
         node.add(f"[bold]traffic[/] {escape(str(traffic.get('mode')))} {shares}{applied}")
     if metrics:
         errors = metrics.get("errorRate")
@@ -128,7 +131,7 @@ def render_tree(found: Obj) -> Tree:
         f"  {_phase(found['phase'])}  gen {found['generation']}  age {found['age']}"
     )
     root.add(f"model {escape(str(found['model']))}")
-    if found["message"] and found["phase"] != "Ready":
+    if found["message"] and found["phase"] != "Ready" and not found["analysis"]:
         root.add(f"[yellow]{escape(found['message'])}[/]")
     _engine(root, found["engine"])
     for row in found["revisions"]:
@@ -142,9 +145,7 @@ def render_tree(found: Obj) -> Tree:
     _metrics(root, found["metrics"], found["traffic"])
     scale = found["autoscaler"]
     if scale:
-        root.add(
-            f"[bold]autoscaler[/] {scale['from']} -> {scale['to']}: {escape(scale['reason'])}"
-        )
+        root.add(f"[bold]autoscaler[/] {scale['from']} -> {scale['to']}: {escape(scale['reason'])}")
     if found["events"]:
         events = root.add("[bold]events[/]")
         for e in found["events"]:
