@@ -57,6 +57,12 @@ def _cmd_router_agent(args: argparse.Namespace) -> int:
     return run_router_agent(args)
 
 
+def _cmd_store_keys(args: argparse.Namespace) -> int:
+    from .store_keys import run_store_keys
+
+    return run_store_keys(args)
+
+
 def add_doctor(sub: Any) -> None:
     """`doctor`, on `modelops` and on `kubectl modelops`."""
     doctor = sub.add_parser(
@@ -103,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--host", default="0.0.0.0", help="listen address of /ready and /metrics")  # noqa: S104
     agent.add_argument("--port", type=int, default=8405)
     agent.set_defaults(func=_cmd_router_agent)
+
+    keys = sub.add_parser(
+        "store-keys",
+        help="create the store's key Secret when it is missing (the operator's init container)",
+    )
+    keys.add_argument("--namespace", required=True, help="the release namespace")
+    keys.add_argument("--secret", required=True, help="the Secret's name")
+    keys.set_defaults(func=_cmd_store_keys)
 
     add_doctor(sub)
     add_commands(sub)
