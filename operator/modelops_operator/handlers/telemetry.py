@@ -23,8 +23,8 @@ import aiohttp
 from ..api import MetricsStatus, ModelDeployment, TrafficMode
 from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
+from ..decide.canary_steps import is_immediate
 from ..decide.clock import rfc3339
-from ..decide.rollout import is_immediate
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..decide.traffic import RouterReport
 from ..metrics.prometheus import Target, query_figures
