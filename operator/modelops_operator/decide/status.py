@@ -41,6 +41,7 @@ class Situation:
     ready: int
     rollout_reason: str = "RollingOut"
     serving_note: str | None = None  # why serving pods are missing (a stuck pod), if known
+    asleep: bool = False  # scaled to zero (minReplicas 0, idle): 0 pods is what is wanted
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -57,6 +58,8 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.BUILDING
     if situation.current is None or not situation.current_matches:
         return Phase.PENDING
+    if situation.asleep:
+        return Phase.IDLE
     if situation.ready < situation.desired:
         return Phase.DEGRADED
     return Phase.ROLLED_BACK if situation.pinned is not None else Phase.READY
@@ -99,6 +102,11 @@ def compose_status(
     )
     if situation.serving_note and situation.ready < situation.desired:
         serving += f": {situation.serving_note}"
+    if phase == Phase.IDLE:
+        serving = (
+            f"revision {situation.current} is scaled to zero (no request for idleSeconds); the "
+            "router holds the next request while a pod starts"
+        )
     conds = set_condition(
         old.conditions,
         ConditionType.ENGINE_BUILT,
