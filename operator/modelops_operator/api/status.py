@@ -55,7 +55,9 @@ class ConditionStatus(StrEnum):
 class Condition(WireModel):
     """metav1.Condition."""
 
-    type: str = Field(max_length=316, description="Ready, EngineBuilt, RolledOut, Degraded or ScaledToZero.")
+    type: str = Field(
+        max_length=316, description="Ready, EngineBuilt, RolledOut, Degraded or ScaledToZero."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         max_length=1024,

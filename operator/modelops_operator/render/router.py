@@ -26,12 +26,13 @@ from .common import (
 )
 from .haproxy import ADMIN_SOCKET, AGENT_PORT, SOCKET_DIR, STATS_PORT, RouterConfig
 from .haproxy import render_haproxy_config as haproxy_config
+from .hold import HOLD_LUA
 from .names import label_value, revision_name, router_name
 from .revision import GRPC_PORT, HTTP_PORT, METRICS_PORT
 from .service import service_ports
 
 CONFIG_DIR = "/usr/local/etc/modelops"
-CONFIG_FILE, ROUTES_FILE = "haproxy.cfg", "routes.json"
+CONFIG_FILE, ROUTES_FILE, HOLD_FILE = "haproxy.cfg", "routes.json", "hold.lua"
 ANNOTATION_CONFIG_HASH = "modelops.dev/router-config"
 # HAProxy's soft stop lets requests in flight finish for at most this long.
 HARD_STOP_SECONDS = 30
@@ -51,7 +52,8 @@ def router_selector(md_name: str) -> dict[str, str]:
 
 def haproxy_text() -> str:
     """haproxy.cfg of every router pod."""
-    return haproxy_config(RouterConfig(hard_stop_seconds=HARD_STOP_SECONDS))
+    config = RouterConfig(hard_stop_seconds=HARD_STOP_SECONDS, lua_file=f"{CONFIG_DIR}/{HOLD_FILE}")
+    return haproxy_config(config)
 
 
 def render_router_configmap(md: ModelDeployment, table: RouteTable) -> dict[str, Any]:
@@ -61,7 +63,11 @@ def render_router_configmap(md: ModelDeployment, table: RouteTable) -> dict[str,
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(md, router_name(name), router_labels(name)),
-        "data": {CONFIG_FILE: haproxy_text(), ROUTES_FILE: table.model_dump_json(by_alias=True)},
+        "data": {
+            CONFIG_FILE: haproxy_text(),
+            HOLD_FILE: HOLD_LUA,
+            ROUTES_FILE: table.model_dump_json(by_alias=True),
+        },
     }
 
 
@@ -126,7 +132,7 @@ def render_router_deployment(md: ModelDeployment, settings: Settings) -> dict[st
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
-    digest = hashlib.sha256(haproxy_text().encode()).hexdigest()[:16]
+    digest = hashlib.sha256((haproxy_text() + HOLD_LUA).encode()).hexdigest()[:16]
     pod_spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
