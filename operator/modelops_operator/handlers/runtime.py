@@ -96,7 +96,7 @@ class Operator:
             self.cache, self.store, build_namespace=self.settings.operator_namespace
         )
         self.applier = Applier(self.client, self.events, self.cache)
-        self.routes = RouteFeed(self.latest)
+        self.routes = RouteFeed(self.latest, self.settings.transfer_key_bytes)
         self.telemetry = Telemetry(
             self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
