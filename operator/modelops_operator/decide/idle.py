@@ -54,6 +54,15 @@ class IdleDecision:
     woke: bool = False
     requeue_after: float | None = None
 
+    @property
+    def waking(self) -> bool:
+        """A held request woke the revision and has not been answered yet."""
+        return (
+            self.status is not None
+            and self.status.woke_at is not None
+            and self.status.cold_start_seconds is None
+        )
+
 
 AWAKE = IdleDecision(asleep=False, status=None)
 

@@ -87,23 +87,23 @@ def size(facts: Facts, lineage: Lineage, idle: IdleDecision) -> Sizing:
     return Sizing(scaled)
 
 
-def busy(facts: Facts, lineage: Lineage) -> bool:
-    """A rollout, its validation run or a rollback runs: a candidate, or another revision with
-    pods (scale to zero waits for them)."""
-    if lineage.candidate is not None:
+def busy(facts: Facts, lineage: Lineage, starting: bool = False) -> bool:
+    """A rollout, its validation run or a rollback runs (or starts now): a candidate, or
+    another revision with pods (scale to zero waits for them)."""
+    if starting or lineage.candidate is not None:
         return True
     return any(n != lineage.current and view.replicas > 0 for n, view in facts.revisions.items())
 
 
-def idle_of(facts: Facts, lineage: Lineage) -> IdleDecision:
-    """Scale to zero's decision for this reconcile."""
+def idle_of(facts: Facts, lineage: Lineage, starting: bool) -> IdleDecision:
+    """Scale to zero's decision for this reconcile (`starting`: a candidate starts now)."""
     md = facts.md
     return decide_idle(
         md.spec,
         md.status.idle,
         facts.context.activity,
         lineage.current,
-        busy(facts, lineage),
+        busy(facts, lineage, starting),
         facts.context.now,
     )
 
@@ -167,12 +167,14 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
     facts, pin_warnings = read_facts(md, observed, context, now)
     lineage = adopt_orphan(facts, Lineage.of(md.status))
     lineage, superseded = supersede(facts, lineage)
-    idle = idle_of(facts, lineage)
-    sizing = size(facts, lineage, idle)
     need = engine_need(facts, lineage)
     build = decide_engine(
         md, facts.key, observed, needed=need.needed, now=context.now, settings=facts.settings
     )
+    # A candidate starts in this reconcile when its engine is there: wake for it first.
+    starting = need.needed and build.manifest is not None and lineage.candidate is None
+    idle = idle_of(facts, lineage, starting)
+    sizing = size(facts, lineage, idle)
     moved = roll(facts, lineage, build, need, sizing.desired)
     traffic = plan_traffic(facts, moved)
     writes = child_writes(
@@ -262,7 +264,7 @@ def new_status(
         ready=serving.ready if serving is not None else 0,
         rollout_reason=found[1].reason if found is not None and candidate_stuck else "RollingOut",
         serving_note=found[1].message if found is not None and not candidate_stuck else None,
-        asleep=idle.asleep,
+        idle=idle.asleep or (idle.waking and (serving is None or serving.ready == 0)),
     )
     http, grpc = endpoint(facts.name, facts.md.metadata.namespace)
     status = compose_status(

@@ -41,7 +41,9 @@ class Situation:
     ready: int
     rollout_reason: str = "RollingOut"
     serving_note: str | None = None  # why serving pods are missing (a stuck pod), if known
-    asleep: bool = False  # scaled to zero (minReplicas 0, idle): 0 pods is what is wanted
+    # Scale to zero: asleep (0 pods wanted) or waking (a held request waits for the first pod);
+    # the router holds requests, so neither is degraded.
+    idle: bool = False
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -58,7 +60,7 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.BUILDING
     if situation.current is None or not situation.current_matches:
         return Phase.PENDING
-    if situation.asleep:
+    if situation.idle:
         return Phase.IDLE
     if situation.ready < situation.desired:
         return Phase.DEGRADED
@@ -104,8 +106,9 @@ def compose_status(
         serving += f": {situation.serving_note}"
     if phase == Phase.IDLE:
         serving = (
-            f"revision {situation.current} is scaled to zero (no request for idleSeconds); the "
-            "router holds the next request while a pod starts"
+            f"revision {situation.current} is scaled to zero (no request for idleSeconds) or "
+            f"waking up ({situation.ready}/{situation.desired} pods ready); the router holds "
+            "requests while a pod starts"
         )
     conds = set_condition(
         old.conditions,
@@ -131,8 +134,9 @@ def compose_status(
     else:
         reason, message = _why_not(situation)
         conds = set_condition(conds, ConditionType.ROLLED_OUT, "False", reason, message, now, gen)
-    if rolled_out and situation.ready >= situation.desired:
-        conds = set_condition(conds, ConditionType.READY, "True", "Serving", serving, now, gen)
+    if rolled_out and (situation.ready >= situation.desired or phase == Phase.IDLE):
+        why = "Idle" if phase == Phase.IDLE else "Serving"
+        conds = set_condition(conds, ConditionType.READY, "True", why, serving, now, gen)
         ready_message = serving
     elif rolled_out:
         ready_message = serving
@@ -152,7 +156,7 @@ def compose_status(
             "BuildFailed",
             f"{situation.engine_message}; revision {situation.current} serves on",
         )
-    elif rolled_out and situation.ready < situation.desired:
+    elif rolled_out and situation.ready < situation.desired and phase != Phase.IDLE:
         degraded = ("True", "ReplicasUnavailable", serving)
     else:
         degraded = ("False", "AsExpected", "nothing is degraded")

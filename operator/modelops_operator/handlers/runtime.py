@@ -39,6 +39,7 @@ from ..render.names import label_value
 from ..settings import Settings
 from .accounting import count_plan
 from .daemons import Daemons
+from .demand_feed import DemandFeed
 from .pods import MetricsUrl, default_metrics_url
 from .route_feed import RouteFeed
 from .scheduler import Scheduler
@@ -100,6 +101,7 @@ class Operator:
         self.telemetry = Telemetry(
             self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
+        self.demand = DemandFeed(self.routes, lambda: self.leading, self.telemetry.note_demand)
         self.daemons = Daemons(self.telemetry.run)
         self.scheduler = Scheduler(self._scheduled)
         self.metrics.cached_objects.set_function(lambda: sum(self.cache.counts().values()))
@@ -266,6 +268,7 @@ class Operator:
             scale=fed.scale,
             metrics=fed.metrics,
             router=fed.router,
+            activity=fed.activity,
         )
         plan = reconcile(parsed, observed, ctx)
         applied = await self.applier.apply(body, observed, plan)

@@ -68,7 +68,9 @@ class DemandRelay:
             return aiohttp.web.Response(status=403, text="only HAProxy in this pod reports\n")
         try:
             ms = float(request.query.get("ms", "0"))
-            report = DemandReport(event=DemandEvent(request.query.get("event", "")), seconds=ms / 1000)
+            report = DemandReport(
+                event=DemandEvent(request.query.get("event", "")), seconds=ms / 1000
+            )
         except (ValueError, ValidationError):
             return aiohttp.web.Response(status=400, text="event=held|served|timedOut&ms=N\n")
         self.take(report)
