@@ -54,6 +54,12 @@ def _cmd_router_agent(args: argparse.Namespace) -> int:
     return run_router_agent(args)
 
 
+def _cmd_store_keys(args: argparse.Namespace) -> int:
+    from .store_keys import run_store_keys
+
+    return run_store_keys(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `modelops`."""
     parser = argparse.ArgumentParser(prog="modelops", description=__doc__)
@@ -84,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--host", default="0.0.0.0", help="listen address of /ready and /metrics")  # noqa: S104
     agent.add_argument("--port", type=int, default=8405)
     agent.set_defaults(func=_cmd_router_agent)
+
+    keys = sub.add_parser(
+        "store-keys",
+        help="create the store's key Secret when it is missing (the operator's init container)",
+    )
+    keys.add_argument("--namespace", required=True, help="the release namespace")
+    keys.add_argument("--secret", required=True, help="the Secret's name")
+    keys.set_defaults(func=_cmd_store_keys)
 
     doctor = sub.add_parser(
         "doctor",

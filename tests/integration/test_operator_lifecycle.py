@@ -67,8 +67,8 @@ async def test_create_build_rollout_ready(
     assert sample("modelops_builds_total", {"event": "started"}) == 1
     assert sample("modelops_rollouts_total") == 1
     # The gauge follows the status patch in the operator's own thread: wait for it.
-    labels = {"namespace": "default", "name": "resnet", "phase": "Ready"}
-    await eventually(lambda: sample("modelops_phase", labels), what="the phase gauge")
+    labels = {"namespace": "default", "modeldeployment": "resnet", "phase": "Ready"}
+    await eventually(lambda: sample("modelops_deployment_phase", labels), what="the phase gauge")
 
 
 async def test_serving_change_rolls_out_without_build(
@@ -169,7 +169,7 @@ async def test_delete_leaves_no_build_job_behind(
     await eventually(
         lambda: cluster.names(r.JOBS, settings.operator_namespace) == [], what="build Job gone"
     )
-    assert ("default", "gone") not in operator._bodies
+    assert ("default", "gone") not in operator.objects
 
 
 async def test_restart_mid_rollout_converges_without_duplicates(
