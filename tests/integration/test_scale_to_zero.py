@@ -89,9 +89,9 @@ async def test_an_idle_model_scales_to_zero_and_held_requests_wake_it(
         )
         assert served == [[1.0] * 3, [1.0] * 3]
         assert stage.kubelet.starts == 2
-        woke = await eventually(lambda: stage.events("WokeUp"), 10, "a WokeUp Event")
+        woke = await eventually(lambda: stage.events("WokeUp"), 30, "a WokeUp Event")
         assert "answered after" in woke[0]
-        await eventually(lambda: stage.phase() == "Ready", 10, "phase Ready")
+        await eventually(lambda: stage.phase() == "Ready", 30, "phase Ready")
         cold_start = stage.status()["idle"]["coldStartSeconds"]
         assert 0 < cold_start < 60
         scaled = condition(cluster, NAME, "ScaledToZero")
