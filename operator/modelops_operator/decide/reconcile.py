@@ -196,6 +196,7 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
             moved.requeue_after,
             idle.requeue_after,
             SHORT_REQUEUE_SECONDS if writes.held else None,
+            traffic.gate.recheck_after if moved.lineage.candidate is None else None,
         )
         if delay is not None
     ]
@@ -265,6 +266,7 @@ def new_status(
         rollout_reason=found[1].reason if found is not None and candidate_stuck else "RollingOut",
         serving_note=found[1].message if found is not None and not candidate_stuck else None,
         idle=idle.asleep or (idle.waking and (serving is None or serving.ready == 0)),
+        routing_wait=traffic.gate.waiting,
     )
     http, grpc = endpoint(facts.name, facts.md.metadata.namespace)
     status = compose_status(

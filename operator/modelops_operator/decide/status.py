@@ -44,6 +44,7 @@ class Situation:
     # Scale to zero: asleep (0 pods wanted) or waking (a held request waits for the first pod);
     # the router holds requests, so neither is degraded.
     idle: bool = False
+    routing_wait: str | None = None  # why clients do not reach the model as the mode promises
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -64,6 +65,8 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.IDLE
     if situation.ready < situation.desired:
         return Phase.DEGRADED
+    if situation.routing_wait is not None:
+        return Phase.PENDING
     return Phase.ROLLED_BACK if situation.pinned is not None else Phase.READY
 
 
@@ -134,7 +137,14 @@ def compose_status(
     else:
         reason, message = _why_not(situation)
         conds = set_condition(conds, ConditionType.ROLLED_OUT, "False", reason, message, now, gen)
-    if rolled_out and (situation.ready >= situation.desired or phase == Phase.IDLE):
+    # Idle (asleep or waking) serves too: the router holds requests while a pod starts.
+    enough = situation.ready >= situation.desired or phase == Phase.IDLE
+    if rolled_out and enough and situation.routing_wait:
+        ready_message = f"{serving}; {situation.routing_wait}"
+        conds = set_condition(
+            conds, ConditionType.READY, "False", "WaitingForRouter", ready_message, now, gen
+        )
+    elif rolled_out and enough:
         why = "Idle" if phase == Phase.IDLE else "Serving"
         conds = set_condition(conds, ConditionType.READY, "True", why, serving, now, gen)
         ready_message = serving

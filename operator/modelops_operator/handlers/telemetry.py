@@ -24,9 +24,9 @@ from ..api import MetricsStatus, ModelDeployment, TrafficMode
 from ..api.routes import DemandEvent, DemandReport
 from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
+from ..decide.canary_steps import is_immediate
 from ..decide.clock import rfc3339
 from ..decide.idle import Activity
-from ..decide.rollout import is_immediate
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..decide.traffic import RouterReport
 from ..metrics.prometheus import Target, query_figures
