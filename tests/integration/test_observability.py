@@ -317,6 +317,15 @@ async def _direct(url: str) -> dict[str, float]:
     return out
 
 
+async def _rates(prom: Prometheus, pod: str) -> dict[str, float]:
+    out = {}
+    for name in ("nv_inference_request_success", "nv_inference_request_failure"):
+        selector = f'{{pod="{pod}", modeldeployment="{NAME}"}}'
+        result = await prom.query(f"sum(rate({name}{selector}[{RATE_INTERVAL}]))")
+        out[name] = float(result[0]["value"][1]) if result else 0.0
+    return out
+
+
 async def _scraped(prom: Prometheus, pod: str) -> dict[str, float]:
     out = {}
     for name in ("nv_inference_request_success", "nv_inference_request_failure"):
@@ -368,6 +377,7 @@ async def test_a_failing_canary_is_rolled_back_on_prometheus_figures(
                     "Prometheus scraping the canary's failures",
                 )
                 # Under load: Prometheus's last sample trails the page by at most one scrape.
+                rates = await _rates(prom, pod)
                 before = await _direct(tritons["failing"].metrics_url)
                 scraped = await _scraped(prom, pod)
                 after = await _direct(tritons["failing"].metrics_url)
@@ -385,16 +395,10 @@ async def test_a_failing_canary_is_rolled_back_on_prometheus_figures(
                 clients.stop()
             await asyncio.sleep(2.5)  # two scrapes after the last request
             assert await _scraped(prom, pod) == await _direct(tritons["failing"].metrics_url)
-    per_second = max(
-        after["nv_inference_request_success"] - before["nv_inference_request_success"], 1
-    )
     for name, value in scraped.items():
-        assert before[name] - 2 * per_second - 5 <= value <= after[name], (
-            name,
-            value,
-            before,
-            after,
-        )
+        # One scrape interval of requests (plus the scrape's own time) at the measured rate.
+        lag = rates[name] * (SCRAPE_SECONDS + 0.5) + 2
+        assert before[name] - lag <= value <= after[name], (name, value, before, after, rates)
     assert not isinstance(figures, Exception)
     assert getattr(figures, "failures_by_reason", {}).get("BACKEND", 0) > 0, figures
     # The budget of direct scrapes (failureThreshold x interval + 5 s), plus what Prometheus adds:
