@@ -4,7 +4,8 @@ ONNX Runtime runs with int8 kernels and TensorRT builds as an explicitly quantiz
 One policy for the whole graph:
 - weights int8, symmetric, per output channel; activations int8 per tensor from the calibration
   set's ranges (minmax, entropy or percentile); symmetric (zero point 0) for TensorRT, which
-  takes nothing else, asymmetric uint8 for ONNX Runtime (its u8s8 kernels use VNNI);
+  takes nothing else (and float biases, which it fuses), asymmetric uint8 for ONNX Runtime
+  (its u8s8 kernels use VNNI);
 - kept in float: LayerNormalization and Softmax (their outputs span orders of magnitude that one
   int8 scale cannot hold), and a transformer's output head (the last MatMul/Gemm before each
   output: the logits' small differences are the answer), plus what the request adds
@@ -198,6 +199,9 @@ def quantize_int8(
             extra_options={
                 "ActivationSymmetric": symmetric_activations,
                 "WeightSymmetric": True,
+                # TensorRT's explicit quantization takes int8 Q/DQ on activations and weights;
+                # biases stay float (it fuses them into the int8 kernels itself).
+                "QuantizeBias": not symmetric_activations,
             },
         )
     except BuildError:
