@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import kopf
 
 from bench.harness import write_results
 from modelops_builder.triton_local import TritonProcess, start_triton
@@ -46,6 +45,7 @@ from tests.support.client_mix import ClientMix
 from tests.support.kubernetes_emulator import (
     Cluster,
     declare_resources,
+    emulator_login,
     eventually,
     operator_in_thread,
 )
@@ -75,15 +75,10 @@ async def stage(
     store.mkdir()
     async with kmock.KubernetesEmulator() as api, kmock.Server(api):
         declare_resources(api)
-        url = str(api.url).rstrip("/")
-
-        async def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=url, insecure=True)
+        login = emulator_login(str(api.url))
 
         def start_operator(**options: Any) -> contextlib.AbstractAsyncContextManager[Operator]:
-            return operator_in_thread(
-                OperatorOptions(login=login, initial_streaming=True, **options)
-            )
+            return operator_in_thread(OperatorOptions(login=login, **options))
 
         settings = Settings(
             store_mount_path=str(store), reconcile_interval_seconds=60.0, log_format="plain"

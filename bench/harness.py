@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import kopf
 
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
-from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
+from tests.support.kubernetes_emulator import (
+    Cluster,
+    declare_resources,
+    emulator_login,
+    operator_in_thread,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -41,15 +45,9 @@ async def running_operator(
     )
     async with kmock.KubernetesEmulator() as api, kmock.Server(api):
         declare_resources(api)
-        url = str(api.url).rstrip("/")
-
-        async def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=url, insecure=True)
-
         options = OperatorOptions(
             settings=conf,
-            login=login,
-            initial_streaming=True,
+            login=emulator_login(str(api.url)),
             metrics_host=None,
             metrics_url=metrics_url,
         )

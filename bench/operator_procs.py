@@ -166,24 +166,22 @@ def child(url: str, store: str, port: int, interval: float, identity: str) -> No
     from modelops_operator.handlers import OperatorOptions, build
     from modelops_operator.observability import configure_logging
     from modelops_operator.settings import Settings
+    from tests.support.kubernetes_emulator import emulator_login, stream_initial_events
 
     configure_logging("json", verbose=False)
     logging.getLogger().setLevel(logging.WARNING)
-
-    async def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=url, insecure=True)
 
     settings = Settings(store_mount_path=store, reconcile_interval_seconds=interval)
     registry, _ = build(
         OperatorOptions(
             settings=settings,
-            login=login,
-            initial_streaming=True,
+            login=emulator_login(url),
             metrics_host="127.0.0.1",
             metrics_port=port,
             identity=identity,
         )
     )
+    stream_initial_events(registry)
     asyncio.run(kopf.operator(registry=registry, clusterwide=True))
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
+from modelops_operator.render.router import ROUTE_TOKEN_ENV
 from modelops_operator.router.serve import AgentOptions, serve_agent
 
 
@@ -18,6 +20,7 @@ def run_router_agent(args: argparse.Namespace) -> int:
         admin_socket=args.socket,
         routes_url=args.routes,
         boot_file=Path(args.boot) if args.boot else None,
+        route_token=os.environ.get(ROUTE_TOKEN_ENV) or None,
         host=args.host,
         port=args.port,
     )

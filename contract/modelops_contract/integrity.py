@@ -108,6 +108,11 @@ def source_get_scope(sha256: str) -> str:
     return f"source-get:{sha256}"
 
 
+def route_scope(namespace: str, name: str) -> str:
+    """Reading the route table of ModelDeployment `namespace/name` (its router's agent)."""
+    return f"route:{namespace}/{name}"
+
+
 def receipt_scope(sha256: str, owner: str, *, kept: bool) -> str:
     """What a receipt certifies: the server got `sha256`'s bytes for `owner` (and kept them)."""
     return f"receipt:{'kept' if kept else 'seen'}:{sha256}:{owner}"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import kopf
 import pytest
 import yaml
 
@@ -16,7 +15,12 @@ from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
 from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
-from tests.support.kubernetes_emulator import Cluster, declare_resources, operator_in_thread
+from tests.support.kubernetes_emulator import (
+    Cluster,
+    declare_resources,
+    emulator_login,
+    operator_in_thread,
+)
 from tests.support.operator_flow import RunOperator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,18 +73,12 @@ def settings(store: Path) -> Settings:
 @pytest.fixture
 def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperator:
     """`async with run_operator() as op:` a whole kopf operator in this event loop."""
-    url = str(api.url).rstrip("/")
-
-    async def test_login(**_: Any) -> kopf.ConnectionInfo:
-        # Test-only: the emulator's URL; production keeps kopf's in-cluster/kubeconfig login.
-        return kopf.ConnectionInfo(server=url, insecure=True)
 
     @contextlib.asynccontextmanager
     async def running(**overrides: Any) -> AsyncIterator[Operator]:
         options = OperatorOptions(
             settings=overrides.pop("settings", settings),
-            login=test_login,
-            initial_streaming=True,
+            login=emulator_login(str(api.url)),
             metrics_host=overrides.pop("metrics_host", None),
             metrics_port=overrides.pop("metrics_port", 0),
             **overrides,

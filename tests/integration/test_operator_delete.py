@@ -48,7 +48,7 @@ async def test_no_finalizer_and_children_go_by_garbage_collection(
 
     await cluster.delete_md("gone")
     assert cluster.get(r.MODELDEPLOYMENTS, "gone") is None, "deleted at once, no handler needed"
-    await eventually(lambda: ("default", "gone") not in operator._bodies, what="forgotten")
+    await eventually(lambda: ("default", "gone") not in operator.objects, what="forgotten")
     collected = await collect_garbage(cluster.api)
     assert present <= {c.split("/")[0] for c in collected}
     # The build Job is the operator's to delete, without a finalizer: on the deletion's event.

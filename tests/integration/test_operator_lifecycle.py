@@ -169,7 +169,7 @@ async def test_delete_leaves_no_build_job_behind(
     await eventually(
         lambda: cluster.names(r.JOBS, settings.operator_namespace) == [], what="build Job gone"
     )
-    assert ("default", "gone") not in operator._bodies
+    assert ("default", "gone") not in operator.objects
 
 
 async def test_restart_mid_rollout_converges_without_duplicates(

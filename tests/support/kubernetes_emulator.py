@@ -22,7 +22,7 @@ import kmock
 import kopf
 
 from modelops_operator.api import GROUP, PLURAL, VERSION
-from modelops_operator.handlers import Operator, OperatorOptions, build
+from modelops_operator.handlers import LoginSource, Operator, OperatorOptions, build
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
 
@@ -326,14 +326,37 @@ def only(items: Iterable[T]) -> T:
     return found[0]
 
 
+def emulator_login(url: str) -> LoginSource:
+    """A kopf login to the emulator at `url` (production logs in with kopf's own logins)."""
+    server = url.rstrip("/")
+
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=server, insecure=True)
+
+    return login
+
+
+def stream_initial_events(registry: kopf.OperatorRegistry) -> None:
+    """Make kopf WATCH with sendInitialEvents instead of LIST-then-WATCH (Kubernetes 1.34's
+    streaming lists; production keeps kopf's default)."""
+
+    @kopf.on.startup(registry=registry, id="test-initial-streaming")
+    async def streaming(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.watching.initial_streaming = True
+
+
 @contextlib.asynccontextmanager
-async def operator_in_thread(options: OperatorOptions) -> AsyncIterator[Operator]:
+async def operator_in_thread(
+    options: OperatorOptions, *, initial_streaming: bool = True
+) -> AsyncIterator[Operator]:
     """The whole kopf operator in its own thread and event loop, stopped and checked on exit.
 
     kopf cancels every task born during its lifetime when it stops, which in the caller's loop
     would be the caller itself (KopfRunner uses a thread for the same reason).
     """
     registry, op = build(options)
+    if initial_streaming:
+        stream_initial_events(registry)
     stop, ready = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 

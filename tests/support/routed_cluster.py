@@ -35,6 +35,7 @@ from modelops_operator.render.names import (
     router_name,
     validation_job_name,
 )
+from modelops_operator.render.tokens import route_token
 from modelops_operator.settings import Settings
 from tests.support.engine_store import engine_server, entry_dir, seal
 from tests.support.kubernetes_emulator import Cluster, eventually
@@ -291,7 +292,8 @@ async def serving_stage(
         proxies = stack.enter_context(services(workdir, layout))
         router = None
         if mode == "Router":
-            router = await stack.enter_async_context(fed_router(proxies, feed))
+            token = route_token(routed, "default", NAME)
+            router = await stack.enter_async_context(fed_router(proxies, feed, token))
             urls[ROUTER_IP] = router.figures_url
         await stack.enter_async_context(
             start_operator(

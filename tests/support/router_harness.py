@@ -231,8 +231,11 @@ class FedRouter:
 
 
 @contextlib.asynccontextmanager
-async def fed_router(proxies: dict[str, ServiceProxy], routes_url: str) -> AsyncIterator[FedRouter]:
-    """HAProxy and the real agent process loop fed by `routes_url`; stopped at the end."""
+async def fed_router(
+    proxies: dict[str, ServiceProxy], routes_url: str, route_token: str
+) -> AsyncIterator[FedRouter]:
+    """HAProxy and the real agent process loop fed by `routes_url` (with the router's token, as
+    its pod gets it); stopped at the end."""
     running = Router(proxies).start()
     assert running.config is not None
     stop = asyncio.Event()
@@ -241,6 +244,7 @@ async def fed_router(proxies: dict[str, ServiceProxy], routes_url: str) -> Async
         admin_socket=running.config.admin_socket,
         routes_url=routes_url,
         boot_file=None,
+        route_token=route_token,
         host="127.0.0.1",
         port=port,
     )

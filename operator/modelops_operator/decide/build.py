@@ -33,7 +33,8 @@ from ..render.names import build_job_name
 from ..settings import Settings
 from .clock import parse_time
 from .inputs import Observed
-from .jobs import JobState, job_state, retry_wanted, stuck_job
+from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
+from .jobs import JobState, StuckJob, job_state
 from .plan import Action, Apply, Delete, Emit, EventReason
 
 # A succeeded Job whose entry the store still lacks after this long was evicted or published
@@ -325,69 +326,82 @@ def decide_build(
     refusal = observed.store_refusal
     if refusal and (outcome := _refused(md, key, look, refusal)) is not None:
         return outcome
-    state, job, name = look.state, look.job, look.name
-    if state == JobState.FAILED or (
-        state == JobState.SUCCEEDED and not (look.summary and look.summary.ok)
-    ):
-        assert job is not None
-        if retry_wanted(md, job):
-            message = f"retrying the build of {short_key(key)}: deleting the failed Job {name}"
-            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
-            return _waiting(md, look, "Building", message, actions=actions)
-        return _failure(md, look, *job_failure(job, look.summary))
-    if state == JobState.ABSENT:
-        replaces = observed.store_entry_digest if refusal else None
-        job_manifest = render_build_job(md, key, settings, replaces=replaces)
-        # The same message while it runs: no status write between the two.
-        message = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
-        events = [Emit(EventReason.BUILD_STARTED, message)]
-        if refusal:
-            events.insert(0, Emit(EventReason.ENGINE_REFUSED, f"{short_key(key)}: {refusal}"))
-        return _waiting(
-            md,
-            look,
-            "Building",
-            message,
-            actions=(*look.stale, Apply(job_manifest)),
-            requeue_after=settings.reconcile_interval_seconds,
-            events=tuple(events),
-        )
-    if state == JobState.SUCCEEDED:
-        assert job is not None
-        assert look.summary is not None
-        done = parse_time((job.get("status") or {}).get("completionTime"))
-        waited = (now - done).total_seconds() if done else 0.0
-        engine = engine_from_summary(look.summary.model_copy(update={"key": key}))
-        if waited > STORE_GRACE_SECONDS:
-            message = (
-                f"Job {name} succeeded {waited:.0f}s ago but the store has no entry for "
-                f"{short_key(key)}: building again"
-            )
-            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
-            return _waiting(md, look, "Publishing", message, actions=actions, engine=engine)
-        message = f"Job {name} succeeded; waiting for the store entry of {short_key(key)}"
-        return _waiting(md, look, "Publishing", message, engine=engine)
-    if state == JobState.TERMINATING:
-        return _waiting(md, look, "Building", f"waiting for the old build Job {name} to be deleted")
-    assert job is not None
-    pods = observed.job_pods.get(name, ())
-    stuck = stuck_job(md, f"build Job {name}", pods, now=now, patience=settings.stuck_seconds)
-    if stuck is not None and stuck.expired:
-        if retry_wanted(md, job):
-            message = f"retrying the build of {short_key(key)}: deleting the stuck Job {name}"
-            actions = (*look.stale, Delete("batch/v1", "Job", name, look.namespace))
-            return _waiting(md, look, "Building", message, actions=actions)
-        return _failure(md, look, stuck.reason, stuck.message)
-    if stuck is not None:
-        return _waiting(
-            md,
-            look,
-            stuck.reason,
-            stuck.message,
-            requeue_after=settings.reconcile_interval_seconds,
-            events=stuck.events,
-        )
-    message = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
-    return _waiting(
-        md, look, "Building", message, requeue_after=settings.reconcile_interval_seconds
+    name = look.name
+    usable = look.summary if look.summary is not None and look.summary.ok else None
+    phase = job_phase(
+        md,
+        look.job,
+        usable,
+        what=f"build Job {name}",
+        pods=observed.job_pods.get(name, ()),
+        now=now,
+        patience=settings.stuck_seconds,
     )
+    delete = Delete("batch/v1", "Job", name, look.namespace)
+    building = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
+    match phase:
+        case Absent():
+            replaces = observed.store_entry_digest if refusal else None
+            job_manifest = render_build_job(md, key, settings, replaces=replaces)
+            # The same message while it runs: no status write between the two.
+            events = [Emit(EventReason.BUILD_STARTED, building)]
+            if refusal:
+                events.insert(0, Emit(EventReason.ENGINE_REFUSED, f"{short_key(key)}: {refusal}"))
+            return _waiting(
+                md,
+                look,
+                "Building",
+                building,
+                actions=(*look.stale, Apply(job_manifest)),
+                requeue_after=settings.reconcile_interval_seconds,
+                events=tuple(events),
+            )
+        case Terminating():
+            message = f"waiting for the old build Job {name} to be deleted"
+            return _waiting(md, look, "Building", message)
+        case Retry(stuck=stuck):
+            how = "stuck" if stuck else "failed"
+            message = f"retrying the build of {short_key(key)}: deleting the {how} Job {name}"
+            return _waiting(md, look, "Building", message, actions=(*look.stale, delete))
+        case Failed(stuck=StuckJob(reason=reason, message=message)):
+            return _failure(md, look, reason, message)
+        case Failed(job=job):
+            return _failure(md, look, *job_failure(job, look.summary))
+        case Done(job=job, result=summary):
+            return _published(md, key, look, job, summary, now)
+        case Running(stuck=StuckJob(reason=reason, message=message, events=events)):
+            return _waiting(
+                md,
+                look,
+                reason,
+                message,
+                requeue_after=settings.reconcile_interval_seconds,
+                events=events,
+            )
+        case Running():
+            return _waiting(
+                md, look, "Building", building, requeue_after=settings.reconcile_interval_seconds
+            )
+
+
+def _published(
+    md: ModelDeployment,
+    key: str,
+    look: _Look,
+    job: Mapping[str, Any],
+    summary: BuildSummary,
+    now: datetime,
+) -> BuildOutcome:
+    """The build succeeded: wait for its store entry, or build again when it never comes."""
+    done = parse_time((job.get("status") or {}).get("completionTime"))
+    waited = (now - done).total_seconds() if done else 0.0
+    engine = engine_from_summary(summary.model_copy(update={"key": key}))
+    if waited > STORE_GRACE_SECONDS:
+        message = (
+            f"Job {look.name} succeeded {waited:.0f}s ago but the store has no entry for "
+            f"{short_key(key)}: building again"
+        )
+        actions = (*look.stale, Delete("batch/v1", "Job", look.name, look.namespace))
+        return _waiting(md, look, "Publishing", message, actions=actions, engine=engine)
+    message = f"Job {look.name} succeeded; waiting for the store entry of {short_key(key)}"
+    return _waiting(md, look, "Publishing", message, engine=engine)

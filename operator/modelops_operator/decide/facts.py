@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..api import (
     HistoryEntry,
@@ -20,6 +20,7 @@ from .history import SERVED_STATES
 from .inputs import DecideContext, Observed, ObserveKeys
 from .plan import Emit, EventReason
 from .revisions import RevisionView, revision_views
+from .steering import Steering, read_steering
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Facts:
     pinned: int | None
     entry_digest: str | None = None  # sha256 of the desired key's verified engine.json
     entry_refused: bool = False  # the store holds an entry at the desired key, refused
+    steering: Steering = field(default_factory=Steering)  # promote, abort, pause, weight
 
     @property
     def name(self) -> str:
@@ -154,5 +156,6 @@ def read_facts(
         pinned=pinned,
         entry_digest=observed.store_entry_digest if observed.store_entry is not None else None,
         entry_refused=observed.store_refusal is not None,
+        steering=read_steering(md.metadata.annotations),
     )
     return facts, warnings

@@ -17,7 +17,7 @@ from ..api import (
     ValidationStatus,
     find_condition,
 )
-from ..render.common import ANNOTATION_ROLLBACK_TO
+from ..render.common import ANNOTATION_ABORT, ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
 from .build import BuildOutcome, short_key, store_manifest
@@ -28,6 +28,7 @@ from .pod_health import stuck
 from .revisions import RevisionView
 from .rollout import Outcome, StepInput, is_immediate, step_rollout, steps_of
 from .signature import differences, signature_digest
+from .steering import steered_steps
 from .validation import ValidationState, start_job, validation_status, view_validation
 
 
@@ -196,12 +197,19 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     candidate = facts.revisions.get(number)
     progress = lineage.progress or RolloutProgress(started_at=facts.now, step_started_at=facts.now)
     pinned = facts.pinned is not None
-    immediate = is_immediate(spec.rollout, current is not None, pinned) or progress.cut_over
+    steering = facts.steering
+    # A promote request makes the rest of the rollout one 100% step.
+    immediate = (
+        is_immediate(spec.rollout, current is not None, pinned)
+        or progress.cut_over
+        or steering.promotes(number)
+    )
+    weight = None if immediate else steering.weight_of(number)
     validation = view_validation(facts.observed.validation_jobs, facts.name, number)
     step = step_rollout(
         StepInput(
             spec=spec.rollout,
-            steps=steps_of(spec.rollout, immediate),
+            steps=steered_steps(steps_of(spec.rollout, immediate), progress.step, weight),
             desired=desired,
             current=current,
             candidate=candidate,
@@ -211,6 +219,7 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
             immediate=immediate,
             validation=validation,
             now=facts.context.now,
+            hold="" if immediate else steering.hold_reason(number),
         )
     )
     targets = {number: step.candidate_replicas}
@@ -256,6 +265,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         actions,
         record,
     )
+    if steering.aborts(number) and not pinned:
+        message = f"aborted by {ANNOTATION_ABORT}"
+        return roll_back(facts, base, number, current, desired, "Aborted", message)
     if step.outcome == Outcome.STEP_PROMOTED:
         event = Emit(EventReason.STEP_PROMOTED, f"revision {number}: {step.message}")
         return replace(base, events=(*events, event))

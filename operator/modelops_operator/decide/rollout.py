@@ -56,6 +56,7 @@ class StepInput:
     immediate: bool
     validation: ValidationView
     now: datetime
+    hold: str = ""  # why the candidate may not leave its step (paused, a manual weight)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,9 @@ def _held(
     if given.immediate:
         # Recreate, a first revision, a manual rollback and a cut-over go at once when ready.
         return True, None, ""
+    if given.hold:
+        # Analyses still count (and can roll back); only leaving the step waits.
+        return False, interval, f"{given.hold}: resume, promote or abort to go on"
     if given.analysis is not None or given.analysis_enabled:
         waiting_for = f"{counted.passes}/{threshold} analyses passed"
         return counted.passes >= threshold, interval, waiting_for

@@ -25,7 +25,8 @@ from ..render.tokens import receipt_kept, receipt_valid
 from ..settings import Settings
 from .clock import rfc3339
 from .inputs import Observed
-from .jobs import JobState, job_state, retry_wanted, stuck_job
+from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
+from .jobs import StuckJob
 from .plan import Action, Apply, Delete, Emit
 
 SHORT_REQUEUE_SECONDS = 5.0
@@ -104,60 +105,63 @@ def decide_source(
     name = source_job_name(md.metadata.name, key)
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
-    state, summary = job_state(job), _summary(job)
+    summary = _summary(job)
     proof = _proof(md, summary, settings, keep, rfc3339(now))
     why = "for the build" if keep else "to prove this ModelDeployment can read it"
-    if proof is not None:
-        return SourceOutcome(access=proof, actions=stale)
-    if keep and job is not None and state != JobState.TERMINATING:
+    phase = job_phase(
+        md,
+        job,
+        proof,
+        what=f"source Job {name}",
+        pods=observed.job_pods.get(name, ()),
+        now=now,
+        patience=settings.stuck_seconds,
+    )
+    delete = Delete("batch/v1", "Job", name)
+    if keep and job is not None and not isinstance(phase, Done | Terminating | Absent):
         made = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_KEEP)
         if made != "true":
             # It only proves access; a build needs the bytes kept: send them again.
             message = f"the source is needed {why}: replacing Job {name}"
-            delete = Delete("batch/v1", "Job", name)
             return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
-    if state == JobState.ABSENT:
-        message = f"Job {name} is fetching the source {why}"  # the same while it runs
-        manifest = render_source_job(md, key, settings, keep=keep)
-        return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
-    if state == JobState.TERMINATING:
-        message = f"waiting for the old source Job {name} to be deleted"
-        return _waiting(message, stale, SHORT_REQUEUE_SECONDS)
-    assert job is not None
-    if state in (JobState.FAILED, JobState.SUCCEEDED):
-        if retry_wanted(md, job):
-            message = f"fetching the source again: deleting Job {name}"
-            return _waiting(
-                message, (*stale, Delete("batch/v1", "Job", name)), SHORT_REQUEUE_SECONDS
+    match phase:
+        case Done(result=access):
+            return SourceOutcome(access=access, actions=stale)
+        case Absent():
+            message = f"Job {name} is fetching the source {why}"  # the same while it runs
+            manifest = render_source_job(md, key, settings, keep=keep)
+            return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
+        case Terminating():
+            message = f"waiting for the old source Job {name} to be deleted"
+            return _waiting(message, stale, SHORT_REQUEUE_SECONDS)
+        case Retry(stuck=stuck):
+            how = "the stuck " if stuck else ""
+            message = f"fetching the source again: deleting {how}Job {name}"
+            return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+        case Failed(stuck=StuckJob(reason=reason, message=message)):
+            return SourceOutcome(None, reason, message, failed=True, actions=stale)
+        case Failed():
+            reason = (summary.reason if summary and not summary.ok else None) or "SourceUnreadable"
+            detail = (summary.message if summary else None) or "it left no receipt of the source"
+            return SourceOutcome(
+                access=None,
+                reason=reason,
+                message=f"source Job {name} failed: {detail}",
+                failed=True,
+                actions=stale,
             )
-        reason = (summary.reason if summary and not summary.ok else None) or "SourceUnreadable"
-        detail = (summary.message if summary else None) or "it left no receipt of the source"
-        return SourceOutcome(
-            access=None,
-            reason=reason,
-            message=f"source Job {name} failed: {detail}",
-            failed=True,
-            actions=stale,
-        )
-    pods = observed.job_pods.get(name, ())
-    stuck = stuck_job(md, f"source Job {name}", pods, now=now, patience=settings.stuck_seconds)
-    if stuck is not None and stuck.expired:
-        if retry_wanted(md, job):
-            message = f"fetching the source again: deleting the stuck Job {name}"
-            delete = Delete("batch/v1", "Job", name)
-            return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
-        return SourceOutcome(None, stuck.reason, stuck.message, failed=True, actions=stale)
-    if stuck is not None:
-        return SourceOutcome(
-            None,
-            stuck.reason,
-            stuck.message,
-            actions=stale,
-            events=stuck.events,
-            requeue_after=settings.reconcile_interval_seconds,
-        )
-    message = f"Job {name} is fetching the source {why}"
-    return _waiting(message, stale, settings.reconcile_interval_seconds)
+        case Running(stuck=StuckJob(reason=reason, message=message, events=events)):
+            return SourceOutcome(
+                None,
+                reason,
+                message,
+                actions=stale,
+                events=events,
+                requeue_after=settings.reconcile_interval_seconds,
+            )
+        case Running():
+            message = f"Job {name} is fetching the source {why}"
+            return _waiting(message, stale, settings.reconcile_interval_seconds)
 
 
 def _waiting(message: str, actions: tuple[Action, ...], requeue: float) -> SourceOutcome:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 
 from . import children, modeldeployments, startup
-from .runtime import AnalysesProvider, InvalidSpecError, LoginSource, Operator, OperatorOptions
+from .runtime import LoginSource, Operator, OperatorOptions
 
 
 def build(options: OperatorOptions) -> tuple[kopf.OperatorRegistry, Operator]:
@@ -19,8 +19,6 @@ def build(options: OperatorOptions) -> tuple[kopf.OperatorRegistry, Operator]:
 
 
 __all__ = [
-    "AnalysesProvider",
-    "InvalidSpecError",
     "LoginSource",
     "Operator",
     "OperatorOptions",

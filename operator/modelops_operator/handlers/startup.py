@@ -27,9 +27,8 @@ def configure(settings: kopf.OperatorSettings, op: Operator) -> None:
     """kopf's settings for this operator."""
     # We post our own Events (k8s/events.py) with our reasons; kopf's would double them.
     settings.posting.enabled = False
-    # kmock replays every object on WATCH, so a LIST first would fire on.create twice; a real
-    # API server streams initial events only from Kubernetes 1.34: tests only.
-    settings.watching.initial_streaming = op.options.initial_streaming
+    # kopf's default stays: LIST, then WATCH from the list's resourceVersion (a real API
+    # server streams initial events on WATCH only from Kubernetes 1.34).
     # The server ends a watch after server_timeout; the client gives it a margin on top.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -29,6 +29,12 @@ ANNOTATION_ENGINE_KEY = "modelops.dev/engine-key"
 ANNOTATION_SERVING_HASH = "modelops.dev/serving-hash"
 ANNOTATION_RETRY = "modelops.dev/retry"
 ANNOTATION_ROLLBACK_TO = "modelops.dev/rollback-to"
+# Steering a candidate (`kubectl modelops`): each names the revision it applies to, so a value
+# left behind never steers a later rollout (decide/steering.py).
+ANNOTATION_PROMOTE = "modelops.dev/promote"
+ANNOTATION_ABORT = "modelops.dev/abort"
+ANNOTATION_PAUSE = "modelops.dev/pause"
+ANNOTATION_WEIGHT = "modelops.dev/weight"
 # The sha256 of the engine.json a revision's pods are pinned to (the operator verified it).
 ANNOTATION_MANIFEST_SHA256 = "modelops.dev/manifest-sha256"
 

@@ -29,8 +29,11 @@ from .haproxy import render_haproxy_config as haproxy_config
 from .names import label_value, revision_name, router_name
 from .revision import GRPC_PORT, HTTP_PORT, METRICS_PORT
 from .service import service_ports
+from .tokens import route_token
 
 CONFIG_DIR = "/usr/local/etc/modelops"
+# The agent's token for its own table on the operator's route feed (never in its args).
+ROUTE_TOKEN_ENV = "MODELOPS_ROUTE_TOKEN"  # noqa: S105 - an environment name, not a secret
 CONFIG_FILE, ROUTES_FILE = "haproxy.cfg", "routes.json"
 ANNOTATION_CONFIG_HASH = "modelops.dev/router-config"
 # HAProxy's soft stop lets requests in flight finish for at most this long.
@@ -89,6 +92,13 @@ def _agent_args(md: ModelDeployment, settings: Settings) -> list[str]:
     return args
 
 
+def _agent_env(md: ModelDeployment, settings: Settings) -> list[dict[str, str]]:
+    if not settings.routes_url:
+        return []
+    token = route_token(settings, md.metadata.namespace, md.metadata.name)
+    return [{"name": ROUTE_TOKEN_ENV, "value": token}]
+
+
 def render_router_deployment(md: ModelDeployment, settings: Settings) -> dict[str, Any]:
     """Deployment `<name>-router`: HAProxy and its agent, restarted when haproxy.cfg changes."""
     name = md.metadata.name
@@ -119,6 +129,7 @@ def render_router_deployment(md: ModelDeployment, settings: Settings) -> dict[st
         "image": settings.agent_image,
         "command": ["modelops"],
         "args": _agent_args(md, settings),
+        "env": _agent_env(md, settings),
         "ports": [{"name": "agent", "containerPort": AGENT_PORT, "protocol": "TCP"}],
         # Ready only once HAProxy runs the newest table: no client connection before that.
         "readinessProbe": _http_probe("/ready", "agent", period=1),

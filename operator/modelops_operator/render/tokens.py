@@ -2,8 +2,9 @@
 
 Each token opens one door of the engine server for one thing: an entry's files (Triton pods and
 validation Jobs of a ModelDeployment that proved it can read the source), sending one source for
-one ModelDeployment (its source Job), reading a staged source (the build Job). Without the
-transfer key (a renderer called without settings) the token is empty and opens nothing.
+one ModelDeployment (its source Job), reading a staged source (the build Job), reading one route
+table (its router's agent). Without the transfer key (a renderer called without settings) the
+token is empty and opens nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def source_put_token(settings: Settings, sha256: str, owner_uid: str) -> str:
 def source_get_token(settings: Settings, sha256: str) -> str:
     """Reads (and drops) the staged source `sha256`."""
     return _token(settings, integrity.source_get_scope(sha256))
+
+
+def route_token(settings: Settings, namespace: str, name: str) -> str:
+    """Reads the route table of ModelDeployment `namespace/name` from the operator's feed."""
+    return _token(settings, integrity.route_scope(namespace, name))
 
 
 def receipt_valid(settings: Settings, receipt: str | None, sha256: str, owner_uid: str) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,9 @@ from .agent import Resolver, RouterAgent, TableSource, dns_resolver, follow
 logger = logging.getLogger(__name__)
 
 LONG_POLL_SECONDS = 25.0
+# An answer without a newer table never makes the next poll come sooner than this.
+MIN_POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -44,19 +49,56 @@ def file_source(path: Path) -> TableSource:
     return read
 
 
-def operator_source(url: str, session: aiohttp.ClientSession) -> TableSource:
-    """The operator's `/routes/<namespace>/<name>` endpoint, long-polled: it answers when the
-    table changes, or with 304 after LONG_POLL_SECONDS."""
+def backoff_seconds(failures: int, retry_after: str | None = None) -> float:
+    """How long to wait after `failures` failed polls in a row: doubling from 1 s to
+    MAX_BACKOFF_SECONDS, and never less than the server's Retry-After (seconds, capped too)."""
+    delay = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, failures - 1))
+    if retry_after is not None and retry_after.strip().isascii() and retry_after.strip().isdigit():
+        delay = max(delay, min(MAX_BACKOFF_SECONDS, float(retry_after.strip())))
+    return delay
+
+
+def operator_source(
+    url: str, session: aiohttp.ClientSession, token: str | None = None
+) -> TableSource:
+    """The operator's `/routes/<namespace>/<name>` endpoint, long-polled with the router's token:
+    it answers when the table changes, or with 304 after LONG_POLL_SECONDS. A refusal (429 and
+    its Retry-After, 401, 5xx) or a lost connection waits longer each time it repeats, and an
+    early 304 waits out MIN_POLL_SECONDS, so no answer of the operator makes the agent spin."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    failures = 0
+    last_status = 200
+
+    async def pause(seconds: float) -> None:
+        await asyncio.sleep(seconds * random.uniform(0.75, 1.0))  # noqa: S311 - jitter only
 
     async def poll(version: int) -> RouteTable | None:
+        nonlocal failures, last_status
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
-        async with session.get(url, params={"after": str(version)}, timeout=timeout) as resp:
-            if resp.status == 304:
-                return None
-            if resp.status != 200:
-                await asyncio.sleep(1.0)
-                return None
-            return RouteTable.model_validate_json(await resp.text())
+        started = time.monotonic()
+        try:
+            async with session.get(
+                url, params={"after": str(version)}, headers=headers, timeout=timeout
+            ) as resp:
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+                body = await resp.text() if status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, retry_after, body = 0, None, repr(exc)
+        if status in (200, 304):
+            failures, last_status = 0, status
+            if status == 200:
+                return RouteTable.model_validate_json(body)
+            await asyncio.sleep(max(0.0, MIN_POLL_SECONDS - (time.monotonic() - started)))
+            return None
+        failures += 1
+        if status == 404:  # no Router-mode table yet: it comes with the rollout, soon
+            retry_after = None
+            failures = min(failures, 3)
+        if status != last_status:
+            logger.warning("route feed %s answered %s: backing off", url, status or body)
+            last_status = status
+        await pause(backoff_seconds(failures, retry_after))
+        return None
 
     return poll
 
@@ -76,6 +118,7 @@ class AgentOptions:
     admin_socket: str
     routes_url: str | None
     boot_file: Path | None
+    route_token: str | None = None
     host: str = "0.0.0.0"  # noqa: S104 - the pod's probe and metrics port
     port: int = 8405
 
@@ -105,7 +148,7 @@ async def serve_agent(
         if options.boot_file is not None:
             tasks.append(asyncio.create_task(follow(file_source(options.boot_file), agent, stop)))
         if options.routes_url:
-            source = operator_source(options.routes_url, session)
+            source = operator_source(options.routes_url, session, options.route_token)
             tasks.append(asyncio.create_task(follow(source, agent, stop)))
         await stop.wait()
         for task in tasks:
