@@ -19,6 +19,7 @@ from modelops_contract.shapes import ShapeRange
 from modelops_contract.staging import source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
+from ..api.source import Source
 from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
@@ -108,6 +109,29 @@ def labelled_set(spec: ModelDeploymentSpec) -> DataSetSource | None:
     return DataSetSource(source_uri=validation.source.uri, sha256=validation.source.sha256)
 
 
+def build_datasets(spec: ModelDeploymentSpec) -> list[Source]:
+    """The files a build reads besides the model (calibration set, labelled set), once each:
+    the source Job sends them to the engine server with the model."""
+    found: dict[str, Source] = {}
+    calibration = spec.build.calibration
+    if spec.build.precision == "int8" and calibration is not None and calibration.source:
+        found[calibration.source.sha256] = calibration.source
+    if labelled_set(spec) is not None and spec.validation is not None:
+        found.setdefault(spec.validation.source.sha256, spec.validation.source)
+    return list(found.values())
+
+
+def _staged(settings: Settings, data: DataSetSource | None) -> DataSetSource | None:
+    """A data set as the build Job reads it: from the engine server."""
+    if data is None:
+        return None
+    staged = StagedSource(
+        url=source_url(settings.store_server, data.sha256),
+        token=source_get_token(settings, data.sha256),
+    )
+    return data.model_copy(update={"staged_source": staged})
+
+
 def build_request(
     spec: ModelDeploymentSpec,
     settings: Settings,
@@ -194,7 +218,14 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     staged = StagedSource(
         url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
     )
-    return request.model_copy(update={"staged_source": staged})
+    update: dict[str, Any] = {
+        "staged_source": staged,
+        "labelled_set": _staged(settings, request.labelled_set),
+    }
+    if request.calibration is not None:
+        data = _staged(settings, request.calibration.data)
+        update["calibration"] = request.calibration.model_copy(update={"data": data})
+    return request.model_copy(update=update)
 
 
 def build_job_labels(md: ModelDeployment, key: str) -> dict[str, str]:
