@@ -114,3 +114,73 @@ def test_each_set_is_fetched_with_its_own_credentials_only() -> None:
         "PATH": "/usr/bin",
     }
     assert dataset_environ(environ, 2) == {"PATH": "/usr/bin"}
+
+
+def test_modelops_dev_shows_int8_against_fp32() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from modelops_cli.dev_display import figures_table
+    from modelops_contract.quantization import (
+        BaselineFigures,
+        BaselineShape,
+        QuantizationReport,
+    )
+    from modelops_contract.request import AccuracyReport
+
+    accuracy = AccuracyReport(
+        max_abs_error=0.05,
+        max_rel_error=0.1,
+        metric="agreement",
+        samples=200,
+        agreement=0.995,
+        min_agreement=0.99,
+        accuracy=0.93,
+        baseline_accuracy=0.935,
+        max_accuracy_drop=0.01,
+    )
+    manifest = SimpleNamespace(
+        key=KEY,
+        engine="onnxruntime",
+        precision="int8",
+        opt_batch_size=8,
+        shapes=[],
+        accuracy=accuracy,
+        quantization=QuantizationReport(
+            method="minmax",
+            calibration="builder",
+            samples=128,
+            quantized_nodes=21,
+            kept_float=["/head/Gemm (Gemm)"],
+            warning="calibrated on the builder's random inputs",
+        ),
+        baseline=BaselineFigures(
+            runtime="onnxruntime fp32 (CPUExecutionProvider)",
+            engine_bytes=3 * 1024**2,
+            baseline_bytes=12 * 1024**2,
+            size_ratio=0.25,
+            shapes=[
+                BaselineShape(
+                    shape="opt", batch=8, p50_ms=4.0, throughput=2000.0, throughput_ratio=3.5
+                )
+            ],
+        ),
+    )
+    summary = SimpleNamespace(accuracy=accuracy, latency_ms=None, throughput=7000.0)
+    console = Console(record=True, width=200)
+    console.print(
+        figures_table(SimpleNamespace(summary=summary, manifest=manifest, cached=False), 1.0, 2.0)
+    )
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for line in console.export_text(clear=False).splitlines()
+        if len(cells := line.split("│")) == 4
+    }
+    assert rows["agreement with fp32"] == "99.50% of 200 (min 99.00%)"
+    assert rows["accuracy (labels)"] == "93.00% vs fp32 93.50% (max drop 1.00%)"
+    text = console.export_text()
+    assert "kept in float: /head/Gemm (Gemm)" in text
+    assert "3,072 KiB vs 12,288 KiB (0.25x)" in text
+    assert "throughput 3.50x" in text
+    assert "random inputs" in text
