@@ -4,16 +4,19 @@ Three models, each trained here for a few seconds on a labelled synthetic task (
 means something), saved once, then built by `pipeline.build` twice from the same file: fp32 and
 int8 (calibrated on 256 training-distribution samples, gated on a labelled set of 200):
 
-1. the ResNet-18 layout (bench_build.ResNet18, 11.7 M parameters) on 3x64x64 images, 4 classes:
-   which quadrant is brightest;
+1. the ResNet-18 layout (bench_build.ResNet18, 11.2 M parameters with a 4-class head) on 3x64x64
+   images, 4 classes: the orientation of a faint grating in noise;
 2. the BERT-like encoder of the examples (hack/make-transformer-examples.py), sequences of 32
-   tokens, 2 classes: are most tokens in the lower half of the vocabulary;
+   tokens, 2 classes: is the first (pooled) token in the lower half of the vocabulary;
 3. an MLP 256-1024-1024-10, 10 classes: the argmax of a fixed random linear teacher.
 
 Per model: engine size ratio (int8 / fp32, files on disk), throughput ratio at batch 8 at the
 opt shape (both store engines in ONNX Runtime, measured alternately with the builder's profiler),
 agreement with fp32 (argmax) on 1,000 held-out inputs, accuracy of both on them, and the build's
 own figures. The CPU's int8 dot-product flags (avx512_vnni, avx_vnni, amx) are recorded.
+Every int8 build is gated at the default minAgreement 0.99 (and maxAccuracyDrop 0.01 on the
+labelled set); a model the gate refuses is recorded with the gate's message, and built again at
+minAgreement 0.95 so that its figures can still be compared (marked `gate_refused`).
 
     .venv/bin/python -m bench.bench_int8            # about 3 minutes on 2 vCPUs
 """
@@ -57,25 +60,30 @@ class Case:
     lr: float
 
 
-def _quadrants(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+_GRID = np.mgrid[0:64, 0:64].astype(np.float32)
+
+
+def _gratings(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Noise plus a faint grating whose orientation (0, 45, 90, 135 degrees) is the class."""
     labels = rng.integers(0, 4, size=n)
-    images = rng.standard_normal((n, 3, 64, 64)).astype(np.float32)
-    for index, label in enumerate(labels):
-        row, col = divmod(int(label), 2)
-        images[index, :, row * 32 : row * 32 + 32, col * 32 : col * 32 + 32] += 0.5
-    return {"image": images}, labels
-
-
-def _majority(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    low = rng.random(n) < 0.5
-    share = np.where(low, rng.uniform(0.55, 0.9, n), rng.uniform(0.1, 0.45, n))
-    ids = np.where(
-        rng.random((n, 32)) < share[:, None],
-        rng.integers(0, 256, (n, 32)),
-        rng.integers(256, 512, (n, 32)),
+    angle = labels * np.pi / 4
+    phase = rng.uniform(0, 2 * np.pi, n)
+    wave = np.sin(
+        2
+        * np.pi
+        / 8
+        * (np.cos(angle)[:, None, None] * _GRID[0] + np.sin(angle)[:, None, None] * _GRID[1])
+        + phase[:, None, None]
     )
+    images = rng.standard_normal((n, 3, 64, 64)).astype(np.float32) + 0.5 * wave[:, None]
+    return {"image": images.astype(np.float32)}, labels
+
+
+def _first_token(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Random sequences of 32 tokens; the class: is the first token in the lower half."""
+    ids = rng.integers(0, 512, (n, 32))
     feeds = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((n, 32), np.int64)}
-    return feeds, low.astype(np.int64)
+    return feeds, (ids[:, 0] < 256).astype(np.int64)
 
 
 _TEACHER = np.random.default_rng(99).standard_normal((256, 10)).astype(np.float32)
@@ -120,9 +128,9 @@ def cases() -> list[Case]:
     """The three models, fresh weights (seeded)."""
     torch.manual_seed(0)
     return [
-        Case("resnet18", _resnet(), _quadrants, 30.0, 3e-3),
-        Case("bert-encoder", _bert(), _majority, 15.0, 1e-3),
-        Case("mlp", Mlp(), _teacher, 8.0, 1e-3),
+        Case("resnet18", _resnet(), _gratings, 30.0, 1e-3),
+        Case("bert-encoder", _bert(), _first_token, 15.0, 1e-3),
+        Case("mlp", Mlp(), _teacher, 10.0, 1e-3),
     ]
 
 
@@ -206,6 +214,7 @@ def measure_case(case: Case, work: Path) -> dict[str, Any]:
     """Train, build fp32 and int8, compare."""
     import onnxruntime as ort
 
+    from modelops_builder.errors import BuildError
     from modelops_builder.pipeline import build
     from modelops_builder.profile import measure
     from modelops_contract.request import BuildRequest, TensorSig
@@ -229,13 +238,22 @@ def measure_case(case: Case, work: Path) -> dict[str, Any]:
         "shapes": shapes or None,
     }
     results: dict[str, Any] = {}
+    refused: str | None = None
     for precision in ("fp32", "int8"):
         extra: dict[str, Any] = {"precision": precision}
         if precision == "int8":
             extra["calibration"] = {"data": _save(work / "cal.npz", **calibration)}
             extra["labelledSet"] = _save(work / "gate.npz", **gate, labels=gate_labels)
         start = time.perf_counter()
-        built = build(BuildRequest.model_validate(base | extra), local_source=True)
+        try:
+            built = build(BuildRequest.model_validate(base | extra), local_source=True)
+        except BuildError as exc:
+            if exc.reason != "AccuracyGateFailed":
+                raise
+            refused = exc.message
+            print(f"{case.name}: the int8 gate refused: {refused[:300]}", file=sys.stderr)
+            extra |= {"minAgreement": 0.95, "maxAccuracyDrop": 0.05}
+            built = build(BuildRequest.model_validate(base | extra), local_source=True)
         wall = time.perf_counter() - start
         version = built.manifest.version_dir(built.entry)
         files = built.manifest.engine_files()
@@ -273,6 +291,7 @@ def measure_case(case: Case, work: Path) -> dict[str, Any]:
         "accuracy": accuracy,
         "held_out": HELD_OUT,
         "build_s": {p: r["build_s"] for p, r in results.items()},
+        "gate_refused": refused,
         "build_gate": int8.accuracy.model_dump(mode="json", exclude_none=True),
         "build_baseline": int8.baseline.model_dump(mode="json") if int8.baseline else None,
         "quantized_nodes": int8.quantization.quantized_nodes if int8.quantization else None,

@@ -163,3 +163,30 @@ def test_a_calibration_set_that_does_not_fit_the_model_names_the_field(tmp_path:
     with pytest.raises(BuildError, match="keepFloat: \\['NoSuchOp'\\] name neither"):
         build(request, local_source=True)
     assert_nothing_published(store)
+
+
+def test_the_cli_builds_int8_with_a_calibration_file(
+    cnn_source: tuple[Path, str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelops_builder import cli
+    from modelops_contract.manifest import read_manifest
+
+    source, _, _ = cnn_source
+    images, _ = task(32, seed=5)
+    calibration = tmp_path / "cal.npz"
+    sha = save_set(calibration, image=images)
+    args = [str(source), "--precision", "int8", "--calibration", str(calibration)]
+    args += ["--calibration-method", "entropy", "--profile-seconds", "0.05"]
+    assert cli.main([*args, "--out", str(tmp_path / "store")]) == 0
+    shown = capsys.readouterr().out
+    assert "agreement with fp32" in shown
+    assert "vs fp32" in shown
+    (entry,) = (tmp_path / "store").iterdir()
+    manifest = read_manifest(entry)
+    assert manifest is not None
+    assert manifest.precision == "int8"
+    assert manifest.quantization is not None
+    assert (manifest.quantization.calibration, manifest.quantization.method) == (
+        f"sha256:{sha}",
+        "entropy",
+    )
