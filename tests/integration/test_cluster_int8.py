@@ -73,7 +73,12 @@ def int8_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (source,) = pod_containers(render_source_job(md, key, settings, keep=True)).values()
         staged = run_container(source, {"tmp": root / "src-tmp", "source": claim}, root)
         containers = pod_containers(render_build_job(md, key, settings))
-        volumes = {"tmp": root / "tmp", "output": root / "output", "store": root / "store"}
+        volumes = {
+            "tmp": root / "tmp",
+            "publish-tmp": root / "publish-tmp",
+            "output": root / "output",
+            "store": root / "store",
+        }
         built = run_container(containers["build"], volumes, root, secrets=STORE_SECRETS)
         published = run_container(containers["publish"], volumes, root, secrets=STORE_SECRETS)
         left = {
