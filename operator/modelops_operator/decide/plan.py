@@ -29,6 +29,7 @@ class EventReason(StrEnum):
     POD_STUCK = "PodStuck"
     ENGINE_REFUSED = "EngineRefused"
     SOURCE_VERIFIED = "SourceVerified"
+    ROLLOUT_STEERED = "RolloutSteered"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.
