@@ -76,6 +76,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
 
     @contextlib.asynccontextmanager
     async def running(**overrides: Any) -> AsyncIterator[Operator]:
+        namespaced = bool(overrides.pop("namespaced", False))
         options = OperatorOptions(
             settings=overrides.pop("settings", settings),
             login=emulator_login(str(api.url)),
@@ -83,7 +84,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             metrics_port=overrides.pop("metrics_port", 0),
             **overrides,
         )
-        async with operator_in_thread(options) as op:
+        async with operator_in_thread(options, namespaced=namespaced) as op:
             yield op
 
     return running
