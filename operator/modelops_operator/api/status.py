@@ -243,6 +243,11 @@ class RolloutProgress(WireModel):
         description="An accepted signature change: the candidate replaces the serving revision "
         "at once once validated, with no canary steps.",
     )
+    steered: Text256 | None = Field(
+        default=None,
+        description="The steering request in effect (a pause, a manual weight, a promote: "
+        "`kubectl modelops`), so that its Event is posted once.",
+    )
 
 
 class MetricsStatus(WireModel):
