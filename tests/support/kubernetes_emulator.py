@@ -160,6 +160,10 @@ class Cluster:
         """DELETE a ModelDeployment (a finalizer, if any, holds it until removed)."""
         await self._send("DELETE", r.MODELDEPLOYMENTS.path(namespace, name))
 
+    async def delete(self, res: r.Resource, name: str, namespace: str = "default") -> None:
+        """What a controller (or kubectl) deletes: a pod of a scaled-down ReplicaSet."""
+        await self._send("DELETE", res.path(namespace, name))
+
     async def patch_status(
         self, res: r.Resource, name: str, status: Obj, namespace: str = "default"
     ) -> Obj:
