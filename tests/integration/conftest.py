@@ -14,6 +14,7 @@ import yaml
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
+from tests.support.server_shapes import shape_write
 from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
 from tests.support.kubernetes_emulator import (
     Cluster,
@@ -37,9 +38,11 @@ def crd() -> dict[str, Any]:
 @pytest.fixture
 async def api(crd: dict[str, Any]) -> AsyncIterator[kmock.KubernetesEmulator]:
     """A KubernetesEmulator on 127.0.0.1 with every resource declared (kmock declares none),
-    with resourceVersions, preconditions and label selectors as a real API server has them."""
+    with resourceVersions, preconditions and label selectors as a real API server has them,
+    and objects shaped as it returns them (managedFields, defaulted specs)."""
     async with FaithfulEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
+        emulator.shape = shape_write
         yield emulator
 
 
