@@ -14,7 +14,6 @@ import yaml
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
 from tests.support.apiserver import FaithfulEmulator
-from tests.support.server_shapes import shape_write
 from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
 from tests.support.kubernetes_emulator import (
     Cluster,
@@ -23,6 +22,7 @@ from tests.support.kubernetes_emulator import (
     operator_in_thread,
 )
 from tests.support.operator_flow import RunOperator
+from tests.support.server_shapes import shape_write
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modeldeployments.modelops.dev.yaml"
