@@ -209,6 +209,7 @@ def test_kubeconfig_contexts_namespaces_and_tokens(
         load_target("broken")
     with pytest.raises(KubeconfigError, match="context 'zz' is not in the kubeconfig"):
         load_target("zz")
+    assert load_target(kubeconfig=str(second)).context == "b", "--kubeconfig replaces the env"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     with pytest.raises(KubeconfigError, match="no kubeconfig at"):
         load_target()
