@@ -10,6 +10,7 @@ from modelops_operator.api.routes import DemandEvent, DemandReport
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.scale_recommend import ScaleDecision
 from modelops_operator.decide.traffic import RouterReport
+from modelops_operator.handlers.activity import ActivityLog
 from modelops_operator.handlers.pods import default_metrics_url, pod_ready
 from modelops_operator.handlers.router_watch import RouterReading
 from modelops_operator.handlers.telemetry import (
@@ -78,18 +79,17 @@ def _reading(ready_pods: int, counts: list[float]) -> RouterReading:
 
 
 def test_a_request_is_seen_when_router_counts_move_and_unknown_is_never_quiet() -> None:
-    state = _State()
-    Telemetry._count_requests(state, _reading(2, [5, 7]))
-    first = state.last_request
-    assert first is not None  # the first reading is the starting point
-    state.last_request = None
-    Telemetry._count_requests(state, _reading(2, [5, 7]))
-    assert state.last_request is None, "same counts: no request"
-    Telemetry._count_requests(state, _reading(2, [5, 8]))
-    assert state.last_request is not None
-    state.last_request = None
-    Telemetry._count_requests(state, _reading(2, [13]))  # one ready router pod not read
-    assert state.last_request is not None, "unknown counts as activity"
+    log = ActivityLog()
+    log.count(_reading(2, [5, 7]))
+    assert log.last_request is not None  # the first reading is the starting point
+    log.last_request = None
+    log.count(_reading(2, [5, 7]))
+    assert log.last_request is None, "same counts: no request"
+    log.count(_reading(2, [5, 8]))
+    assert log.last_request is not None
+    log.last_request = None
+    log.count(_reading(2, [13]))  # one ready router pod not read, the same total
+    assert log.last_request is not None, "unknown counts as activity"
 
 
 def test_held_requests_wake_at_once_and_their_reports_are_taken_once() -> None:
