@@ -18,7 +18,7 @@ from modelops_contract.enums import EngineKind, ServingBackend
 from modelops_contract.request import BuildRequest, StagedSource, TensorSig
 from modelops_contract.scratch import output_quantity, scratch_quantity
 from modelops_contract.shapes import ShapeRange
-from modelops_contract.staging import source_url
+from modelops_contract.staging import staged_source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..settings import Settings
@@ -161,8 +161,10 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     """The build Job's request: the bytes come from the engine server, sent by the source Job."""
     sha = md.spec.model.source.sha256
     request = build_request(md.spec, settings, engine_key=key)
+    owner = md.metadata.uid or ""
     staged = StagedSource(
-        url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
+        url=staged_source_url(settings.store_server, sha, owner),
+        token=source_get_token(settings, sha, owner),
     )
     return request.model_copy(update={"staged_source": staged})
 

@@ -10,6 +10,7 @@ only proves that this ModelDeployment can read the source.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,9 @@ from .names import label_value, source_job_name
 from .tokens import source_put_token
 
 ANNOTATION_KEEP = "modelops.dev/keep"
+# A source Job's token outlives the Job's longest wait and run by this much.
+TOKEN_SLACK_SECONDS = 600
+TOKEN_ROUNDING_SECONDS = 600
 RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -65,26 +69,39 @@ def source_claim(uri: str) -> str | None:
     return urlsplit(uri).netloc or None
 
 
-def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> StageRequest:
-    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment."""
+def token_expiry(now: datetime, settings: Settings) -> int:
+    """When a source Job's token expires (Unix seconds): after the longest a source Job may wait
+    and run, rounded up to 10 minutes (so renders within one window agree)."""
+    lifetime = settings.stuck_seconds + settings.build_deadline_seconds + TOKEN_SLACK_SECONDS
+    return -(-int(now.timestamp() + lifetime) // TOKEN_ROUNDING_SECONDS) * TOKEN_ROUNDING_SECONDS
+
+
+def stage_request(
+    md: ModelDeployment, settings: Settings, *, keep: bool, now: datetime
+) -> StageRequest:
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment, with
+    a token for exactly that (kept or not, its size limit, its namespace, until it expires)."""
     source = md.spec.model.source
-    owner = md.metadata.uid or ""
-    return StageRequest(
+    unsigned = StageRequest(
         source_uri=source.uri,
         sha256=source.sha256,
         server=settings.store_server,
-        owner=owner,
-        token=source_put_token(settings, source.sha256, owner),
+        owner=md.metadata.uid or "",
+        namespace=md.metadata.namespace or "default",
+        expires=token_expiry(now, settings),
+        token="",
         keep=keep,
     )
+    return unsigned.model_copy(update={"token": source_put_token(settings, unsigned)})
 
 
 def render_source_job(
-    md: ModelDeployment, key: str, settings: Settings, *, keep: bool
+    md: ModelDeployment, key: str, settings: Settings, *, keep: bool, now: datetime
 ) -> dict[str, Any]:
-    """Job `<name>-source-<digest>` in the ModelDeployment's namespace."""
+    """Job `<name>-source-<digest>` in the ModelDeployment's namespace (its token expires a
+    deadline after `now`)."""
     name = md.metadata.name
-    request = stage_request(md, settings, keep=keep)
+    request = stage_request(md, settings, keep=keep, now=now)
     labels = {
         LABEL_NAME: SOURCE_APP,
         LABEL_COMPONENT: "source",
