@@ -57,6 +57,8 @@ class OperatorMetrics:
             ["event"],
             registry=r,
         )
+        for event in ("started", "succeeded", "failed"):  # at 0: a first failure shows
+            self.builds.labels(event)
         self.rollouts = Counter("modelops_rollouts", "Revisions rolled out.", registry=r)
         self.rollbacks = Counter("modelops_rollbacks", "Revisions rolled back.", registry=r)
         self.deployment_events = Counter(
@@ -101,6 +103,11 @@ class OperatorMetrics:
         """Drop a deleted ModelDeployment's counters (series stay bounded by the live ones)."""
         for reason in self._event_labels.pop((namespace, name), set()):
             self.deployment_events.remove(namespace, label_value(name), reason)
+
+    def forget_all(self) -> None:
+        """Drop every ModelDeployment's counters (a standby exports none: the leader does)."""
+        for namespace, name in list(self._event_labels):
+            self.forget(namespace, name)
 
     def export_deployments(self, source: Callable[[], Iterable[Deployment]]) -> None:
         """Per-ModelDeployment gauges read from `source` at every scrape."""

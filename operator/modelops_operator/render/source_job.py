@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
-from modelops_contract.staging import STAGE_COMMAND, StageRequest
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV, dataset_credential_env
+from modelops_contract.staging import STAGE_COMMAND, StageDataSet, StageRequest
 
 from ..api import ModelDeployment
 from ..settings import Settings
@@ -38,6 +38,7 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
+from .job import build_datasets
 from .names import label_value, source_job_name
 from .tokens import source_put_token
 
@@ -79,8 +80,9 @@ def token_expiry(now: datetime, settings: Settings) -> int:
 def stage_request(
     md: ModelDeployment, settings: Settings, *, keep: bool, now: datetime
 ) -> StageRequest:
-    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment, with
-    a token for exactly that (kept or not, its size limit, its namespace, until it expires)."""
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment (for
+    a build also the data sets it reads: calibration, labelled set), each with a token for
+    exactly that (kept or not, its size limit, its namespace, until it expires)."""
     source = md.spec.model.source
     unsigned = StageRequest(
         source_uri=source.uri,
@@ -92,7 +94,37 @@ def stage_request(
         token="",
         keep=keep,
     )
-    return unsigned.model_copy(update={"token": source_put_token(settings, unsigned)})
+    datasets = []
+    for data in build_datasets(md.spec) if keep else []:
+        unsigned_set = StageDataSet(source_uri=data.uri, sha256=data.sha256, token="")
+        terms = unsigned.model_copy(
+            update={"sha256": data.sha256, "max_download_bytes": unsigned_set.max_download_bytes}
+        )
+        token = source_put_token(settings, terms)
+        datasets.append(unsigned_set.model_copy(update={"token": token}))
+    token = source_put_token(settings, unsigned)
+    return unsigned.model_copy(update={"token": token, "datasets": datasets})
+
+
+def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
+    """Each data set's credentialsSecret under its own MODELOPS_DATA<n>_* names."""
+    env = []
+    for index, data in enumerate(build_datasets(md.spec) if keep else []):
+        if data.credentials_secret:
+            env += [
+                {
+                    "name": name,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": data.credentials_secret,
+                            "key": key,
+                            "optional": True,
+                        }
+                    },
+                }
+                for key, name in dataset_credential_env(index).items()
+            ]
+    return env
 
 
 def render_source_job(
@@ -122,17 +154,19 @@ def render_source_job(
     }
     volumes: list[dict[str, Any]] = [tmp_volume(size_limit="64Mi")]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    claim = source_claim(md.spec.model.source.uri)
-    if claim:
+    uris = [md.spec.model.source.uri, *(d.uri for d in (build_datasets(md.spec) if keep else []))]
+    claims = list(dict.fromkeys(c for c in map(source_claim, uris) if c))
+    for index, claim in enumerate(claims):
+        volume = "source" if index == 0 else f"source-{index}"
         volumes.append(
-            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
     container = builder_container(
         "source",
         settings.builder_image,
         [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
-        env=credential_env(md.spec.model.source.credentials_secret),
+        env=credential_env(md.spec.model.source.credentials_secret) + dataset_env(md, keep),
         mounts=mounts,
         resources=RESOURCES,
     )
