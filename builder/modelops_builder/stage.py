@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from modelops_contract.credentials import dataset_environ
 from modelops_contract.staging import OWNER_HEADER, StageRequest, StageSummary, source_url
 
 from .errors import BuildError, ErrorKind
@@ -69,7 +70,7 @@ class ServerSink:
             OWNER_HEADER: self.request.owner,
             "Content-Type": "application/octet-stream",
         }
-        path = f"{parts.path}?keep={'1' if self.request.keep else '0'}"
+        path = f"{parts.path}?{self.request.put_query()}"
         try:
             connection.request("PUT", path, body=body, headers=headers, encode_chunked=True)
             response = connection.getresponse()
@@ -91,13 +92,14 @@ class ServerSink:
         if response.status != 200:
             reason = str(answer.get("reason") or "StoreRefused")
             message = str(answer.get("message") or f"HTTP {response.status}")
-            kind: ErrorKind = "input" if response.status in (400, 413) else "infrastructure"
+            # A tenant's own limits (size, its inbox quota) are its input; the rest is the server.
+            kind: ErrorKind = "input" if response.status in (400, 413, 507) else "infrastructure"
             raise BuildError(reason, f"the engine server refused the source: {message}", kind)
         return dict(answer)
 
 
-def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> StageSummary:
-    """Fetch the source (the tenant's credentials) into the engine server; its summary."""
+def _send(request: StageRequest, environ: Mapping[str, str] | None) -> dict[str, object]:
+    """Fetch one file into the engine server; the server's answer (with its receipt)."""
     sink = ServerSink(request)
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "modelops-stage"  # noqa: S108
     # fetch() writes through its sink only; `dest` names where a local copy would have gone.
@@ -109,13 +111,34 @@ def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> St
         environ=environ,
         sink=sink,
     )
-    answer = sink.answer
-    if not answer.get("receipt"):
+    if not sink.answer.get("receipt"):
         raise BuildError(
             "StoreRefused",
-            "the engine server gave no receipt for the source's bytes (they changed on the way?)",
+            f"the engine server gave no receipt for {request.source_uri} (bytes changed on the "
+            "way?)",
             "infrastructure",
         )
+    return sink.answer
+
+
+def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> StageSummary:
+    """Fetch the source (the tenant's credentials) into the engine server, then the build's
+    data sets (each with its own credentials); the summary with every receipt."""
+    answer = _send(request, environ)
+    receipts = {}
+    for index, data in enumerate(request.datasets):
+        one = request.model_copy(
+            update={
+                "source_uri": data.source_uri,
+                "sha256": data.sha256,
+                "token": data.token,
+                "max_download_bytes": data.max_download_bytes,
+                "keep": True,
+                "datasets": [],
+            }
+        )
+        own = dataset_environ(os.environ if environ is None else environ, index)
+        receipts[data.sha256] = str(_send(one, own).get("receipt"))
     size = answer.get("bytes")
     return StageSummary(
         ok=True,
@@ -123,4 +146,5 @@ def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> St
         bytes=int(size) if isinstance(size, int) else None,
         kept=bool(answer.get("kept")),
         receipt=str(answer.get("receipt") or ""),
+        dataset_receipts=receipts or None,
     )

@@ -9,6 +9,7 @@ from typing import Any
 from modelops_operator.decide.clock import parse_time
 from modelops_operator.decide.steering import read_steering
 from modelops_operator.render.common import (
+    ANNOTATION_ENGINE_KEY,
     ANNOTATION_MANIFEST_SHA256,
     ANNOTATION_RETRY,
     ANNOTATION_ROLLBACK_TO,
@@ -165,6 +166,23 @@ def _analysis(md: Obj) -> Obj | None:
     }
 
 
+def _idle(idle: Obj | None, now: datetime) -> Obj | None:
+    """Scale to zero: how long ago it slept and woke, and the last cold start."""
+    if not idle:
+        return None
+    return {
+        "since": age(idle.get("since"), now) if idle.get("since") else None,
+        "wokeAt": age(idle.get("wokeAt"), now) if idle.get("wokeAt") else None,
+        "coldStartSeconds": idle.get("coldStartSeconds"),
+    }
+
+
+def _built_here(job: Obj | None, engine: Obj) -> bool:
+    """Whether the kept build Job built the engine in status (else it came from the store)."""
+    annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
+    return bool(engine.get("key")) and annotations.get(ANNOTATION_ENGINE_KEY) == engine["key"]
+
+
 def describe(snapshot: Snapshot) -> Obj:
     """The document `get -o json` prints and the tree shows."""
     md, now = snapshot.md, snapshot.now
@@ -197,7 +215,7 @@ def describe(snapshot: Snapshot) -> Obj:
             "built": built.get("status"),
             "reason": built.get("reason"),
             "message": built.get("message"),
-            "from": "build Job" if snapshot.build_job is not None else "store",
+            "from": "build Job" if _built_here(snapshot.build_job, engine) else "from the store",
             "maxAbsError": (engine.get("accuracy") or {}).get("maxAbsError"),
             "latencyMs": engine.get("latencyMs"),
             "throughput": engine.get("throughput"),
@@ -217,6 +235,7 @@ def describe(snapshot: Snapshot) -> Obj:
         "analysis": _analysis(md),
         "metrics": status.get("metrics"),
         "autoscaler": status.get("lastScale"),
+        "idle": _idle(status.get("idle"), now),
         "steering": {
             "promote": steering.promote,
             "abort": steering.abort,
