@@ -209,15 +209,24 @@ async def test_scale_subresource_replicas_scale_the_deployment(
     await cluster.create_md("sc", spec(replicas=1))
     await build_and_serve(cluster, store, settings, "sc")
 
-    await cluster.update_spec("sc", {"serving": {"replicas": 3}})
+    path = r.MODELDEPLOYMENTS.path("default", "sc", "scale")
+    scaled = await cluster._send("PATCH", path, {"spec": {"replicas": 3}})
+    assert (scaled["kind"], scaled["spec"]["replicas"]) == ("Scale", 3)
+    assert cluster.md("sc")["spec"]["serving"]["replicas"] == 3
     rev = revision_name("sc", 1)
     await eventually(
         lambda: (cluster.get(r.DEPLOYMENTS, rev) or {})["spec"]["replicas"] == 3, what="3"
     )
     await eventually(lambda: cluster.md("sc")["status"]["replicas"] == 3, what="status 3")
-    status = cluster.md("sc")["status"]
-    assert status["selector"] == "modelops.dev/deployment=sc,app.kubernetes.io/name=triton"
-    assert status["observedGeneration"] == 2
+    # What an HPA or `kubectl scale` reads back through /scale: replicas and the pods' selector.
+    read = await cluster._send("GET", path)
+    assert read["status"] == {
+        "replicas": 3,
+        "selector": "modelops.dev/deployment=sc,app.kubernetes.io/name=triton",
+    }
+    # The API server counted the write through /scale as a spec change.
+    assert cluster.md("sc")["metadata"]["generation"] == 2
+    await eventually(lambda: cluster.md("sc")["status"]["observedGeneration"] == 2, what="gen 2")
     assert cluster.posts("deployments") == 1, "a replica change is no new revision"
     await cluster.ready_deployment(rev)
     await eventually(lambda: cluster.md("sc")["status"].get("readyReplicas") == 3, what="ready 3")

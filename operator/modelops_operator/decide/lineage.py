@@ -205,7 +205,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         or steering.promotes(number)
     )
     weight = None if immediate else steering.weight_of(number)
-    validation = view_validation(facts.observed.validation_jobs, facts.name, number)
+    validation = view_validation(
+        facts.observed.validation_jobs, facts.observed.messages, facts.name, number
+    )
     step = step_rollout(
         StepInput(
             spec=spec.rollout,
