@@ -16,7 +16,7 @@ from modelops_contract.manifest import ProfilePoint
 from modelops_contract.request import TensorSig
 
 from .engines import Runner
-from .export import example_inputs
+from .example_inputs import example_inputs
 
 STABLE_WINDOWS = 3
 STABLE_SPREAD = 0.10

@@ -76,6 +76,9 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
 
     @contextlib.asynccontextmanager
     async def running(**overrides: Any) -> AsyncIterator[Operator]:
+        # Production's watch mode (LIST, then WATCH from its resourceVersion) unless a test
+        # asks for Kubernetes 1.34's streaming lists.
+        streaming = overrides.pop("initial_streaming", False)
         options = OperatorOptions(
             settings=overrides.pop("settings", settings),
             login=emulator_login(str(api.url)),
@@ -83,7 +86,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             metrics_port=overrides.pop("metrics_port", 0),
             **overrides,
         )
-        async with operator_in_thread(options) as op:
+        async with operator_in_thread(options, initial_streaming=streaming) as op:
             yield op
 
     return running
