@@ -87,9 +87,3 @@ def profile(
     """A ProfilePoint per batch size (powers of two, opt and max), all at the opt shape."""
     batches = profile_batches(max_batch, opt_batch)
     return [measure(runner, inputs, batch, budget_s, dims) for batch in batches]
-
-
-def at_batch(points: list[ProfilePoint], batch: int) -> ProfilePoint | None:
-    """The point measured at `batch`, or the nearest one below it."""
-    below = [p for p in points if p.batch <= batch]
-    return max(below, key=lambda p: p.batch) if below else (points[0] if points else None)

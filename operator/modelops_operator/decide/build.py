@@ -42,7 +42,8 @@ _REASON = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
-    """The engine key of a spec (builder.key.engine_key over the fields that shape the engine)."""
+    """The engine key of a spec (modelops_contract.key.engine_key over the fields that shape the
+    engine); the builder's side of the same mapping is modelops_builder.pipeline.compute_key."""
     return engine_key(
         model_sha256=spec.model.source.sha256,
         format=str(spec.model.format),
