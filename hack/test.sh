@@ -9,13 +9,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# torch is pinned to the local CPU build (2.13.0) by the builder extra.
+# The dependencies are requirements/*.txt (pyproject.toml reads them; the Dockerfiles install
+# them): the builder extra pins the CPU build of torch (2.13.0, requirements/builder-cpu.txt).
 .venv/bin/python -m pip install -q -e '.[dev]'
 bash hack/install-helm.sh
 bash hack/install-haproxy.sh
+bash hack/install-prometheus.sh
 
 echo "== CRD drift";   .venv/bin/modelops crd --check
 echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy";        .venv/bin/mypy --strict operator/modelops_operator builder/modelops_builder contract/modelops_contract cli/modelops_cli
 echo "== layering";    .venv/bin/lint-imports
+echo "== hadolint";    .venv/bin/hadolint operator/Dockerfile builder/Dockerfile
 echo "== pytest";      .venv/bin/python -m pytest "$@"

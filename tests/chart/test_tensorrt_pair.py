@@ -1,5 +1,5 @@
 """One TensorRT for building and serving, checked with the real helm binary and on the files
-that pin it: the chart's values, the builder Dockerfile, the operator's defaults, pyproject.
+that pin it: the chart's values, the builder Dockerfile, the operator's defaults, requirements/.
 
 A plan loads only in the TensorRT that built it. The chart shows one pair (images.triton.tag,
 images.builder.tag, tensorrt.version); changing any one alone must fail `helm template` (and so
@@ -109,8 +109,10 @@ def test_no_tensorrt_pin_is_a_version_pypi_cannot_match() -> None:
     assert not SpecifierSet("==11.4.0").contains("11.4.0.106")
     pins = re.findall(r"tensorrt[a-z0-9-]*==([0-9.$A-Z{}_]+)", DOCKERFILE.read_text())
     assert pins == [], f"builder/Dockerfile pins tensorrt with pip: {pins}"
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    (pin,) = extras["optional-dependencies"]["tensorrt"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
+    (path,) = extras["optional-dependencies"]["tensorrt"]["file"]
+    lines = (REPO / path).read_text().splitlines()
+    (pin,) = [line for line in lines if line and not line.startswith("#")]
     assert pin == f"tensorrt-cu13=={TRT_VERSION}"  # CUDA 13, like NGC 26.x
 
 

@@ -16,7 +16,9 @@ from typing import Any
 import kmock
 import yaml
 
+from modelops_cli.store_keys import store_keys
 from modelops_operator.k8s import resources as r
+from modelops_operator.k8s.client import Credentials
 from modelops_operator.k8s.resources import Resource
 from modelops_operator.settings import Settings
 from tests.support.chart import CHART, Helm, Manifest
@@ -164,7 +166,27 @@ async def helm_install(
         res = BY_KIND[(doc["apiVersion"], doc["kind"])]
         ns = meta.get("namespace") if res.namespaced else None
         installed.objects[(doc["kind"], ns or None, meta["name"])] = stored
+    secret = await run_store_keys_init(cluster, installed.operator_deployment(), namespace)
+    if secret is not None:
+        installed.objects[("Secret", namespace, secret["metadata"]["name"])] = secret
     return installed
+
+
+async def run_store_keys_init(cluster: Cluster, deployment: Manifest, namespace: str) -> Obj | None:
+    """What the operator pod's init container `store-keys` does when the kubelet starts it (the
+    same code, against the emulator); the key Secret afterwards, or None without that init
+    container (an existing Secret named in the values)."""
+    pod = deployment["spec"]["template"]["spec"]
+    init = [c for c in pod.get("initContainers") or [] if c["name"] == "store-keys"]
+    if not init:
+        return None
+    args = init[0]["args"]
+    assert args[0] == "store-keys", args
+    secret_ns, secret = args[args.index("--namespace") + 1], args[args.index("--secret") + 1]
+    assert secret_ns == namespace
+    credentials = Credentials(server=str(cluster.api.url).rstrip("/"))
+    assert await store_keys(credentials, secret_ns, secret) == 0
+    return cluster.get(SECRETS, secret, secret_ns)
 
 
 def missing_references(pod_spec: Manifest, namespace: str, cluster: Cluster) -> list[str]:

@@ -21,12 +21,13 @@ from ..render.common import ANNOTATION_ABORT, ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
 from .build import BuildOutcome, short_key, store_manifest
+from .canary_steps import is_immediate
 from .facts import Facts, Lineage, serving_key
 from .history import REASON_LIMIT, history_reason, next_revision, upsert
 from .plan import Action, Emit, EventReason
 from .pod_health import stuck
 from .revisions import RevisionView
-from .rollout import Outcome, StepInput, is_immediate, step_rollout, steps_of
+from .rollout import Outcome, StepInput, step_rollout, steps_of
 from .signature import differences, signature_digest
 from .steering import steered_steps
 from .validation import ValidationState, start_job, validation_status, view_validation

@@ -23,14 +23,14 @@ import aiohttp
 from ..api import MetricsStatus, ModelDeployment, TrafficMode
 from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
+from ..decide.canary_steps import is_immediate
 from ..decide.clock import rfc3339
-from ..decide.rollout import is_immediate
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..decide.traffic import RouterReport
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
 from ..metrics.router import RouterSample
-from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
+from ..metrics.scrape import MetricsTracker, Missing, MissingReason, ScrapeGates, new_session
 from ..observability import log_ref
 from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..settings import Settings
@@ -106,6 +106,8 @@ class Telemetry:
         self._body_of, self._trigger, self._clock = body_of, trigger, clock
         self._states: dict[Key, _State] = {}
         self._session: aiohttp.ClientSession | None = None
+        # One tenant's hanging pods wait for that tenant's own connection slots only.
+        self._gates = ScrapeGates()
 
     # --- the reconcile's side -------------------------------------------------------------------
     def take(self, key: Key) -> Fed:
@@ -241,7 +243,8 @@ class Telemetry:
         if self._session is None:
             self._session = new_session()
         namespace, name = key
-        reading = await read_router(self._pods, self._session, namespace, name, self._url)
+        slot = self._gates.for_namespace(namespace)
+        reading = await read_router(self._pods, self._session, namespace, name, self._url, slot)
         changed = state.router != reading.report
         state.router, state.router_reading = reading.report, reading
         return changed
@@ -308,7 +311,7 @@ class Telemetry:
                 return _Round((), None, (got,), at)
             return _Round((got,), got, (), at)
         targets = {n: url for n, p in zip(names, pods, strict=True) if (url := self._url(p))}
-        poll = await tracker.poll(self._session, targets)
+        poll = await tracker.poll(self._session, targets, self._gates.for_namespace(namespace))
         return _Round(
             list(poll.figures.values()), poll.aggregate, list(poll.missing.values()), self._clock()
         )
