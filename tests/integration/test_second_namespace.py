@@ -44,6 +44,7 @@ from tests.support.engine_store import engine_server
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.operator_flow import RunOperator, key_of, phase
 from tests.support.pod_runner import Ran, pod_containers, run_container
+from tests.support.router_pod import router_pod
 from tests.support.torch_models import tiny_models
 
 pytestmark = pytest.mark.triton
@@ -222,7 +223,10 @@ async def test_a_second_namespace_builds_and_serves_with_only_what_the_chart_cre
             reconcile_interval_seconds=60.0,
             log_format="plain",
         )
-        async with run_operator(settings=settings):
+        async with (
+            router_pod(cluster, NAME, TENANT, tmp_path, settings) as router,
+            run_operator(**router.operator_options()),
+        ):
             spec = {
                 "model": {"source": {"uri": f"pvc://models/{path.name}", "sha256": sha}},
                 "build": {"engine": "onnxruntime", "maxBatchSize": 8},

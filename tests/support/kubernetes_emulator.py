@@ -274,6 +274,7 @@ class Cluster:
             "controller": True,
         }
         flag = "True" if ready else "False"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -288,8 +289,8 @@ class Cluster:
             "podIP": ip,
             "podIPs": [{"ip": ip}],
             "conditions": [
-                {"type": "Ready", "status": flag},
-                {"type": "ContainersReady", "status": flag},
+                {"type": "Ready", "status": flag, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
             ],
             "containerStatuses": [
                 {"name": c["name"], "ready": ready, "restartCount": 0, "state": {"running": {}}}

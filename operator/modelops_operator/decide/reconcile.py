@@ -145,6 +145,7 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
             build.requeue_after,
             moved.requeue_after,
             SHORT_REQUEUE_SECONDS if writes.held else None,
+            traffic.gate.recheck_after if moved.lineage.candidate is None else None,
         )
         if delay is not None
     ]
@@ -212,6 +213,7 @@ def new_status(
         ready=serving.ready if serving is not None else 0,
         rollout_reason=found[1].reason if found is not None and candidate_stuck else "RollingOut",
         serving_note=found[1].message if found is not None and not candidate_stuck else None,
+        routing_wait=traffic.gate.waiting,
     )
     http, grpc = endpoint(facts.name, facts.md.metadata.namespace)
     status = compose_status(

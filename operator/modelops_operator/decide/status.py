@@ -41,6 +41,7 @@ class Situation:
     ready: int
     rollout_reason: str = "RollingOut"
     serving_note: str | None = None  # why serving pods are missing (a stuck pod), if known
+    routing_wait: str | None = None  # why clients do not reach the model as the mode promises
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -59,6 +60,8 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.PENDING
     if situation.ready < situation.desired:
         return Phase.DEGRADED
+    if situation.routing_wait is not None:
+        return Phase.PENDING
     return Phase.ROLLED_BACK if situation.pinned is not None else Phase.READY
 
 
@@ -123,7 +126,12 @@ def compose_status(
     else:
         reason, message = _why_not(situation)
         conds = set_condition(conds, ConditionType.ROLLED_OUT, "False", reason, message, now, gen)
-    if rolled_out and situation.ready >= situation.desired:
+    if rolled_out and situation.ready >= situation.desired and situation.routing_wait:
+        ready_message = f"{serving}; {situation.routing_wait}"
+        conds = set_condition(
+            conds, ConditionType.READY, "False", "WaitingForRouter", ready_message, now, gen
+        )
+    elif rolled_out and situation.ready >= situation.desired:
         conds = set_condition(conds, ConditionType.READY, "True", "Serving", serving, now, gen)
         ready_message = serving
     elif rolled_out:
