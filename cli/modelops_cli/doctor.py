@@ -170,7 +170,7 @@ class Doctor:
         install = read_install(deployment, self.release, self.namespace)
         expected = build_crd()
         found_crd = await self.get(CRDS, None, expected["metadata"]["name"])
-        findings = [crd_finding(found_crd, expected)]
+        findings = [crd_finding(found_crd, expected, self.release, self.namespace)]
         watched = install.watched or []
         existing = {n: await self.get(NAMESPACES, None, n) for n in watched}
         findings += namespace_findings(watched, existing)

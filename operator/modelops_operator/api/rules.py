@@ -49,6 +49,11 @@ MSG_TENSORRT_GPU = (
     "is built for one GPU model (e.g. NVIDIA-H100-80GB-HBM3)"
 )
 MSG_MIN_MAX = "spec.scaling.minReplicas must be <= spec.scaling.maxReplicas"
+MSG_SCALE_TO_ZERO_MODE = (
+    "spec.scaling.minReplicas 0 needs spec.rollout.traffic.mode Router: in GatewayAPI and "
+    "Replicas modes nothing holds a request while the model wakes up; set minReplicas to 1 or "
+    "use Router mode"
+)
 MSG_GPU_TARGET = (
     "spec.scaling.target is a percentage (1-100) when spec.scaling.metric is gpuUtilization"
 )

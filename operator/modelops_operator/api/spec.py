@@ -13,7 +13,7 @@ from modelops_contract.wire import WireModel
 from . import rules
 from .base import DNS1123_SUBDOMAIN, cel
 from .enums import ScalingMetric
-from .rollout import RolloutSpec
+from .rollout import RolloutSpec, TrafficMode
 from .serving import ScalingSpec, ServingSpec
 from .shapes import TENSOR_NAME_PATTERN, ShapeRangeSpec
 
@@ -291,6 +291,14 @@ class ModelDeploymentSpec(WireModel):
                     ".scaling.metric",
                 ),
                 cel(
+                    "!has(self.scaling) || !has(self.scaling.minReplicas) || "
+                    "self.scaling.minReplicas > 0 || !has(self.rollout) || "
+                    "!has(self.rollout.traffic) || !has(self.rollout.traffic.mode) || "
+                    "self.rollout.traffic.mode == 'Router'",
+                    rules.MSG_SCALE_TO_ZERO_MODE,
+                    ".scaling.minReplicas",
+                ),
+                cel(
                     "!has(self.build) || !has(self.build.shapes) || !has(self.model.inputs) || "
                     "self.build.shapes.all(s, self.model.inputs.exists(i, i.name == s.name))",
                     rules.MSG_SHAPES_INPUTS,
@@ -319,6 +327,10 @@ class ModelDeploymentSpec(WireModel):
         gpu_metric = self.scaling and self.scaling.metric == ScalingMetric.GPU_UTILIZATION
         if gpu_metric and self.build.gpu is None:
             raise ValueError(rules.MSG_GPU_METRIC)
+        if self.scaling and self.scaling.scales_to_zero:
+            mode = self.rollout.traffic.mode
+            if mode != TrafficMode.ROUTER:
+                raise ValueError(f"{rules.MSG_SCALE_TO_ZERO_MODE} (the mode is {mode})")
         inputs = {t.name for t in self.model.inputs or []}
         if inputs and any(s.name not in inputs for s in self.build.shapes or []):
             raise ValueError(rules.MSG_SHAPES_INPUTS)

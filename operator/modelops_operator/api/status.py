@@ -31,6 +31,7 @@ class Phase(StrEnum):
     DEGRADED = "Degraded"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
+    IDLE = "Idle"
 
 
 class ConditionType(StrEnum):
@@ -40,6 +41,7 @@ class ConditionType(StrEnum):
     ENGINE_BUILT = "EngineBuilt"
     ROLLED_OUT = "RolledOut"
     DEGRADED = "Degraded"
+    SCALED_TO_ZERO = "ScaledToZero"
 
 
 class ConditionStatus(StrEnum):
@@ -53,7 +55,9 @@ class ConditionStatus(StrEnum):
 class Condition(WireModel):
     """metav1.Condition."""
 
-    type: str = Field(max_length=316, description="Ready, EngineBuilt, RolledOut or Degraded.")
+    type: str = Field(
+        max_length=316, description="Ready, EngineBuilt, RolledOut, Degraded or ScaledToZero."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         max_length=1024,
@@ -247,6 +251,29 @@ class TrafficStatus(WireModel):
     applied: Text256 | None = Field(
         default=None, description="What the router or gateway reports applied."
     )
+    hold_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Router mode: how long the router holds a request no revision can take "
+        "(spec.scaling.coldStartTimeoutSeconds with minReplicas 0, else 0).",
+    )
+
+
+class IdleStatus(WireModel):
+    """Scale to zero (spec.scaling.minReplicas 0): when it slept, woke, and its cold start."""
+
+    since: str | None = Field(
+        default=None, max_length=64, description="When the serving revision went to 0 pods."
+    )
+    woke_at: str | None = Field(
+        default=None, max_length=64, description="When a held request last woke it."
+    )
+    cold_start_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="The last wake: from the first held request to its response.",
+    )
 
 
 class ValidationStatus(WireModel):
@@ -286,7 +313,7 @@ class ModelDeploymentStatus(WireModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, EngineBuilt, RolledOut, Degraded (metav1.Condition).",
+        description="Ready, EngineBuilt, RolledOut, Degraded, ScaledToZero (metav1.Condition).",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
@@ -309,6 +336,7 @@ class ModelDeploymentStatus(WireModel):
         default=None, max_length=1024, description="Label selector of the pods, for /scale."
     )
     metrics: MetricsStatus | None = Field(default=None, description="Triton's latest figures.")
+    idle: IdleStatus | None = Field(default=None, description="Scale to zero (minReplicas 0).")
     last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
     endpoint: EndpointStatus | None = Field(default=None, description="Service addresses.")
     traffic: TrafficStatus | None = Field(default=None, description="The traffic split.")

@@ -25,6 +25,7 @@ from ..render.router import (
 )
 from ..render.service import render_service
 from .facts import Facts
+from .idle import scales_to_zero
 from .lineage import Moved
 from .plan import Action, Apply, Delete, Emit, EventReason
 from .router_gate import (
@@ -81,11 +82,11 @@ def plan_traffic(facts: Facts, moved: Moved) -> TrafficPlan:
     if mode == TrafficMode.REPLICAS:
         status = TrafficStatus(mode=mode, version=old.version if old else 0, applied=None)
         return TrafficPlan(status, True, (), frozenset())
+    serving = split(lineage.current, lineage.candidate, moved.canary_weight)
     weights = with_draining(
-        split(lineage.current, lineage.candidate, moved.canary_weight),
-        _running(facts, moved.targets),
+        {} if dormant(facts, moved) else serving, _running(facts, moved.targets)
     )
-    status = next_status(mode, old, weights, None)
+    status = next_status(mode, old, weights, None, hold_seconds(facts))
     synced = router_synced(mode, status, report)
     status = status.model_copy(update={"applied": applied_note(mode, status, report)})
     events: tuple[Emit, ...] = ()
@@ -119,6 +120,28 @@ def _gate(facts: Facts, status: TrafficStatus) -> Gate:
         settle_seconds=facts.settings.drain_seconds,
         was_ready=was_ready,
     )
+
+
+def hold_seconds(facts: Facts) -> int:
+    """How long the router holds a request no revision can take: coldStartTimeoutSeconds with
+    scale to zero, else 0 (503 at once, as before)."""
+    scaling = facts.md.spec.scaling
+    if not scales_to_zero(facts.md.spec) or scaling is None:
+        return 0
+    return scaling.cold_start_timeout_seconds
+
+
+def dormant(facts: Facts, moved: Moved) -> bool:
+    """Scale to zero: the serving revision has no ready pod, or goes to 0 now. It gets no
+    weight; the router holds its requests until a pod is Ready (a gRPC call sent to a Service
+    without endpoints would fail, and HTTP health checks take a second to notice)."""
+    lineage = moved.lineage
+    if not scales_to_zero(facts.md.spec) or lineage.candidate is not None:
+        return False
+    if lineage.current is None:
+        return False
+    view = facts.revisions.get(lineage.current)
+    return moved.targets.get(lineage.current, 0) == 0 or view is None or view.ready == 0
 
 
 def _holds(

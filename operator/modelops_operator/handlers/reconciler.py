@@ -130,6 +130,7 @@ class Reconciler:
             scale=fed.scale,
             metrics=fed.metrics,
             router=fed.router,
+            activity=fed.activity,
         )
         plan = reconcile(parsed, observed, ctx)
         applied = await self.applier.apply(body, observed, plan)

@@ -25,6 +25,7 @@ from ..metrics.deployments import Deployment
 from ..observability import Health, OperatorMetrics
 from ..render.names import label_value
 from ..settings import Settings
+from .demand_feed import DemandFeed
 from .pods import MetricsUrl, default_metrics_url
 from .reconciler import Reconciler
 from .route_feed import RouteFeed
@@ -75,6 +76,7 @@ class Operator:
         self.telemetry = Telemetry(
             self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
+        self.demand = DemandFeed(self.routes, lambda: self.leading, self.telemetry.note_demand)
         self.telemetry_tasks = TelemetryTasks(self.telemetry.run)
         self.runner = Reconciler(
             settings=self.settings,
