@@ -211,7 +211,7 @@ def fleet() -> Obj:
             panel(
                 "Watch age",
                 "Seconds since the newest ModelDeployment watch event (any replica).",
-                [("time() - max(modelops_last_watch_event_timestamp_seconds)", "watch age")],
+                [("time() - max(modelops_last_watch_event_timestamp_seconds > 0)", "watch age")],
                 unit="s",
             ),
             panel(

@@ -57,6 +57,8 @@ class OperatorMetrics:
             ["event"],
             registry=r,
         )
+        for event in ("started", "succeeded", "failed"):  # at 0: a first failure shows
+            self.builds.labels(event)
         self.rollouts = Counter("modelops_rollouts", "Revisions rolled out.", registry=r)
         self.rollbacks = Counter("modelops_rollbacks", "Revisions rolled back.", registry=r)
         self.deployment_events = Counter(

@@ -79,7 +79,8 @@ def check_service_monitor(monitor: Manifest, manifests: list[Manifest]) -> None:
     port_names = {p["name"] for p in service["spec"]["ports"]}
     duration = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
     for endpoint in monitor["spec"]["endpoints"]:
-        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+        assert endpoint["honorLabels"] is True  # the ModelDeployments' namespace label wins
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
         assert duration.match(endpoint["interval"])

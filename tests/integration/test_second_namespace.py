@@ -248,7 +248,12 @@ async def test_a_second_namespace_builds_and_serves_with_only_what_the_chart_cre
                 cluster,
                 build_job_name(TENANT, NAME, key),
                 SYSTEM,
-                {"tmp": tmp_path / "tmp", "output": tmp_path / "output", "store": store},
+                {
+                    "tmp": tmp_path / "tmp",
+                    "publish-tmp": tmp_path / "publish-tmp",
+                    "output": tmp_path / "output",
+                    "store": store,
+                },
                 tmp_path,
                 secrets,
             )

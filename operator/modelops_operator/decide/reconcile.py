@@ -31,6 +31,7 @@ from .inputs import DecideContext, Observed
 from .lineage import Moved, adopt_orphan, start_candidate, step_candidate, supersede
 from .plan import Emit, EventReason, Plan
 from .pod_health import Stuck, stuck
+from .policy import policy_refusal
 from .replicas import desired_replicas
 from .routing import TrafficPlan, plan_traffic
 from .scale_apply import Scaled, apply_scale
@@ -42,6 +43,9 @@ def reconcile(parsed: ParsedBody, observed: Observed, context: DecideContext) ->
     now = rfc3339(context.now)
     if isinstance(parsed, InvalidSpec):
         return invalid_plan(parsed, now)
+    refusal = policy_refusal(parsed, context.settings)
+    if refusal is not None:  # nothing is built; what serves now keeps serving
+        return invalid_plan(InvalidSpec(parsed.metadata, parsed.status, refusal), now)
     return valid_plan(parsed, observed, context, now)
 
 

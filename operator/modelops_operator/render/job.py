@@ -3,7 +3,10 @@
 The build Job runs in the operator's namespace (docs/security.md): its build step reads the
 source the source Job sent to the engine server and writes the engine into an emptyDir, with
 neither the store nor any credential; its publishing step alone mounts the store (or gets the
-s3 store's Secret) and the MAC key, and sees nothing of the user's but that emptyDir.
+s3 store's Secret) and the MAC key, and sees nothing of the user's but that emptyDir: it has its
+own /tmp and HOME (the build step can write its /tmp), mounts the output read-only, and runs
+Python isolated (`python -I`: no user site, no PYTHON* variables, no current folder on the path),
+so nothing the build step wrote is imported or run with the key.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from .tokens import source_get_token
 
 MODEL_NAME = "model"
 BUILDER_COMMAND = ["modelops-build"]
+# The publishing step: the builder's Python, isolated (the builder image's PATH finds its venv).
+PUBLISH_COMMAND = ["python", "-I", "-m", "modelops_builder"]
 OUTPUT_DIR = "/var/lib/modelops/output"
 CACHE_DIR = "/var/lib/modelops/cache"
 ANNOTATION_REPLACES = "modelops.dev/replaces"
@@ -233,6 +238,9 @@ def render_build_job(
     volumes: list[dict[str, Any]] = [
         tmp_volume(size_limit=_scratch()),
         {"name": "output", "emptyDir": {"sizeLimit": _output()}},
+        # The publishing step's own /tmp (an s3 store stages the entry there): never the build
+        # step's.
+        {"name": "publish-tmp", "emptyDir": {"sizeLimit": _output()}},
         *store_volumes,
     ]
     init = _timing_cache_step(md, settings)
@@ -257,7 +265,7 @@ def render_build_job(
     publish: dict[str, Any] = {
         "name": "publish",
         "image": settings.builder_image,
-        "command": list(BUILDER_COMMAND),
+        "command": list(PUBLISH_COMMAND),
         "args": ["publish", "--request", request_json, "--from", OUTPUT_DIR],
         "env": [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108
@@ -275,7 +283,7 @@ def render_build_job(
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            {"name": "publish-tmp", "mountPath": "/tmp"},  # noqa: S108
             {"name": "output", "mountPath": OUTPUT_DIR, "readOnly": True},
             *store_mounts,
         ],
