@@ -11,6 +11,7 @@ another file of the entry (such as the python backend's model.py).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -169,6 +170,12 @@ def copy_model(source: Path, dest: Path) -> list[str]:
         writer.close()
         raise
     return save_graph(model, dest, writer)
+
+
+def model_bytes(path: Path) -> int:
+    """The graph's size on disk plus every data file it references."""
+    model = load_graph(path)
+    return os.path.getsize(path) + sum(f.stat().st_size for f in check_external_data(model, path))
 
 
 def tensor_bytes(tensor: TensorProto, folder: Path) -> Any:

@@ -130,18 +130,22 @@ def _keep_timing_cache(store: Store, out: Path, record: EngineManifest) -> None:
 
 
 def _drop_staged_source(request: BuildRequest) -> None:
-    """Tell the engine server the staged source is no longer needed (its TTL is the backstop)."""
-    staged = request.staged_source
-    if staged is None:
-        return
-    call = urllib.request.Request(  # noqa: S310 - the engine server's in-cluster URL
-        staged.url, method="DELETE", headers={"Authorization": f"Bearer {staged.token}"}
-    )
-    try:
-        with urllib.request.urlopen(call, timeout=10):  # noqa: S310
-            pass
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        log.warning("staged source not removed (the engine server's TTL will): %s", exc)
+    """Tell the engine server the staged source (and data sets) are no longer needed (its TTL
+    is the backstop)."""
+    calibration = request.calibration.data if request.calibration else None
+    sets = [request.staged_source]
+    sets += [d.staged_source for d in (calibration, request.labelled_set) if d is not None]
+    for staged in sets:
+        if staged is None:
+            continue
+        call = urllib.request.Request(  # noqa: S310 - the engine server's in-cluster URL
+            staged.url, method="DELETE", headers={"Authorization": f"Bearer {staged.token}"}
+        )
+        try:
+            with urllib.request.urlopen(call, timeout=10):  # noqa: S310
+                pass
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            log.warning("staged file not removed (the engine server's TTL will): %s", exc)
 
 
 def publish_output(request: BuildRequest, out: Path) -> BuildSummary:

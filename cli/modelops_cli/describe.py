@@ -9,6 +9,7 @@ from typing import Any
 from modelops_operator.decide.clock import parse_time
 from modelops_operator.decide.steering import read_steering
 from modelops_operator.render.common import (
+    ANNOTATION_ENGINE_KEY,
     ANNOTATION_MANIFEST_SHA256,
     ANNOTATION_RETRY,
     ANNOTATION_ROLLBACK_TO,
@@ -165,6 +166,12 @@ def _analysis(md: Obj) -> Obj | None:
     }
 
 
+def _built_here(job: Obj | None, engine: Obj) -> bool:
+    """Whether the kept build Job built the engine in status (else it came from the store)."""
+    annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
+    return bool(engine.get("key")) and annotations.get(ANNOTATION_ENGINE_KEY) == engine["key"]
+
+
 def describe(snapshot: Snapshot) -> Obj:
     """The document `get -o json` prints and the tree shows."""
     md, now = snapshot.md, snapshot.now
@@ -197,7 +204,7 @@ def describe(snapshot: Snapshot) -> Obj:
             "built": built.get("status"),
             "reason": built.get("reason"),
             "message": built.get("message"),
-            "from": "build Job" if snapshot.build_job is not None else "store",
+            "from": "build Job" if _built_here(snapshot.build_job, engine) else "from the store",
             "maxAbsError": (engine.get("accuracy") or {}).get("maxAbsError"),
             "latencyMs": engine.get("latencyMs"),
             "throughput": engine.get("throughput"),

@@ -37,10 +37,11 @@ def _num(value: Any, unit: str = "", digits: int = 1) -> str:
 
 
 def _engine(node: Tree, engine: Obj) -> None:
-    built = "Built" if engine["built"] == "True" else escape(str(engine["reason"] or "not built"))
+    built = engine["built"] == "True"
+    state = f"Built ({engine['from']})" if built else escape(str(engine["reason"] or "not built"))
     head = node.add(
-        f"[bold]engine[/] {escape(str(engine['engine']))} {escape(str(engine['precision']))}"
-        f"  key {_short(engine['key'])}  {built} ({engine['from']})"
+        f"[bold]engine[/] {escape(str(engine['engine'] or '-'))}"
+        f" {escape(str(engine['precision'] or '-'))}  key {_short(engine['key'])}  {state}"
     )
     stages = []
     for stage in engine["stages"]:
@@ -48,14 +49,16 @@ def _engine(node: Tree, engine: Obj) -> None:
             continue  # finished Jobs are removed (a source Job at once, a build Job by TTL)
         took = "" if stage["seconds"] is None else f" in {_num(stage['seconds'], 's', 0)}"
         stages.append(f"{stage['stage']} {stage['state']}{took}")
-    head.add("Jobs: " + (" · ".join(stages) or "finished and removed"))
+    head.add("Jobs: " + (" · ".join(stages) or "none kept"))
     latency = engine["latencyMs"] or {}
-    head.add(
-        f"gate: max abs err {engine['maxAbsError'] if engine['maxAbsError'] is not None else '-'}"
-        f" · p50 {_num(latency.get('p50'), ' ms')} p99 {_num(latency.get('p99'), ' ms')}"
-        f" · {_num(engine['throughput'], '/s', 0)}"
-    )
-    if engine["built"] != "True" and engine["message"]:
+    if engine["maxAbsError"] is not None or latency or engine["throughput"] is not None:
+        error = "-" if engine["maxAbsError"] is None else engine["maxAbsError"]
+        head.add(
+            f"gate: max abs err {error}"
+            f" · p50 {_num(latency.get('p50'), ' ms')} p99 {_num(latency.get('p99'), ' ms')}"
+            f" · {_num(engine['throughput'], '/s', 0)}"
+        )
+    if not built and engine["message"]:
         head.add(f"[yellow]{escape(str(engine['message']))}[/]")
     if engine["uri"]:
         head.add(f"store: {escape(str(engine['uri']))}")

@@ -179,6 +179,12 @@ async def test_canary_paused_weighted_aborted_retried_promoted_through_kubectl(
     finally:
         watch.terminate()
         await watch.wait()
+
+    def steered() -> list[str]:
+        return [e["message"] for e in cluster.events(NAME) if e["reason"] == "RolloutSteered"]
+
+    await eventually(lambda: steered(), what="a RolloutSteered Event")
+    assert steered() == ["revision 2: paused (modelops.dev/pause)"]
     capture = os.environ.get("MODELOPS_CLI_CAPTURE")
     if capture:  # docs/cli.md shows this tree
         save(Path(capture), (await kubectl.modelops("get", NAME)).out)

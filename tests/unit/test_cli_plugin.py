@@ -14,7 +14,9 @@ from rich.console import Console
 from modelops_cli.describe import age, describe, pod_row
 from modelops_cli.kubeconfig import KubeconfigError, load_target
 from modelops_cli.snapshot import Snapshot
+from modelops_cli.steer import follow
 from modelops_cli.tree import last_decision, render_list, render_tree
+from modelops_operator.decide.steering_rules import Verb
 
 NOW = datetime(2026, 12, 6, 8, 0, 0, tzinfo=UTC)
 
@@ -189,6 +191,7 @@ def test_kubeconfig_contexts_namespaces_and_tokens(
     assert target.credentials.headers["Authorization"] == "Bearer from-file"
     assert load_target("b").namespace == "default"
     assert load_target("b", "other").namespace == "other"
+    assert load_target("a", "other").namespace == "other", "-n wins over the context's"
     with pytest.raises(KubeconfigError, match="names cluster 'gone', not defined"):
         load_target("broken")
     with pytest.raises(KubeconfigError, match="context 'zz' is not in the kubeconfig"):
@@ -233,3 +236,56 @@ def test_needs_name_each_command() -> None:
     )
     assert "get pods/log in ns, release" in describe_needs("logs")
     assert describe_needs("list") == "list modelops.dev/modeldeployments in ns (-A: cluster-wide)"
+
+
+class Statuses:
+    """A client whose ModelDeployment's status goes through the given states, one per read."""
+
+    def __init__(self, *statuses: dict[str, Any]) -> None:
+        self.statuses = list(statuses)
+        self.reads = 0
+
+    async def get(self, *_: Any) -> dict[str, Any]:
+        self.reads += 1
+        return {"status": self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]}
+
+
+SETTLED = {"phase": "Ready", "revision": {"current": 1}}
+MOVING = {"phase": "RollingOut", "revision": {"current": 1, "candidate": 2}}
+
+
+@pytest.mark.parametrize(
+    ("verb", "states", "code", "reads"),
+    [
+        # The status as written is settled already: wait for the operator's change first.
+        (Verb.ROLLBACK_TO, [SETTLED, SETTLED, MOVING, {"phase": "RolledBack"}], 0, 4),
+        (Verb.PROMOTE, [MOVING, {"phase": "Ready", "revision": {"current": 2}}], 0, 2),
+        (Verb.PROMOTE, [MOVING, {"phase": "RolledBack", "revision": {"current": 1}}], 1, 2),
+        (Verb.ABORT, [MOVING, {"phase": "RolledBack", "revision": {"current": 1}}], 0, 2),
+        (Verb.RETRY, [{"phase": "RolledBack"}, MOVING, {"phase": "Failed"}], 1, 3),
+    ],
+)
+async def test_wait_follows_until_settled(
+    verb: Verb, states: list[dict[str, Any]], code: int, reads: int
+) -> None:
+    client: Any = Statuses(*states)
+    console = Console(record=True, width=200)
+    written = {"status": states[0]}
+    found = await follow(client, "ml", "m", written, verb, console, 5.0, interval=0)
+    assert (found, client.reads) == (code, reads)
+
+
+async def test_wait_gives_up_after_its_timeout() -> None:
+    console = Console(record=True, width=200)
+    found = await follow(
+        Statuses(MOVING),
+        "ml",
+        "m",
+        {"status": MOVING},
+        Verb.PROMOTE,
+        console,
+        0.05,
+        interval=0.01,
+    )  # type: ignore[arg-type]
+    assert found == 1
+    assert "did not settle within 0s" in console.export_text()

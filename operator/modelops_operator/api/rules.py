@@ -71,6 +71,23 @@ MSG_VALIDATION_GOAL = (
     "spec.validation needs exactly one of minAccuracy (a labelled set: inputs and labels) or "
     "minAgreement (inputs and expected outputs)"
 )
+MSG_TOP_K = "spec.build.accuracy.topK applies to metric topK only: set metric: topK or remove topK"
+MSG_MIN_AGREEMENT = (
+    "spec.build.accuracy.minAgreement does not apply to metric maxAbs (atol/rtol do): use metric "
+    "agreement or topK, or remove minAgreement"
+)
+MSG_CALIBRATION_INT8 = (
+    "spec.build.calibration applies to precision int8 only: set spec.build.precision: int8 or "
+    "remove calibration"
+)
+MSG_ACCURACY_LABELS = (
+    "spec.build.accuracy.minAccuracy and maxAccuracyDrop need a labelled set: give "
+    "spec.validation with minAccuracy (an .npz of inputs and labels)"
+)
+MSG_CALIBRATION_CREDENTIALS = (
+    "spec.build.calibration.source.credentialsSecret applies only to https:// and s3:// "
+    "sources: remove it for pvc:// and file://"
+)
 
 HTTPS_URI_PATTERN = "^https://[^/]+/.+$"
 S3_URI_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"

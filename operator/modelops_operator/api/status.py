@@ -78,6 +78,42 @@ class AccuracyFigures(WireModel):
 
     max_abs_error: float | None = Field(default=None, description="Largest |engine - reference|.")
     max_rel_error: float | None = Field(default=None, description="Largest relative error.")
+    metric: str | None = Field(
+        default=None, max_length=16, description="The gate's metric: agreement, topK or maxAbs."
+    )
+    agreement: float | None = Field(
+        default=None, description="Share of answers equal to fp32's (agreement/topK)."
+    )
+    accuracy: float | None = Field(default=None, description="Accuracy against the labels.")
+    baseline_accuracy: float | None = Field(
+        default=None, description="fp32's accuracy on the same labelled set."
+    )
+    samples: int | None = Field(default=None, ge=0, description="Points the task gate judged.")
+
+
+class QuantizationStatus(WireModel):
+    """How an int8 engine was calibrated and what stayed in higher precision."""
+
+    method: str | None = Field(default=None, max_length=16, description="Calibration method.")
+    calibration: str | None = Field(
+        default=None, max_length=256, description="sha256:<hex> of the set, or builder."
+    )
+    samples: int | None = Field(default=None, ge=0, description="Calibration samples.")
+    kept_float: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        default=None, max_length=8, description="Nodes kept in float (all in engine.json)."
+    )
+    warning: str | None = Field(default=None, max_length=512, description="E.g. random inputs.")
+
+
+class BaselineStatus(WireModel):
+    """The engine against the fp32 graph of the same source."""
+
+    size_ratio: float | None = Field(default=None, description="Engine bytes / fp32 bytes.")
+    throughput_ratio: float | None = Field(
+        default=None, description="Throughput / fp32's at the opt shape and batch."
+    )
+    fp32_latency_ms: float | None = Field(default=None, description="fp32 p50 at the opt shape.")
+    fp32_throughput: float | None = Field(default=None, description="fp32 at the opt shape.")
 
 
 class LatencyFigures(WireModel):
@@ -139,8 +175,14 @@ class EngineStatus(WireModel):
     compute_capability: str | None = Field(
         default=None, max_length=16, description="CUDA compute capability, e.g. 9.0."
     )
-    precision: str | None = Field(default=None, max_length=16, description="fp32 or fp16.")
+    precision: str | None = Field(default=None, max_length=16, description="fp32, fp16 or int8.")
     accuracy: AccuracyFigures | None = Field(default=None, description="Accuracy gate figures.")
+    quantization: QuantizationStatus | None = Field(
+        default=None, description="int8: the calibration and the nodes kept in float."
+    )
+    baseline: BaselineStatus | None = Field(
+        default=None, description="int8: size and speed against the fp32 graph."
+    )
     latency_ms: LatencyFigures | None = Field(default=None, description="Profiled latency.")
     throughput: float | None = Field(
         default=None, description="Inferences per second at opt batch."
@@ -200,6 +242,11 @@ class RolloutProgress(WireModel):
         default=False,
         description="An accepted signature change: the candidate replaces the serving revision "
         "at once once validated, with no canary steps.",
+    )
+    steered: Text256 | None = Field(
+        default=None,
+        description="The steering request in effect (a pause, a manual weight, a promote: "
+        "`kubectl modelops`), so that its Event is posted once.",
     )
 
 

@@ -29,7 +29,7 @@ from .pod_health import stuck
 from .revisions import RevisionView
 from .rollout import Outcome, StepInput, step_rollout, steps_of
 from .signature import differences, signature_digest
-from .steering import steered_steps
+from .steering import record_steering, steered_steps
 from .validation import ValidationState, start_job, validation_status, view_validation
 
 
@@ -199,12 +199,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     progress = lineage.progress or RolloutProgress(started_at=facts.now, step_started_at=facts.now)
     pinned = facts.pinned is not None
     steering = facts.steering
+    at_once = is_immediate(spec.rollout, current is not None, pinned) or progress.cut_over
     # A promote request makes the rest of the rollout one 100% step.
-    immediate = (
-        is_immediate(spec.rollout, current is not None, pinned)
-        or progress.cut_over
-        or steering.promotes(number)
-    )
+    immediate = at_once or steering.promotes(number)
     weight = None if immediate else steering.weight_of(number)
     validation = view_validation(
         facts.observed.validation_jobs, facts.observed.messages, facts.name, number
@@ -222,7 +219,7 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
             immediate=immediate,
             validation=validation,
             now=facts.context.now,
-            hold="" if immediate else steering.hold_reason(number),
+            hold=steering.hold_reason(number),  # no effect on an immediate rollout
         )
     )
     targets = {number: step.candidate_replicas}
@@ -255,7 +252,15 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         events = (Emit(EventReason.VALIDATION_PASSED, f"revision {number}: {validation.message}"),)
     elif validation.state == ValidationState.FAILED and step.outcome == Outcome.ROLLED_BACK:
         record = validation_status(number, validation, facts.now)
-    moved = replace(lineage, progress=step.progress)
+    steered, message, notes = record_steering(
+        step.progress,
+        progress.steered,
+        "" if at_once else steering.note(number),
+        number,
+        step.message,
+    )
+    checked, events = events, (*events, *notes)
+    moved = replace(lineage, progress=steered)
     base = Moved(
         moved,
         events,
@@ -263,13 +268,14 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         new_objects,
         step.requeue_after,
         None,
-        step.message,
+        message,
         step.canary_weight,
         actions,
         record,
     )
     if steering.aborts(number) and not pinned:
         message = f"aborted by {ANNOTATION_ABORT}"
+        base = replace(base, events=checked)  # the rollback says it; no "resumed" first
         return roll_back(facts, base, number, current, desired, "Aborted", message)
     if step.outcome == Outcome.STEP_PROMOTED:
         event = Emit(EventReason.STEP_PROMOTED, f"revision {number}: {step.message}")

@@ -32,6 +32,7 @@ class EventReason(StrEnum):
     SCALED_TO_ZERO = "ScaledToZero"
     WOKE_UP = "WokeUp"
     COLD_START_TIMED_OUT = "ColdStartTimedOut"
+    ROLLOUT_STEERED = "RolloutSteered"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.

@@ -19,6 +19,7 @@ from modelops_contract.staging import StageSummary, parse_stage_summary
 
 from ..api import ModelDeployment, SourceAccess
 from ..render.common import LABEL_COMPONENT
+from ..render.job import build_datasets
 from ..render.names import source_job_name
 from ..render.source_job import ANNOTATION_KEEP, render_source_job
 from ..render.tokens import receipt_kept, receipt_valid
@@ -72,9 +73,11 @@ def _summary(message: str | None) -> StageSummary | None:
     return parse_stage_summary(message) if message is not None else None
 
 
-def _proof(
+def source_proof(
     md: ModelDeployment, summary: StageSummary | None, settings: Settings, keep: bool, now: str
 ) -> SourceAccess | None:
+    """The proof a source Job's summary gives: the model's receipt (kept for a build), and for a
+    build each of its data sets' kept receipts; None when any is missing or not the server's."""
     sha, uid = md.spec.model.source.sha256, md.metadata.uid or ""
     if summary is None or not summary.ok or not summary.receipt or summary.sha256 != sha:
         return None
@@ -83,6 +86,10 @@ def _proof(
         if keep
         else receipt_valid(settings, summary.receipt, sha, uid)
     )
+    # A build's data sets must be on the engine server too, each sent by this ModelDeployment.
+    receipts = summary.dataset_receipts or {}
+    for data in build_datasets(md.spec) if keep else []:
+        valid = valid and receipt_kept(settings, receipts.get(data.sha256), data.sha256, uid, True)
     return SourceAccess(sha256=sha, receipt=summary.receipt, time=now) if valid else None
 
 
@@ -105,7 +112,7 @@ def decide_source(
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
     summary = _summary(observed.messages.get(name)) if job is not None else None
-    proof = _proof(md, summary, settings, keep, rfc3339(now))
+    proof = source_proof(md, summary, settings, keep, rfc3339(now))
     why = "for the build" if keep else "to prove this ModelDeployment can read it"
     phase = job_phase(
         md,

@@ -15,12 +15,14 @@ from typing import Any
 
 from modelops_contract import integrity
 from modelops_contract.enums import EngineKind, ServingBackend
-from modelops_contract.request import BuildRequest, StagedSource, TensorSig
+from modelops_contract.quantization import CalibrationRequest, DataSetSource, StagedSource
+from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.scratch import output_quantity, scratch_quantity
 from modelops_contract.shapes import ShapeRange
 from modelops_contract.staging import source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
+from ..api.source import Source
 from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
@@ -85,6 +87,56 @@ def store_backend(engine: EngineKind, settings: Settings) -> ServingBackend | No
     return None
 
 
+def calibration_request(spec: ModelDeploymentSpec) -> CalibrationRequest | None:
+    """spec.build.calibration as the builder's (int8 only; None: the builder's inputs, minmax)."""
+    calibration = spec.build.calibration
+    if calibration is None:
+        return None
+    data = calibration.source
+    return CalibrationRequest(
+        data=DataSetSource(source_uri=data.uri, sha256=data.sha256) if data else None,
+        method=calibration.method,
+        keep_float=list(calibration.keep_float or []),
+    )
+
+
+def labelled_set(spec: ModelDeploymentSpec) -> DataSetSource | None:
+    """spec.validation's set when it is labelled and the build's gate uses it."""
+    accuracy, validation = spec.build.accuracy, spec.validation
+    if validation is None or validation.min_accuracy is None:
+        return None
+    judged = spec.build.precision == "int8" or (
+        accuracy is not None
+        and (accuracy.min_accuracy is not None or accuracy.max_accuracy_drop is not None)
+    )
+    if not judged:
+        return None
+    return DataSetSource(source_uri=validation.source.uri, sha256=validation.source.sha256)
+
+
+def build_datasets(spec: ModelDeploymentSpec) -> list[Source]:
+    """The files a build reads besides the model (calibration set, labelled set), once each:
+    the source Job sends them to the engine server with the model."""
+    found: dict[str, Source] = {}
+    calibration = spec.build.calibration
+    if spec.build.precision == "int8" and calibration is not None and calibration.source:
+        found[calibration.source.sha256] = calibration.source
+    if labelled_set(spec) is not None and spec.validation is not None:
+        found.setdefault(spec.validation.source.sha256, spec.validation.source)
+    return list(found.values())
+
+
+def _staged(settings: Settings, data: DataSetSource | None) -> DataSetSource | None:
+    """A data set as the build Job reads it: from the engine server."""
+    if data is None:
+        return None
+    staged = StagedSource(
+        url=source_url(settings.store_server, data.sha256),
+        token=source_get_token(settings, data.sha256),
+    )
+    return data.model_copy(update={"staged_source": staged})
+
+
 def build_request(
     spec: ModelDeploymentSpec,
     settings: Settings,
@@ -118,6 +170,13 @@ def build_request(
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         atol=accuracy.atol if accuracy else None,
         rtol=accuracy.rtol if accuracy else None,
+        metric=accuracy.metric if accuracy else None,
+        min_agreement=accuracy.min_agreement if accuracy else None,
+        top_k=accuracy.top_k if accuracy else None,
+        min_accuracy=accuracy.min_accuracy if accuracy else None,
+        max_accuracy_drop=accuracy.max_accuracy_drop if accuracy else None,
+        calibration=calibration_request(spec),
+        labelled_set=labelled_set(spec),
         store=store or store_location(settings),
         store_name=None if store else settings.store_name,
         engine_key=engine_key,
@@ -164,7 +223,14 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     staged = StagedSource(
         url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
     )
-    return request.model_copy(update={"staged_source": staged})
+    update: dict[str, Any] = {
+        "staged_source": staged,
+        "labelled_set": _staged(settings, request.labelled_set),
+    }
+    if request.calibration is not None:
+        data = _staged(settings, request.calibration.data)
+        update["calibration"] = request.calibration.model_copy(update={"data": data})
+    return request.model_copy(update=update)
 
 
 def build_job_labels(md: ModelDeployment, key: str) -> dict[str, str]:

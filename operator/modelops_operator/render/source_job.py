@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
-from modelops_contract.staging import STAGE_COMMAND, StageRequest
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV, dataset_credential_env
+from modelops_contract.staging import STAGE_COMMAND, StageDataSet, StageRequest
 
 from ..api import ModelDeployment
 from ..settings import Settings
@@ -37,6 +37,7 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
+from .job import build_datasets
 from .names import label_value, source_job_name
 from .tokens import source_put_token
 
@@ -66,9 +67,18 @@ def source_claim(uri: str) -> str | None:
 
 
 def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> StageRequest:
-    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment."""
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment;
+    for a build also the data sets it reads (calibration, labelled set)."""
     source = md.spec.model.source
     owner = md.metadata.uid or ""
+    datasets = [
+        StageDataSet(
+            source_uri=data.uri,
+            sha256=data.sha256,
+            token=source_put_token(settings, data.sha256, owner),
+        )
+        for data in (build_datasets(md.spec) if keep else [])
+    ]
     return StageRequest(
         source_uri=source.uri,
         sha256=source.sha256,
@@ -76,7 +86,29 @@ def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> Sta
         owner=owner,
         token=source_put_token(settings, source.sha256, owner),
         keep=keep,
+        datasets=datasets,
     )
+
+
+def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
+    """Each data set's credentialsSecret under its own MODELOPS_DATA<n>_* names."""
+    env = []
+    for index, data in enumerate(build_datasets(md.spec) if keep else []):
+        if data.credentials_secret:
+            env += [
+                {
+                    "name": name,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": data.credentials_secret,
+                            "key": key,
+                            "optional": True,
+                        }
+                    },
+                }
+                for key, name in dataset_credential_env(index).items()
+            ]
+    return env
 
 
 def render_source_job(
@@ -105,17 +137,19 @@ def render_source_job(
     }
     volumes: list[dict[str, Any]] = [tmp_volume(size_limit="64Mi")]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    claim = source_claim(md.spec.model.source.uri)
-    if claim:
+    uris = [md.spec.model.source.uri, *(d.uri for d in (build_datasets(md.spec) if keep else []))]
+    claims = list(dict.fromkeys(c for c in map(source_claim, uris) if c))
+    for index, claim in enumerate(claims):
+        volume = "source" if index == 0 else f"source-{index}"
         volumes.append(
-            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
     container = builder_container(
         "source",
         settings.builder_image,
         [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
-        env=credential_env(md.spec.model.source.credentials_secret),
+        env=credential_env(md.spec.model.source.credentials_secret) + dataset_env(md, keep),
         mounts=mounts,
         resources=RESOURCES,
     )
