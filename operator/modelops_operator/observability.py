@@ -104,6 +104,11 @@ class OperatorMetrics:
         for reason in self._event_labels.pop((namespace, name), set()):
             self.deployment_events.remove(namespace, label_value(name), reason)
 
+    def forget_all(self) -> None:
+        """Drop every ModelDeployment's counters (a standby exports none: the leader does)."""
+        for namespace, name in list(self._event_labels):
+            self.forget(namespace, name)
+
     def export_deployments(self, source: Callable[[], Iterable[Deployment]]) -> None:
         """Per-ModelDeployment gauges read from `source` at every scrape."""
         self.registry.register(_DeploymentCollector(source))

@@ -149,6 +149,7 @@ class Operator:
         """No more reconciles or telemetry here (another replica leads, or the process stops)."""
         await self.scheduler.stop()
         await self.telemetry_tasks.stop_all()
+        self.metrics.forget_all()
         self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
         # What this process wrote is history once another replica writes: a standby's route
         # feed (and a later term as leader) must read the statuses the watch brings.
