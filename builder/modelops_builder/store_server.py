@@ -78,6 +78,10 @@ class StoreServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         config.inbox.mkdir(parents=True, exist_ok=True)
+        # An inbox that outlived the previous server (a persistent volume) keeps its staged
+        # sources; uploads that restart cut short are dropped (their source Jobs send again).
+        for partial in config.inbox.glob(f"{PARTIAL}*"):
+            partial.unlink(missing_ok=True)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

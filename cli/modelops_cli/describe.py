@@ -166,6 +166,17 @@ def _analysis(md: Obj) -> Obj | None:
     }
 
 
+def _idle(idle: Obj | None, now: datetime) -> Obj | None:
+    """Scale to zero: how long ago it slept and woke, and the last cold start."""
+    if not idle:
+        return None
+    return {
+        "since": age(idle.get("since"), now) if idle.get("since") else None,
+        "wokeAt": age(idle.get("wokeAt"), now) if idle.get("wokeAt") else None,
+        "coldStartSeconds": idle.get("coldStartSeconds"),
+    }
+
+
 def _built_here(job: Obj | None, engine: Obj) -> bool:
     """Whether the kept build Job built the engine in status (else it came from the store)."""
     annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
@@ -224,6 +235,7 @@ def describe(snapshot: Snapshot) -> Obj:
         "analysis": _analysis(md),
         "metrics": status.get("metrics"),
         "autoscaler": status.get("lastScale"),
+        "idle": _idle(status.get("idle"), now),
         "steering": {
             "promote": steering.promote,
             "abort": steering.abort,

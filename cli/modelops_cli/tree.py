@@ -149,6 +149,14 @@ def render_tree(found: Obj) -> Tree:
     scale = found["autoscaler"]
     if scale:
         root.add(f"[bold]autoscaler[/] {scale['from']} -> {scale['to']}: {escape(scale['reason'])}")
+    idle = found.get("idle")
+    if idle:
+        parts = [f"idle for {idle['since']}" if idle["since"] else "awake"]
+        if idle["wokeAt"]:
+            parts.append(f"woke {idle['wokeAt']} ago")
+        if idle["coldStartSeconds"] is not None:
+            parts.append(f"cold start {_num(idle['coldStartSeconds'], ' s')}")
+        root.add("[bold]scale to zero[/] " + " · ".join(parts))
     if found["events"]:
         events = root.add("[bold]events[/]")
         for e in found["events"]:

@@ -22,7 +22,7 @@ import asyncio
 import copy
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +85,9 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _watch_gate: asyncio.Event | None = None
     watch_starts: int = 0
     bookmark_seconds: float = 60.0
+    # Objects shaped like a real server's (tests/support/server_shapes.py `shape_write`):
+    # (plural, method, written data, user agent, stored object) -> fills in `written`.
+    shape: Callable[[str, str, Obj, str, Obj | None], None] | None = None
 
     # --- test controls ------------------------------------------------------------------------
     def hold_watches(self) -> None:
@@ -191,6 +194,8 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             meta["generation"] = 1
         if plural in rules.STATUS:
             body["status"] = {"phase": "Pending"} if plural == "pods" else {}
+        if self.shape is not None:
+            self.shape(plural, "POST", body, _agent(request), None)
         body = rules.with_defaults(plural, body)
         key = (request.resource, namespace, name)
         try:
@@ -216,6 +221,9 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 f"{meta.get('resourceVersion')}, not {wanted}); please apply your changes to the "
                 "latest version",
             )
+        if self.shape is not None:
+            data = copy.deepcopy(data)
+            self.shape(plural, "PATCH", data, _agent(request), current)
         subresource = request.subresource
         if subresource == "scale":
             if plural not in rules.SCALE:
@@ -233,6 +241,9 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if fixed in meta:
                 new_meta[fixed] = meta[fixed]
         new_meta["resourceVersion"] = meta.get("resourceVersion")
+        fields = (data.get("metadata") or {}).get("managedFields")
+        if fields is not None:  # the writer's entry, whichever part it wrote
+            new_meta["managedFields"] = fields
         new_meta.pop("generation", None)
         if "generation" in meta:
             new_meta["generation"] = meta["generation"]
@@ -250,7 +261,7 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         generation = rules.bumped_generation(plural, current, written)
         if generation is not None:
             written["metadata"]["generation"] = generation
-        if written == current:
+        if _unmanaged(written) == _unmanaged(current):
             return  # a no-op write: no new resourceVersion, no event
         written["metadata"]["resourceVersion"] = self._next_version()
         obj = self._objects[resource, request.namespace, request.name]
@@ -385,6 +396,16 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return bool(check(request, request.resource, namespace, name, False)) and _selected(
             event.get("object") or {}, selector
         )
+
+
+def _agent(request: kmock.Request) -> str:
+    return str(request.headers.get("User-Agent", ""))
+
+
+def _unmanaged(obj: Obj) -> Obj:
+    """The object without managedFields (a write that changes only those changes nothing)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
 
 
 def _selected(obj: Mapping[str, Any], selector: str) -> bool:

@@ -144,6 +144,19 @@ def test_describe_and_tree_of_a_canary() -> None:
         assert expected in text, (expected, text)
 
 
+def test_tree_of_an_idle_model_deployment() -> None:
+    idle = md(
+        phase="Idle",
+        revision={"current": 1},
+        idle={"since": stamp(900), "wokeAt": stamp(3600), "coldStartSeconds": 7.25},
+    )
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render_tree(describe(Snapshot(md=idle, now=NOW))))
+    text = console.export_text()
+    assert "ml/m  Idle  gen 2" in text
+    assert "scale to zero idle for 15m · woke 60m ago · cold start 7.2 s" in text
+
+
 def test_list_shows_weights_and_the_newest_decision() -> None:
     assert last_decision(ROLLING) == "scaled 2->4"
     assert last_decision(md(history=[{"revision": 3, "state": "RolledBack", "time": "t"}])) == (
@@ -196,6 +209,7 @@ def test_kubeconfig_contexts_namespaces_and_tokens(
         load_target("broken")
     with pytest.raises(KubeconfigError, match="context 'zz' is not in the kubeconfig"):
         load_target("zz")
+    assert load_target(kubeconfig=str(second)).context == "b", "--kubeconfig replaces the env"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     with pytest.raises(KubeconfigError, match="no kubeconfig at"):
         load_target()

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from modelops_operator.k8s.cache import ChildCache, deep_size, newer_or_same, slim
+from modelops_operator.k8s.cache import ChildCache, deep_size, newer_or_same
 from modelops_operator.k8s.resources import JOBS, PODS
+from modelops_operator.k8s.trim import trim
 
 Obj = dict[str, Any]
 
@@ -57,7 +58,7 @@ def test_deleted_event_of_a_replaced_object_keeps_the_new_one() -> None:
 
 
 def test_pods_are_kept_without_spec_and_sizes_are_measured() -> None:
-    cache = ChildCache([PODS], specless=[PODS.plural])
+    cache = ChildCache([PODS])
     cache.observed(PODS, obj("p", "1"))
     assert "spec" not in cache.kind(PODS).get("ns", "p")  # type: ignore[operator]
     assert cache.size_bytes() == deep_size(cache.kind(PODS).get("ns", "p"))
@@ -89,11 +90,13 @@ def test_newer_or_same_fixed_cases(
     assert newer_or_same(at(incoming), at(cached)) is expected
 
 
-def test_slim_drops_kubectl_copy() -> None:
+def test_trim_drops_kubectl_copy_and_managed_fields() -> None:
     o = obj("a", "1")
     o["metadata"]["annotations"] = {
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
         "keep": "1",
     }
-    assert slim(o)["metadata"]["annotations"] == {"keep": "1"}
+    trimmed = trim("deployments", o)
+    assert trimmed["metadata"]["annotations"] == {"keep": "1"}
+    assert "managedFields" not in trimmed["metadata"]
     assert o["metadata"]["managedFields"], "the input is not changed"

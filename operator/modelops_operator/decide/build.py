@@ -307,9 +307,11 @@ def decide_build(
     needed: bool,
     now: datetime,
     settings: Settings,
+    staging: int = 0,
 ) -> BuildOutcome:
     """Find the engine `key` in the store, or build it in the operator's namespace; `needed` is
-    False when no new revision needs it."""
+    False when no new revision needs it; `staging`: which staging of the source a new build Job
+    reads (its source Job's)."""
     look = _look(md, key, observed, settings)
     manifest = store_manifest(observed.store_entry, key)
     if manifest is not None:
@@ -343,7 +345,7 @@ def decide_build(
     match phase:
         case Absent():
             replaces = observed.store_entry_digest if refusal else None
-            job_manifest = render_build_job(md, key, settings, replaces=replaces)
+            job_manifest = render_build_job(md, key, settings, replaces=replaces, staging=staging)
             # The same message while it runs: no status write between the two.
             events = [Emit(EventReason.BUILD_STARTED, building)]
             if refusal:

@@ -29,6 +29,7 @@ from .inputs import Observed
 from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
 from .jobs import StuckJob
 from .plan import Action, Apply, Delete, Emit
+from .restage import staging_of
 
 SHORT_REQUEUE_SECONDS = 5.0
 
@@ -106,8 +107,10 @@ def decide_source(
     keep: bool,
     now: datetime,
     settings: Settings,
+    staging: int = 0,
 ) -> SourceOutcome:
-    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes."""
+    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes;
+    `staging`: the staging wanted (a source Job of an earlier one is replaced: restage.py)."""
     name = source_job_name(md.metadata.name, key)
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
@@ -130,12 +133,15 @@ def decide_source(
             # It only proves access; a build needs the bytes kept: send them again.
             message = f"the source is needed {why}: replacing Job {name}"
             return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+    if job is not None and staging_of(job) < staging and not isinstance(phase, Terminating):
+        message = f"the source is needed again {why}: replacing Job {name}"
+        return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
     match phase:
         case Done(result=access):
             return SourceOutcome(access=access, actions=stale)
         case Absent():
             message = f"Job {name} is fetching the source {why}"  # the same while it runs
-            manifest = render_source_job(md, key, settings, keep=keep)
+            manifest = render_source_job(md, key, settings, keep=keep, staging=staging)
             return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
         case Terminating():
             message = f"waiting for the old source Job {name} to be deleted"

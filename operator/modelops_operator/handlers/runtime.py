@@ -19,7 +19,7 @@ from ..k8s.client import Credentials, KubeClient
 from ..k8s.events import EventRecorder
 from ..k8s.lease import LeaderElector
 from ..k8s.observe import Observer
-from ..k8s.resources import CHILD_RESOURCES, PODS
+from ..k8s.resources import CHILD_RESOURCES
 from ..k8s.store import EngineStore, store_from_settings
 from ..metrics.deployments import Deployment
 from ..observability import Health, OperatorMetrics
@@ -65,7 +65,7 @@ class Operator:
         self.client = KubeClient(
             self._credentials, user_agent=f"modelops-operator/{options.identity}"
         )
-        self.cache = ChildCache(CHILD_RESOURCES, specless=[PODS.plural])
+        self.cache = ChildCache(CHILD_RESOURCES)
         self.events = EventRecorder(self.client, host=options.identity)
         self.store: EngineStore = store_from_settings(self.settings)
         self.observer = Observer(

@@ -30,6 +30,7 @@ from .common import (
     ANNOTATION_OWNER_NAME,
     ANNOTATION_OWNER_UID,
     ANNOTATION_RETRY,
+    ANNOTATION_STAGING,
     BUILDER_APP,
     LABEL_BUILD_FOR,
     LABEL_COMPONENT,
@@ -268,12 +269,18 @@ def _timing_cache_step(md: ModelDeployment, settings: Settings) -> list[dict[str
 
 
 def render_build_job(
-    md: ModelDeployment, key: str, settings: Settings, *, replaces: str | None = None
+    md: ModelDeployment,
+    key: str,
+    settings: Settings,
+    *,
+    replaces: str | None = None,
+    staging: int = 0,
 ) -> dict[str, Any]:
     """The Job that builds and publishes engine `key` for this ModelDeployment, in the
     operator's namespace: a build step that never sees the store, then the publishing step.
 
-    `replaces`: the sha256 of a refused entry at this key that the publish replaces."""
+    `replaces`: the sha256 of a refused entry at this key that the publish replaces; `staging`:
+    which staging of the source it reads (its source Job's)."""
     request = staged_build_request(md, key, settings)
     request_json = request.model_dump_json(by_alias=True, exclude_none=True)
     annotations = {
@@ -282,6 +289,7 @@ def render_build_job(
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
         ANNOTATION_OWNER_UID: md.metadata.uid or "",
         ANNOTATION_OWNER_NAME: md.metadata.name,
+        ANNOTATION_STAGING: str(staging),
     }
     if replaces:
         annotations[ANNOTATION_REPLACES] = replaces

@@ -22,6 +22,7 @@ from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
     ANNOTATION_RETRY,
+    ANNOTATION_STAGING,
     LABEL_BUILD_FOR,
     LABEL_COMPONENT,
     LABEL_ENGINE_KEY,
@@ -112,9 +113,10 @@ def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
 
 
 def render_source_job(
-    md: ModelDeployment, key: str, settings: Settings, *, keep: bool
+    md: ModelDeployment, key: str, settings: Settings, *, keep: bool, staging: int = 0
 ) -> dict[str, Any]:
-    """Job `<name>-source-<digest>` in the ModelDeployment's namespace."""
+    """Job `<name>-source-<digest>` in the ModelDeployment's namespace; `staging` counts the
+    stagings of this source before (the engine server lost the earlier ones)."""
     name = md.metadata.name
     request = stage_request(md, settings, keep=keep)
     labels = {
@@ -128,6 +130,7 @@ def render_source_job(
         ANNOTATION_GENERATION: str(md.metadata.generation),
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
         ANNOTATION_KEEP: str(keep).lower(),
+        ANNOTATION_STAGING: str(staging),
     }
     pod_labels = {
         LABEL_NAME: SOURCE_APP,
