@@ -111,7 +111,11 @@ async def test_immutable_fields_are_refused_and_defaults_filled_in(api: Faithful
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "j", "namespace": "default"},
-        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}
+            }
+        },
     }
     _, created = await call(api, "POST", r.JOBS.path("default"), job)
     assert created["spec"]["backoffLimit"] == 6
@@ -119,7 +123,7 @@ async def test_immutable_fields_are_refused_and_defaults_filled_in(api: Faithful
     assert created["spec"]["selector"] == {
         "matchLabels": {"batch.kubernetes.io/controller-uid": uid}
     }
-    assert created["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert created["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
     changed = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "y"}]}}}}
     status, body = await call(api, "PATCH", r.JOBS.path("default", "j"), changed)
     assert status == 422, body

@@ -207,7 +207,6 @@ def with_defaults(plural: str, obj: Obj) -> Obj:
             labels["job-name"] = out["metadata"]["name"]
         template_spec = get_path(spec, ("template", "spec"))
         if isinstance(template_spec, dict):
-            template_spec.setdefault("restartPolicy", "Never")
             _default_containers(template_spec)
     elif plural == "services":
         spec.setdefault("type", "ClusterIP")
