@@ -98,14 +98,19 @@ def entry_scope(digest: str) -> str:
     return f"entry:{digest}"
 
 
-def source_put_scope(sha256: str, owner: str) -> str:
-    """Sending source `sha256` to the engine server for ModelDeployment `owner` (its uid)."""
-    return f"source-put:{sha256}:{owner}"
+def source_put_scope(
+    sha256: str, owner: str, namespace: str, *, keep: bool, max_bytes: int, expires: int
+) -> str:
+    """Sending source `sha256` for ModelDeployment `owner` (its uid) of `namespace`: kept or
+    not, at most `max_bytes`, until `expires` (Unix seconds). Every term is the operator's
+    choice: a client that changes one holds no token for it."""
+    return f"source-put:{sha256}:{owner}:{namespace}:{int(keep)}:{max_bytes}:{expires}"
 
 
-def source_get_scope(sha256: str) -> str:
-    """Reading (and removing) a staged source: the build Job in the operator's namespace."""
-    return f"source-get:{sha256}"
+def source_get_scope(sha256: str, owner: str) -> str:
+    """Reading (and removing) the source `sha256` staged for ModelDeployment `owner`: its build
+    Job only."""
+    return f"source-get:{sha256}:{owner}"
 
 
 def route_scope(namespace: str, name: str) -> str:

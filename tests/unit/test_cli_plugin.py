@@ -303,3 +303,27 @@ async def test_wait_gives_up_after_its_timeout() -> None:
     )  # type: ignore[arg-type]
     assert found == 1
     assert "did not settle within 0s" in console.export_text()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "m", "-w", "-n", "ml"],
+        ["list", "-A"],
+        ["logs", "m", "--build"],
+        ["promote", "m", "--wait"],
+        ["abort", "m"],
+        ["retry", "m", "--wait", "--timeout", "30"],
+        ["pause", "m"],
+        ["resume", "m"],
+        ["rollback-to", "m", "2", "--context", "prod"],
+        ["set-weight", "m", "40"],
+    ],
+)
+def test_modelops_and_the_plugin_take_the_same_verbs(argv: list[str]) -> None:
+    from modelops_cli.main import build_parser as modelops_parser
+    from modelops_cli.plugin import build_parser as plugin_parser
+
+    ours, theirs = modelops_parser().parse_args(argv), plugin_parser().parse_args(argv)
+    assert vars(ours) == vars(theirs)
+    assert ours.plugin is not None

@@ -83,8 +83,8 @@ UIDS = st.from_regex(r"[0-9a-f-]{8,36}", fullmatch=True)
 def test_each_token_opens_exactly_its_scope(a: str, b: str, uid: str, other_uid: str) -> None:
     scopes = {
         integrity.entry_scope(a),
-        integrity.source_put_scope(a, uid),
-        integrity.source_get_scope(a),
+        integrity.source_put_scope(a, uid, "ml", keep=True, max_bytes=1, expires=2),
+        integrity.source_get_scope(a, uid),
         integrity.receipt_scope(a, uid, kept=True),
         integrity.receipt_scope(a, uid, kept=False),
     }

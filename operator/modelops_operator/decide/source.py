@@ -141,7 +141,7 @@ def decide_source(
             return SourceOutcome(access=access, actions=stale)
         case Absent():
             message = f"Job {name} is fetching the source {why}"  # the same while it runs
-            manifest = render_source_job(md, key, settings, keep=keep, staging=staging)
+            manifest = render_source_job(md, key, settings, keep=keep, now=now, staging=staging)
             return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
         case Terminating():
             message = f"waiting for the old source Job {name} to be deleted"

@@ -19,7 +19,7 @@ from modelops_contract.quantization import CalibrationRequest, DataSetSource, St
 from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.scratch import output_quantity, scratch_quantity
 from modelops_contract.shapes import ShapeRange
-from modelops_contract.staging import source_url
+from modelops_contract.staging import staged_source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
 from ..api.source import Source
@@ -127,13 +127,13 @@ def build_datasets(spec: ModelDeploymentSpec) -> list[Source]:
     return list(found.values())
 
 
-def _staged(settings: Settings, data: DataSetSource | None) -> DataSetSource | None:
-    """A data set as the build Job reads it: from the engine server."""
+def _staged(settings: Settings, data: DataSetSource | None, owner: str) -> DataSetSource | None:
+    """A data set as the build Job of ModelDeployment `owner` reads it: from the engine server."""
     if data is None:
         return None
     staged = StagedSource(
-        url=source_url(settings.store_server, data.sha256),
-        token=source_get_token(settings, data.sha256),
+        url=staged_source_url(settings.store_server, data.sha256, owner),
+        token=source_get_token(settings, data.sha256, owner),
     )
     return data.model_copy(update={"staged_source": staged})
 
@@ -221,15 +221,17 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     """The build Job's request: the bytes come from the engine server, sent by the source Job."""
     sha = md.spec.model.source.sha256
     request = build_request(md.spec, settings, engine_key=key)
+    owner = md.metadata.uid or ""
     staged = StagedSource(
-        url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
+        url=staged_source_url(settings.store_server, sha, owner),
+        token=source_get_token(settings, sha, owner),
     )
     update: dict[str, Any] = {
         "staged_source": staged,
-        "labelled_set": _staged(settings, request.labelled_set),
+        "labelled_set": _staged(settings, request.labelled_set, owner),
     }
     if request.calibration is not None:
-        data = _staged(settings, request.calibration.data)
+        data = _staged(settings, request.calibration.data, owner)
         update["calibration"] = request.calibration.model_copy(update={"data": data})
     return request.model_copy(update=update)
 
