@@ -117,8 +117,11 @@ TOKEN_VECTORS = [
     (integrity.receipt_scope(SHA, "uid-1", kept=True), f"receipt:kept:{SHA}:uid-1"),
     (integrity.receipt_scope(SHA, "uid-1", kept=False), f"receipt:seen:{SHA}:uid-1"),
     (integrity.entry_scope("cd" * 32), "entry:" + "cd" * 32),
-    (integrity.source_put_scope(SHA, "uid-1"), f"source-put:{SHA}:uid-1"),
-    (integrity.source_get_scope(SHA), f"source-get:{SHA}"),
+    (
+        integrity.source_put_scope(SHA, "uid-1", "ml", keep=True, max_bytes=1024, expires=99),
+        f"source-put:{SHA}:uid-1:ml:1:1024:99",
+    ),
+    (integrity.source_get_scope(SHA, "uid-1"), f"source-get:{SHA}:uid-1"),
     (integrity.route_scope("ml", "resnet"), "route:ml/resnet"),
 ]
 
