@@ -204,7 +204,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     # A promote request makes the rest of the rollout one 100% step.
     immediate = at_once or steering.promotes(number)
     weight = None if immediate else steering.weight_of(number)
-    validation = view_validation(facts.observed.validation_jobs, facts.name, number)
+    validation = view_validation(
+        facts.observed.validation_jobs, facts.observed.messages, facts.name, number
+    )
     step = step_rollout(
         StepInput(
             spec=spec.rollout,
