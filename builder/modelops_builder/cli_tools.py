@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from modelops_contract.termination import termination_line
 from modelops_contract.wire import WireModel
 
-from .cli import EXIT_INFRA, EXIT_INPUT, EXIT_OK, _write_termination_log
 from .errors import BuildError
+from .job_output import EXIT_INFRA, EXIT_INPUT, EXIT_OK, write_termination_log
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _summarised(run: Callable[[], WireModel], failure: Callable[[str, str], Wire
         log.exception("unexpected failure")
         code, summary = EXIT_INFRA, failure("InternalError", f"{type(exc).__name__}: {exc}")
     line = termination_line(summary)
-    _write_termination_log(line)
+    write_termination_log(line)
     print(line, flush=True)
     return code
 
@@ -86,7 +86,7 @@ def pull_main(argv: list[str]) -> int:
         print(result.line(), flush=True)
         return EXIT_OK
     line = f"modelops-build pull: {line}"
-    _write_termination_log(line)
+    write_termination_log(line)
     print(line, file=sys.stderr, flush=True)
     return code
 

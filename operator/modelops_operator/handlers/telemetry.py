@@ -1,6 +1,6 @@
 """Figures for canary analysis and autoscaling: gather, run the pure maths, hand to reconcile.
 
-One coroutine per ModelDeployment (handlers/daemons.py, on the leader) sleeps until its own
+One coroutine per ModelDeployment (handlers/telemetry_tasks.py, on the leader) sleeps until its own
 next look: every spec.rollout.canary.analysisIntervalSeconds while a canary runs, every
 settings.metrics_interval_seconds for the serving pods (status.metrics, and a scaling decision
 with spec.scaling). A slow scrape of one resource never delays another, and an idle resource
