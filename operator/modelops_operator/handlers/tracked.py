@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..k8s.trim import without_server_bookkeeping
+
 Key = tuple[str, str]
 Body = Mapping[str, Any]
 
@@ -59,7 +61,7 @@ class TrackedObjects:
         tracked = self._objects.get(key)
         if tracked is None:
             tracked = self._objects[key] = Tracked()
-        tracked.body = dict(body)
+        tracked.body = without_server_bookkeeping(body)
         tracked.forgotten = False
         return tracked
 
