@@ -15,7 +15,7 @@ from modelops_operator.decide.pod_health import crash_loop, stuck
 from modelops_operator.decide.writes import unchanged, with_applied_hash
 from modelops_operator.k8s.cache import deep_size
 from modelops_operator.k8s.observe import job_finished, owned_by, termination_message
-from modelops_operator.k8s.trim import trim, without_server_bookkeeping
+from modelops_operator.k8s.trim import trim
 from modelops_operator.render.service import render_service
 from tests.support.render_cases import make_md
 from tests.support.server_shapes import job_pod, job_status, shape_write
@@ -122,29 +122,3 @@ def test_deployments_are_kept_whole_but_managed_fields() -> None:
     small = trim("deployments", deployment)
     assert small["spec"] == deployment["spec"]
     assert "managedFields" not in small["metadata"]
-
-
-def test_a_modeldeployment_body_loses_only_the_server_bookkeeping() -> None:
-    body = created(
-        "modeldeployments",
-        {
-            "apiVersion": "modelops.dev/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {
-                "name": "m",
-                "namespace": "ml",
-                "finalizers": ["modelops.dev/old"],
-                "annotations": {
-                    "kubectl.kubernetes.io/last-applied-configuration": "{...}",
-                    "modelops.dev/retry": "1",
-                },
-            },
-            "spec": {"model": {"source": {"uri": "https://x/m.onnx"}}},
-        },
-    )
-    kept = without_server_bookkeeping(body)
-    assert "managedFields" not in kept["metadata"]
-    assert kept["metadata"]["annotations"] == {"modelops.dev/retry": "1"}
-    assert kept["metadata"]["finalizers"] == ["modelops.dev/old"]
-    assert kept["spec"] == body["spec"]
-    assert body["metadata"]["managedFields"], "the input is not changed"

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..k8s.trim import without_server_bookkeeping
-
 Key = tuple[str, str]
 Body = Mapping[str, Any]
 
@@ -61,7 +59,7 @@ class TrackedObjects:
         tracked = self._objects.get(key)
         if tracked is None:
             tracked = self._objects[key] = Tracked()
-        tracked.body = without_server_bookkeeping(body)
+        tracked.body = dict(body)
         tracked.forgotten = False
         return tracked
 

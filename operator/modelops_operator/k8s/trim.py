@@ -15,9 +15,6 @@ reads and nothing else:
   (their writes are skipped by the applied-hash annotation too);
 - Deployments and routes whole: a revision is scaled by copying its spec as it runs
   (decide/replicas.py).
-
-ModelDeployment bodies (kept per object by handlers/tracked.py) keep everything but
-`managedFields` and kubectl's last-applied copy (`without_server_bookkeeping`).
 """
 
 from __future__ import annotations
@@ -58,18 +55,6 @@ KEPT_POD_STATUS = (
     "initContainerStatuses",
 )
 KEPT_CONTAINER_STATUS = ("name", "ready", "started", "restartCount", "state", "lastState")
-
-
-def _annotations(annotations: Mapping[str, Any]) -> JsonDict:
-    return {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
-
-
-def without_server_bookkeeping(obj: Mapping[str, Any]) -> JsonDict:
-    """A copy of `obj` without `managedFields` and kubectl's last-applied copy."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    if meta.get("annotations"):
-        meta["annotations"] = _annotations(meta["annotations"])
-    return {**obj, "metadata": meta}
 
 
 def _metadata(meta: Mapping[str, Any]) -> JsonDict:
