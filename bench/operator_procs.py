@@ -36,9 +36,11 @@ class ShortLogEmulator(FaithfulEmulator):
     operator_requests: int
     verbs: Counter[tuple[str, str]]
     job_posts: Counter[str]
+    new_jobs: asyncio.Queue[tuple[str, str]]  # (namespace, name) of each created Job
 
     def start_recording(self) -> None:
         """Reset the counters."""
+        self.new_jobs = asyncio.Queue()
         self.job_times = {}
         self.job_posts = Counter()
         self.operator_requests = 0
@@ -79,6 +81,8 @@ class ShortLogEmulator(FaithfulEmulator):
             self.job_posts[str(((request.data or {}).get("metadata") or {}).get("name"))] += 1
             if owner and owner not in self.job_times:
                 self.job_times[owner] = time.perf_counter()
+            meta = (request.data or {}).get("metadata") or {}
+            self.new_jobs.put_nowait((request.namespace or meta.get("namespace"), meta.get("name")))
         return await super()._handle(request)
 
 
@@ -166,7 +170,7 @@ def child(url: str, store: str, port: int, interval: float, identity: str) -> No
     from modelops_operator.handlers import OperatorOptions, build
     from modelops_operator.observability import configure_logging
     from modelops_operator.settings import Settings
-    from tests.support.kubernetes_emulator import emulator_login, stream_initial_events
+    from tests.support.kubernetes_emulator import emulator_login
 
     configure_logging("json", verbose=False)
     logging.getLogger().setLevel(logging.WARNING)
@@ -181,7 +185,6 @@ def child(url: str, store: str, port: int, interval: float, identity: str) -> No
             identity=identity,
         )
     )
-    stream_initial_events(registry)
     asyncio.run(kopf.operator(registry=registry, clusterwide=True))
 
 
@@ -204,7 +207,6 @@ def floor_child(url: str, port: int) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False
-        settings.watching.initial_streaming = True
         settings.peering.standalone = True
         session["s"] = aiohttp.ClientSession(headers={"User-Agent": "floor"})
         app = aiohttp.web.Application()

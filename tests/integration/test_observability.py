@@ -17,19 +17,13 @@ agent) and the engine server, through the chart's own PodMonitor selectors and r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import math
-import os
-import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelops_builder.triton_local import TritonProcess, start_triton
@@ -39,24 +33,25 @@ from modelops_operator.render.names import build_job_name, validation_job_name
 from modelops_operator.settings import Settings
 from tests.support.client_mix import ClientMix
 from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.observed_stage import (
+    DISCOVERY_S,
+    RATE_INTERVAL,
+    check_panels,
+    check_rules,
+    firing,
+    watched,
+)
 from tests.support.operator_flow import RunOperator, finish_source, key_of, phase, summary
 from tests.support.prometheus_server import (
-    RULES,
     SCRAPE_SECONDS,
-    PodDiscovery,
     Prometheus,
     chart_monitors,
-    monitor_jobs,
-    pod_target,
-    prometheus,
-    write_targets,
 )
 from tests.support.routed_cluster import (
     INTERVAL,
     NAME,
     R1_IP,
     R2_IP,
-    ROUTER_IP,
     THRESHOLD,
     Stage,
     publish_entry,
@@ -65,21 +60,10 @@ from tests.support.routed_cluster import (
 from tests.support.triton_models import WIDTH, write_model
 
 pytestmark = pytest.mark.triton
-DASHBOARDS = sorted((Path(__file__).parents[2] / "charts/modelops/dashboards").glob("*.json"))
-RATE_INTERVAL = "4s"  # Grafana's $__rate_interval at a 1 s scrape: four samples
-DISCOVERY_S = 5.0  # Prometheus's discovery manager hands new targets over at most this often
 # With a canary: an autoscaler (so its series exist) that never scales, a latency objective.
 SPEC_PATCH = {
     "scaling": {"minReplicas": 1, "maxReplicas": 2, "metric": "inferencesPerSecond", "target": 1e5},
     "rollout": {"canary": {"maxP99LatencyMs": 5000}},
-}
-MUST_NOT_FIRE = {
-    "ModelDeploymentClientErrors",  # the stable revision serves clients well
-    "ModelDeploymentRouterTableNotApplied",
-    "ModelopsNoLeader",
-    "ModelopsEngineServerDown",
-    "ModelopsWatchStale",
-    "ModelDeploymentCanaryStuck",
 }
 Obj = dict[str, Any]
 
@@ -103,57 +87,6 @@ def monitors() -> dict[str, Obj]:
     return chart_monitors()
 
 
-@contextlib.asynccontextmanager
-async def watched(workdir: Path, cluster: Cluster, monitors: dict[str, Obj]) -> AsyncIterator[Any]:
-    """Prometheus over the chart's monitors and the operator; `hook(stage)` points it at the
-    stage's processes; kubernetes_sd is played every 0.3 s."""
-    jobs = monitor_jobs(monitors)
-    pods_jobs = [j for j in jobs if j.name not in ("operator", "engine-server-http")]
-    state: dict[str, Any] = {}
-    running: Prometheus
-
-    async def hook(stage: Stage) -> None:
-        assert stage.settings.routes_url is not None
-        operator = stage.settings.routes_url.removeprefix("http://")
-        # What the ServiceMonitor's relabelling puts on the operator's series.
-        labels = {"namespace": "modelops-system", "pod": "mo-modelops-0"}
-        write_targets(workdir, "operator", [{"targets": [operator], "labels": labels}])
-        engine = {"metadata": {"name": "mo-modelops-store-0", "namespace": "modelops-system"}}
-        address = str(stage.settings.store_server).removeprefix("http://")
-        write_targets(workdir, "engine-server-http", [pod_target(engine, address)])
-
-        def address_of(ip: str, port: str) -> str | None:
-            if ip in stage.pods and port == "metrics":
-                return f"127.0.0.1:{stage.pods[ip].metrics_port}"
-            if ip == ROUTER_IP and stage.router is not None:
-                config = stage.router.router.config
-                assert config is not None
-                ports = {"stats": config.stats_port, "agent": stage.router.agent_port}
-                return f"127.0.0.1:{ports[port]}" if port in ports else None
-            return None
-
-        state["discovery"] = PodDiscovery(cluster, workdir, pods_jobs, address_of)
-        # As on a cluster, the operator is scraped before the ModelDeployment exists.
-        await eventually(
-            lambda: running.query('up{job="operator"} == 1'), DISCOVERY_S + 5, "operator scraped"
-        )
-
-    async def discover() -> None:
-        while True:
-            if "discovery" in state:
-                state["discovery"].sync()
-            await asyncio.sleep(0.3)
-
-    with prometheus(workdir, jobs, {}) as running:
-        task = asyncio.create_task(discover())
-        try:
-            yield running, hook
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 async def slow_build(stage: Stage, sha: str, hold_s: float) -> None:
     """The build of the stored spec, running for `hold_s` seconds (Building shows on a scrape)."""
     key = key_of(stage.cluster, NAME, stage.settings)
@@ -168,44 +101,6 @@ async def slow_build(stage: Stage, sha: str, hold_s: float) -> None:
 async def router_back(stage: Stage) -> bool:
     weights = await stage.router_runs()
     return weights is not None and weights.get(1) == 100 and not weights.get(2)
-
-
-def substitute(expr: str) -> str:
-    """Grafana's variables, as the dashboard would send them for ModelDeployment default/m."""
-    return (
-        expr.replace("$__rate_interval", RATE_INTERVAL)
-        .replace("$namespace", "default")
-        .replace("$modeldeployment", NAME)
-    )
-
-
-def panel_expressions() -> list[tuple[str, str, str, str]]:
-    """(dashboard, title, expression, legend) of every panel target and annotation."""
-    out = []
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        for panel in board["panels"]:
-            for target in panel["targets"]:
-                out.append((path.stem, panel["title"], target["expr"], target["legendFormat"]))
-        for item in board["annotations"]["list"]:
-            if "expr" in item:
-                out.append((path.stem, item["name"], item["expr"], item["titleFormat"]))
-    return out
-
-
-def alert_rules() -> list[Obj]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
-
-
-async def firing(prom: Prometheus, name: str, within_s: float) -> Obj:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        for alert in await prom.alerts():
-            if alert["labels"]["alertname"] == name and alert["state"] == "firing":
-                return alert
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} not firing after {within_s}s: {await prom.alerts()}")
 
 
 async def test_every_panel_and_alert_has_data_during_a_canary_and_its_rollback(
@@ -258,54 +153,6 @@ async def test_every_panel_and_alert_has_data_during_a_canary_and_its_rollback(
         await check_rules(prom, began, ended)
 
 
-async def check_panels(prom: Prometheus, began: float, ended: float) -> None:
-    """Every expression parses and returns series with the labels its legend names. With
-    MODELOPS_DASHBOARD_DUMP=FILE the series are written there (hack/render-dashboards.py draws
-    docs/observability.md's pictures from them)."""
-    empty = []
-    dump: list[Obj] = []
-    for board, title, expr, legend in panel_expressions():
-        if "Scaled" in expr:  # no scaling in this run: the expression must still parse
-            await prom.query(substitute(expr))
-            continue
-        series = await prom.query_range(substitute(expr), began, ended)
-        if not series:
-            empty.append(f"{board} / {title}: {expr}")
-            continue
-        wanted = re.findall(r"\{\{(\w+)\}\}", legend)
-        for each in series:
-            missing = [label for label in wanted if not each["metric"].get(label)]
-            assert not missing, f"{board} / {title}: no {missing} on {each['metric']}"
-        dump.append({"board": board, "title": title, "legend": legend, "series": series})
-        values = [float(v) for each in series for _, v in each["values"]]
-        assert any(math.isfinite(v) for v in values), f"{board} / {title}: only NaN"
-        if board == "modeldeployment" and "revision" in wanted:
-            revisions = {each["metric"]["revision"] for each in series}
-            assert {"1", "2"} <= revisions, f"{title}: revisions {revisions}"
-    assert not empty, "No data:\n" + "\n".join(empty)
-    if target := os.environ.get("MODELOPS_DASHBOARD_DUMP"):
-        text = json.dumps({"began": began, "ended": ended, "panels": dump})
-        await asyncio.to_thread(Path(target).write_text, text)
-
-
-async def check_rules(prom: Prometheus, began: float, ended: float) -> None:
-    """Every rule evaluates cleanly; what each alert reads exists; the quiet ones stay quiet."""
-    rules = await prom.rules()
-    assert len(rules) == len(alert_rules())
-    for rule in rules:
-        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
-    active = {a["labels"]["alertname"] for a in await prom.alerts()}
-    assert not active & MUST_NOT_FIRE, active
-    for rule in alert_rules():
-        names = set(
-            re.findall(r"\b(modelops_[a-z_]+|nv_[a-z_]+|modelops:[a-z_0-9:]+)\b", rule["expr"])
-        )
-        names.discard("modelops_")
-        for name in names:
-            series = await prom.query_range(f"count by (__name__) ({name})", began, ended)
-            assert series, f"{rule.get('alert') or rule.get('record')}: no {name} in this run"
-
-
 async def _direct(url: str) -> dict[str, float]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         text = await response.text()
@@ -314,6 +161,15 @@ async def _direct(url: str) -> dict[str, float]:
         if family.name in ("nv_inference_request_success", "nv_inference_request_failure"):
             # The parser names counter samples `_total`; Prometheus keeps Triton's own names.
             out[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return out
+
+
+async def _rates(prom: Prometheus, pod: str) -> dict[str, float]:
+    out = {}
+    for name in ("nv_inference_request_success", "nv_inference_request_failure"):
+        selector = f'{{pod="{pod}", modeldeployment="{NAME}"}}'
+        result = await prom.query(f"sum(rate({name}{selector}[{RATE_INTERVAL}]))")
+        out[name] = float(result[0]["value"][1]) if result else 0.0
     return out
 
 
@@ -368,6 +224,7 @@ async def test_a_failing_canary_is_rolled_back_on_prometheus_figures(
                     "Prometheus scraping the canary's failures",
                 )
                 # Under load: Prometheus's last sample trails the page by at most one scrape.
+                rates = await _rates(prom, pod)
                 before = await _direct(tritons["failing"].metrics_url)
                 scraped = await _scraped(prom, pod)
                 after = await _direct(tritons["failing"].metrics_url)
@@ -385,16 +242,10 @@ async def test_a_failing_canary_is_rolled_back_on_prometheus_figures(
                 clients.stop()
             await asyncio.sleep(2.5)  # two scrapes after the last request
             assert await _scraped(prom, pod) == await _direct(tritons["failing"].metrics_url)
-    per_second = max(
-        after["nv_inference_request_success"] - before["nv_inference_request_success"], 1
-    )
     for name, value in scraped.items():
-        assert before[name] - 2 * per_second - 5 <= value <= after[name], (
-            name,
-            value,
-            before,
-            after,
-        )
+        # One scrape interval of requests (plus the scrape's own time) at the measured rate.
+        lag = rates[name] * (SCRAPE_SECONDS + 0.5) + 2
+        assert before[name] - lag <= value <= after[name], (name, value, before, after, rates)
     assert not isinstance(figures, Exception)
     assert getattr(figures, "failures_by_reason", {}).get("BACKEND", 0) > 0, figures
     # The budget of direct scrapes (failureThreshold x interval + 5 s), plus what Prometheus adds:

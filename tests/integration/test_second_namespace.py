@@ -30,6 +30,7 @@ from modelops_operator.render.names import (
     validation_job_name,
 )
 from modelops_operator.render.revision import PULL_CONTAINER
+from tests.support import job_runner
 from tests.support.builder_cases import save_model
 from tests.support.chart import Helm
 from tests.support.chart_cluster import (
@@ -41,6 +42,7 @@ from tests.support.chart_cluster import (
     missing_references,
 )
 from tests.support.engine_store import engine_server
+from tests.support.job_runner import finish
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.operator_flow import RunOperator, key_of, phase
 from tests.support.pod_runner import Ran, pod_containers, run_container
@@ -62,12 +64,6 @@ def helm() -> Helm:
     return Helm(binary)
 
 
-async def finish(cluster: Cluster, job: str, namespace: str, ran: Ran) -> None:
-    """The Job controller's final status, with the termination message the container left."""
-    summary = json.loads(ran.message.strip().splitlines()[-1])
-    await cluster.finish_job(job, summary, ok=ran.returncode == 0, namespace=namespace)
-
-
 async def run_job(
     cluster: Cluster,
     name: str,
@@ -76,22 +72,12 @@ async def run_job(
     workdir: Path,
     secrets: dict[str, dict[str, str]],
 ) -> list[Ran]:
-    """The kubelet for one Job's pod: every container in order, until one fails."""
+    """The Job's pod run for real, once its pod names only what exists in its namespace."""
     await eventually(lambda: cluster.get(r.JOBS, name, namespace), 20, f"Job {name}")
     job = cluster.get(r.JOBS, name, namespace)
     assert job is not None
-    pod = job["spec"]["template"]["spec"]
-    assert missing_references(pod, namespace, cluster) == [], name
-    done = []
-    for container in pod_containers(job).values():
-        ran = await asyncio.to_thread(
-            run_container, container, volumes, workdir, secrets=secrets, timeout=600
-        )
-        done.append(ran)
-        if ran.returncode != 0:
-            break
-    await finish(cluster, name, namespace, done[-1])
-    return done
+    assert missing_references(job["spec"]["template"]["spec"], namespace, cluster) == [], name
+    return await job_runner.run_job(cluster, name, namespace, volumes, workdir, secrets)
 
 
 @pytest.fixture

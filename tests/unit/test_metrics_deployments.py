@@ -204,3 +204,19 @@ def test_the_operator_exports_per_deployment_counters_and_forgets_them() -> None
     live.clear()
     metrics.forget("ml", "m")
     assert 'modeldeployment="m"' not in metrics.render().decode()
+
+
+def test_a_standby_exports_no_deployment_counters() -> None:
+    metrics = OperatorMetrics()
+    metrics.count_event("ml", "a", "Scaled")
+    metrics.count_event("other", "b", "RolledBack")
+    metrics.forget_all()
+    assert "modelops_deployment_events_total{" not in metrics.render().decode()
+    metrics.count_event("ml", "a", "Scaled")  # leading again: counted from 0
+    assert (
+        metrics.registry.get_sample_value(
+            "modelops_deployment_events_total",
+            {"namespace": "ml", "modeldeployment": "a", "reason": "Scaled"},
+        )
+        == 1.0
+    )

@@ -29,6 +29,7 @@ class EventReason(StrEnum):
     POD_STUCK = "PodStuck"
     ENGINE_REFUSED = "EngineRefused"
     SOURCE_VERIFIED = "SourceVerified"
+    SOURCE_RESTAGED = "SourceRestaged"
     SCALED_TO_ZERO = "ScaledToZero"
     WOKE_UP = "WokeUp"
     COLD_START_TIMED_OUT = "ColdStartTimedOut"

@@ -29,6 +29,7 @@ from .inputs import Observed
 from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
 from .jobs import StuckJob
 from .plan import Action, Apply, Delete, Emit
+from .restage import staging_of
 
 SHORT_REQUEUE_SECONDS = 5.0
 
@@ -69,9 +70,8 @@ def _component(job: Mapping[str, Any]) -> str:
     return str(((job.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT, ""))
 
 
-def _summary(job: Mapping[str, Any] | None) -> StageSummary | None:
-    message = ((job or {}).get("status") or {}).get("terminationMessage")
-    return parse_stage_summary(message) if isinstance(message, str) else None
+def _summary(message: str | None) -> StageSummary | None:
+    return parse_stage_summary(message) if message is not None else None
 
 
 def source_proof(
@@ -107,12 +107,14 @@ def decide_source(
     keep: bool,
     now: datetime,
     settings: Settings,
+    staging: int = 0,
 ) -> SourceOutcome:
-    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes."""
+    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes;
+    `staging`: the staging wanted (a source Job of an earlier one is replaced: restage.py)."""
     name = source_job_name(md.metadata.name, key)
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
-    summary = _summary(job)
+    summary = _summary(observed.messages.get(name)) if job is not None else None
     proof = source_proof(md, summary, settings, keep, rfc3339(now))
     why = "for the build" if keep else "to prove this ModelDeployment can read it"
     phase = job_phase(
@@ -131,12 +133,15 @@ def decide_source(
             # It only proves access; a build needs the bytes kept: send them again.
             message = f"the source is needed {why}: replacing Job {name}"
             return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+    if job is not None and staging_of(job) < staging and not isinstance(phase, Terminating):
+        message = f"the source is needed again {why}: replacing Job {name}"
+        return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
     match phase:
         case Done(result=access):
             return SourceOutcome(access=access, actions=stale)
         case Absent():
             message = f"Job {name} is fetching the source {why}"  # the same while it runs
-            manifest = render_source_job(md, key, settings, keep=keep)
+            manifest = render_source_job(md, key, settings, keep=keep, now=now, staging=staging)
             return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
         case Terminating():
             message = f"waiting for the old source Job {name} to be deleted"

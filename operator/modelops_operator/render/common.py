@@ -28,6 +28,9 @@ ANNOTATION_GENERATION = "modelops.dev/generation"
 ANNOTATION_ENGINE_KEY = "modelops.dev/engine-key"
 ANNOTATION_SERVING_HASH = "modelops.dev/serving-hash"
 ANNOTATION_RETRY = "modelops.dev/retry"
+# Which staging of the source a source Job makes, and a build Job reads (0: the first; one more
+# each time the engine server lost a staged source: decide/restage.py).
+ANNOTATION_STAGING = "modelops.dev/staging"
 ANNOTATION_ROLLBACK_TO = "modelops.dev/rollback-to"
 # Steering a candidate (`kubectl modelops`): each names the revision it applies to, so a value
 # left behind never steers a later rollout (decide/steering.py).
@@ -60,11 +63,6 @@ def engine_label(key: str) -> str:
 def owner_labels(md_name: str) -> dict[str, str]:
     """Labels the k8s layer selects a ModelDeployment's Jobs, Deployments and ConfigMaps by."""
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_DEPLOYMENT: label_value(md_name)}
-
-
-def owner_selector(md_name: str) -> str:
-    """labelSelector string matching every object owned by the ModelDeployment."""
-    return ",".join(f"{k}={v}" for k, v in sorted(owner_labels(md_name).items()))
 
 
 def pod_selector(md_name: str) -> str:
