@@ -82,6 +82,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def timing_cache_mac(key: bytes, name: str, data: bytes) -> str:
+    """The seal of a TensorRT timing cache: HMAC-SHA256 (MAC key) of its store-level name and
+    the sha256 of its bytes (a cache moved to another tenant's name does not verify)."""
+    return hmac.new(
+        key, f"timing-cache:{name}:{sha256_hex(data)}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
 # --- transfer tokens ----------------------------------------------------------------------------
 def token(key: bytes, scope: str) -> str:
     """The token of one scope: HMAC-SHA256 (hex) with the transfer key."""
