@@ -90,14 +90,17 @@ def pod_row(pod: Obj, now: datetime) -> Obj:
     }
 
 
+def _entry(status: Obj, number: int) -> Obj:
+    return next((h for h in status.get("history") or [] if h["revision"] == number), {})
+
+
 def _revision_state(number: int, status: Obj) -> str:
     revision = status.get("revision") or {}
     if number == revision.get("candidate"):
         return "candidate"
     if number == revision.get("current"):
         return "current"
-    entry = next((h for h in status.get("history") or [] if h["revision"] == number), None)
-    return str(entry["state"]) if entry else "unknown"
+    return str(_entry(status, number).get("state") or "unknown")
 
 
 def revisions(snapshot: Snapshot) -> list[Obj]:
@@ -137,6 +140,7 @@ def revisions(snapshot: Snapshot) -> list[Obj]:
                     ANNOTATION_MANIFEST_SHA256, ""
                 )[:12]
                 or None,
+                "signature": _entry(status, number).get("signature"),
                 "validation": checked,
                 "pods": sorted(pods, key=lambda p: p["name"]),
             }
@@ -163,6 +167,17 @@ def _analysis(md: Obj) -> Obj | None:
         "failureThreshold": canary.get("failureThreshold"),
         "lastAnalysis": progress.get("note"),
         "message": ready.get("message"),
+    }
+
+
+def _idle(idle: Obj | None, now: datetime) -> Obj | None:
+    """Scale to zero: how long ago it slept and woke, and the last cold start."""
+    if not idle:
+        return None
+    return {
+        "since": age(idle.get("since"), now) if idle.get("since") else None,
+        "wokeAt": age(idle.get("wokeAt"), now) if idle.get("wokeAt") else None,
+        "coldStartSeconds": idle.get("coldStartSeconds"),
     }
 
 
@@ -224,6 +239,7 @@ def describe(snapshot: Snapshot) -> Obj:
         "analysis": _analysis(md),
         "metrics": status.get("metrics"),
         "autoscaler": status.get("lastScale"),
+        "idle": _idle(status.get("idle"), now),
         "steering": {
             "promote": steering.promote,
             "abort": steering.abort,

@@ -37,7 +37,9 @@ class Target:
     context: str
 
 
-def _paths() -> list[Path]:
+def _paths(explicit: str | None = None) -> list[Path]:
+    if explicit:
+        return [Path(explicit).expanduser()]
     joined = os.environ.get("KUBECONFIG", "")
     if joined:
         return [Path(p).expanduser() for p in joined.split(os.pathsep) if p]
@@ -94,10 +96,13 @@ def exec_token(spec: Obj, cluster_server: str) -> str:
     return str(token)
 
 
-def load_target(context: str | None = None, namespace: str | None = None) -> Target:
+def load_target(
+    context: str | None = None, namespace: str | None = None, kubeconfig: str | None = None
+) -> Target:
     """The credentials and namespace of `context` (default: the current context); `namespace`
-    overrides the context's, which defaults to "default" as in kubectl."""
-    current, contexts, clusters, users = _merged(_paths())
+    overrides the context's, which defaults to "default" as in kubectl; `kubeconfig` (a file)
+    replaces $KUBECONFIG."""
+    current, contexts, clusters, users = _merged(_paths(kubeconfig))
     name = context or current
     if not name:
         raise KubeconfigError(

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, command: Command, out: Console | None = None) 
     out = out or Console()
     err = Console(stderr=True)
     try:
-        target = load_target(args.context, args.namespace)
+        target = load_target(args.context, args.namespace, args.kubeconfig)
     except KubeconfigError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return 1
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace, command: Command, out: Console | None = None) 
 def _scope(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
 
 
 def add_commands(sub: Any) -> None:

@@ -25,6 +25,7 @@ from modelops_operator.render.names import label_value
 
 Obj = dict[str, Any]
 EVENTS_SHOWN = 6
+EVENT_FIELDS = {"involvedObject.kind": "ModelDeployment"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ async def read_snapshot(
         client.list(DEPLOYMENTS, namespace, labels),
         client.list(PODS, namespace, {LABEL_DEPLOYMENT: label_value(name)}),
         client.list(JOBS, namespace, labels),
-        client.list(EVENTS, namespace),
+        client.list(EVENTS, namespace, fields=EVENT_FIELDS | {"involvedObject.name": name}),
         _build_job(client, namespace, name, release_namespace),
     )
     return Snapshot(md, deployments, pods, jobs, build_job, note, _events_of(events, name))

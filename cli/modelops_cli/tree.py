@@ -70,7 +70,7 @@ def _revision(node: Tree, row: Obj) -> None:
     head = node.add(
         f"[bold]revision {row['revision']}[/] [{style}]{escape(row['state'])}[/]"
         f"  weight {weight}  {row['ready']}/{row['desired']} ready"
-        f"  engine.json {_short(row['engineJson'], 8)}"
+        f"  sig {_short(row['signature'])}"
     )
     checked = row["validation"]
     if checked is not None:
@@ -149,6 +149,14 @@ def render_tree(found: Obj) -> Tree:
     scale = found["autoscaler"]
     if scale:
         root.add(f"[bold]autoscaler[/] {scale['from']} -> {scale['to']}: {escape(scale['reason'])}")
+    idle = found.get("idle")
+    if idle:
+        parts = [f"idle for {idle['since']}" if idle["since"] else "awake"]
+        if idle["wokeAt"]:
+            parts.append(f"woke {idle['wokeAt']} ago")
+        if idle["coldStartSeconds"] is not None:
+            parts.append(f"cold start {_num(idle['coldStartSeconds'], ' s')}")
+        root.add("[bold]scale to zero[/] " + " · ".join(parts))
     if found["events"]:
         events = root.add("[bold]events[/]")
         for e in found["events"]:

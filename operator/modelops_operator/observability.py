@@ -15,22 +15,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .decide.plan import EventReason
 from .metrics.deployments import Deployment, deployment_families
 from .render.names import label_value
 
 # Event reasons the ModelDeployment dashboard annotates (rollout steps, rollbacks, scaling) and
 # builds: exported at 0 from a ModelDeployment's first Event on, so their first one shows.
-ANNOTATED_REASONS = (
-    "RevisionCreated",
-    "StepPromoted",
-    "TrafficShifted",
-    "RolledOut",
-    "RolledBack",
-    "RolloutFailed",
-    "Scaled",
-    "BuildStarted",
-    "BuildSucceeded",
-    "BuildFailed",
+ANNOTATED_REASONS = tuple(
+    reason.value
+    for reason in (
+        EventReason.REVISION_CREATED,
+        EventReason.STEP_PROMOTED,
+        EventReason.TRAFFIC_SHIFTED,
+        EventReason.ROLLED_OUT,
+        EventReason.ROLLED_BACK,
+        EventReason.ROLLOUT_FAILED,
+        EventReason.SCALED,
+        EventReason.BUILD_STARTED,
+        EventReason.BUILD_SUCCEEDED,
+        EventReason.BUILD_FAILED,
+    )
 )
 # Probes: name -> async callable returning a JSON-able figure; raising means unhealthy.
 Probe = Callable[[], Awaitable[Any]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes_validate
@@ -118,7 +119,8 @@ def _operator_rendered_workloads() -> list[Manifest]:
         md = ModelDeployment.from_body(body)
         key = "sha256:" + "ab" * 32
         out.append(job_mod.render_build_job(md, key, settings))
-        out.append(render_source_job(md, key, settings, keep=True))
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        out.append(render_source_job(md, key, settings, keep=True, now=now))
         tensorrt = str(md.spec.build.engine) == "tensorrt"
         engine = EngineManifest(
             key=key,

@@ -1,16 +1,17 @@
 """The real kubectl running `kubectl modelops` against kmock's API server.
 
-kubectl is the binary hack/install-helm.sh unpacks into .tools/bin (or $KUBECTL): a fresh
-machine has no other. It finds the plugin as `kubectl-modelops` on PATH, here the console
-script of the venv running the tests, and passes it the environment, so the plugin reads the
-kubeconfig written here: context `emulator` (current, namespace default) and context
-`elsewhere` (namespace other) on the same server.
+kubectl is the binary hack/install-helm.sh unpacks into .tools/bin (or $KUBECTL; a fresh
+machine has no other, a development machine may have one on PATH). It finds the plugin as
+`kubectl-modelops` on PATH, here the console script of the venv running the tests, and passes
+it the environment, so the plugin reads the kubeconfig written here: context `emulator`
+(current, namespace default) and context `elsewhere` (namespace other) on the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,12 @@ DEFAULT_KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 
 
 def kubectl_binary() -> Path:
-    """.tools/bin/kubectl (or $KUBECTL); a missing one fails the test, saying how to get it."""
-    binary = Path(os.environ.get("KUBECTL") or DEFAULT_KUBECTL)
+    """$KUBECTL, else .tools/bin/kubectl (hack/install-helm.sh), else a kubectl on PATH; none
+    fails the test, saying how to get one."""
+    found = os.environ.get("KUBECTL") or (
+        str(DEFAULT_KUBECTL) if DEFAULT_KUBECTL.is_file() else shutil.which("kubectl")
+    )
+    binary = Path(found or DEFAULT_KUBECTL)
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise AssertionError(
             f"kubectl not found at {binary}: run `bash hack/install-helm.sh` (it unpacks helm "

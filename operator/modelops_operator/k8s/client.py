@@ -120,12 +120,21 @@ class KubeClient:
             return None
 
     async def list(
-        self, resource: Resource, namespace: str | None, labels: Mapping[str, str] | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
     ) -> list[JsonDict]:
-        """Objects of a namespace (or the cluster) matching every label given."""
+        """Objects of a namespace (or the cluster) matching every label given; `fields` is a
+        fieldSelector the server applies (callers check the fields again: not every server
+        supports every field)."""
         params = {}
         if labels:
             params["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if fields:
+            params["fieldSelector"] = ",".join(f"{k}={v}" for k, v in sorted(fields.items()))
         body = await self._call("GET", resource, "list", namespace, params=params)
         items: list[JsonDict] = [i for i in body.get("items") or [] if isinstance(i, dict)]
         return [i for i in items if labels_match(i, labels or {})]
