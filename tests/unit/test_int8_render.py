@@ -195,3 +195,34 @@ def test_modelops_dev_shows_int8_against_fp32() -> None:
     assert "3,072 KiB vs 12,288 KiB (0.25x)" in text
     assert "throughput 3.50x" in text
     assert "random inputs" in text
+
+
+def test_the_source_step_of_a_build_needs_every_data_sets_own_receipt() -> None:
+    from modelops_contract.staging import StageSummary
+    from modelops_operator.decide.source import source_proof
+
+    md = make_md(build=INT8, validation=VALIDATION)
+    transfer = KEYS["transfer_key"].encode()
+
+    def receipt(sha: str, uid: str = UID) -> str:
+        return integrity.token(transfer, integrity.receipt_scope(sha, uid, kept=True))
+
+    model = md.spec.model.source.sha256
+    whole = StageSummary(
+        ok=True,
+        sha256=model,
+        receipt=receipt(model),
+        dataset_receipts={CAL: receipt(CAL), HELD: receipt(HELD)},
+    )
+    assert source_proof(md, whole, PVC, True, "t") is not None
+    for broken in (
+        {CAL: receipt(CAL)},  # the labelled set never arrived
+        {CAL: receipt(CAL), HELD: receipt(CAL)},  # another file's receipt
+        {CAL: receipt(CAL), HELD: receipt(HELD, "another-uid")},  # another tenant's
+    ):
+        summary = whole.model_copy(update={"dataset_receipts": broken})
+        assert source_proof(md, summary, PVC, True, "t") is None
+    # A store hit proves model access only: no set needed.
+    seen = integrity.token(transfer, integrity.receipt_scope(model, UID, kept=False))
+    hit = StageSummary(ok=True, sha256=model, receipt=seen)
+    assert source_proof(md, hit, PVC, False, "t") is not None
