@@ -39,6 +39,8 @@ from tests.support.image_commands import (
 )
 from tests.support.image_recipe import IMAGES, Image, Recipe, build_venv
 
+# A new dependency layer (first run, or a requirements file changed) takes minutes to install.
+pytestmark = pytest.mark.timeout(1200)
 PROBE = Path(__file__).with_name("parse_probe.py")
 # Executables a container of the image runs that come from its base image, not the package.
 BASE_TOOLS = {"builder": {"sh"}, "operator": set()}
