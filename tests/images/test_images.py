@@ -119,6 +119,8 @@ def _argvs(built: BuiltImage) -> list[tuple[Container, list[str]]]:
 
 
 def test_every_rendered_command_parses(built: BuiltImage) -> None:
+    """Each distinct argv the kubelet would run (ENTRYPOINT/CMD and command/args combined as
+    Kubernetes does) is a console script of the venv whose real parser accepts it."""
     scripts, tools = [], set()
     for container, argv in _argvs(built):
         if argv[0] in BASE_TOOLS[built.image.name]:
@@ -126,6 +128,7 @@ def test_every_rendered_command_parses(built: BuiltImage) -> None:
             continue
         assert (built.venv / "bin" / argv[0]).is_file(), f"{container.where}: no {argv[0]} on PATH"
         scripts.append(argv)
+    assert tools == BASE_TOOLS[built.image.name]  # each allowed base-image tool is still used
     helps = sorted({json.dumps(_help(argv)) for argv in scripts})
     probes = _probe(built, [*scripts, *(json.loads(h) for h in helps)])
     for argv in scripts:
