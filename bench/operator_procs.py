@@ -36,9 +36,11 @@ class ShortLogEmulator(FaithfulEmulator):
     operator_requests: int
     verbs: Counter[tuple[str, str]]
     job_posts: Counter[str]
+    new_jobs: asyncio.Queue[tuple[str, str]]  # (namespace, name) of each created Job
 
     def start_recording(self) -> None:
         """Reset the counters."""
+        self.new_jobs = asyncio.Queue()
         self.job_times = {}
         self.job_posts = Counter()
         self.operator_requests = 0
@@ -79,6 +81,8 @@ class ShortLogEmulator(FaithfulEmulator):
             self.job_posts[str(((request.data or {}).get("metadata") or {}).get("name"))] += 1
             if owner and owner not in self.job_times:
                 self.job_times[owner] = time.perf_counter()
+            meta = (request.data or {}).get("metadata") or {}
+            self.new_jobs.put_nowait((request.namespace or meta.get("namespace"), meta.get("name")))
         return await super()._handle(request)
 
 

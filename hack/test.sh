@@ -14,6 +14,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 bash hack/install-helm.sh
 bash hack/install-haproxy.sh
+bash hack/install-prometheus.sh
 
 echo "== CRD drift";   .venv/bin/modelops crd --check
 echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -5,9 +5,10 @@
 #   1. the chart's pair: the builder image's tensorrt.__version__ and the Triton image's
 #      libnvinfer must both be the chart's tensorrt.version
 #   2. two models made with torch in the builder image: a tiny MLP (16-32-4) and a 4x1024 MLP
-#   3. each built in fp32 and fp16 by `modelops-build --request` (the build Job's two steps in one
-#      process: build, then seal and publish): the
-#      summary must say tensorrt, the chart's TensorRT, gate passed, latency profiled
+#   3. each built in fp32, fp16 and int8 by `modelops-build --request` (the build Job's two steps
+#      in one process: build, then seal and publish; int8 calibrated on the builder's inputs, its
+#      QDQ graph built as a strongly typed network): the summary must say tensorrt, the chart's
+#      TensorRT, gate passed (int8: agreement with fp32), latency profiled
 #   4. one request again: a store hit (cached); the timing cache file written for this version
 #   5. the chart's Triton image on the store's entries: every model answers like ONNX Runtime
 #
@@ -43,7 +44,7 @@ GRPC_PORT=${GRPC_PORT:-18001}
 WORK=${WORK:-$(mktemp -d /tmp/modelops-trt-e2e.XXXXXX)}
 TRITON_NAME=modelops-trt-e2e-$$
 MODELS=(tiny mlp4x1024)
-PRECISIONS=(fp32 fp16)
+PRECISIONS=(fp32 fp16 int8)
 
 log() { printf '\n== %s\n' "$*"; }
 fail() { echo "trt-e2e.sh: $*" >&2; exit 1; }
@@ -121,6 +122,8 @@ def summary(path, want, version):
     assert s.get("cached", False) == (want == "cached"), s
     assert s["accuracy"]["passed"] or want == "cached", s
     assert s["latencyMs"]["p50"] > 0 and s["throughput"] > 0, s
+    if s["precision"] == "int8" and want != "cached":
+        assert s["accuracy"]["metric"] == "agreement" and s["quantization"]["quantizedNodes"] > 0, s
     print(f"{path}: {s['precision']} key {s['key'][:19]} max rel {s['accuracy']['maxRelError']:.2e}"
           f" p50 {s['latencyMs']['p50']:.3f} ms {s['throughput']:.0f}/s cached={want == 'cached'}")
 
@@ -146,8 +149,11 @@ def triton(port, names):
         request = grpc.InferInput("x", list(x.shape), "FP32")
         request.set_data_from_numpy(x)
         got = client.infer(name, [request]).as_numpy("y")
-        tol = 1e-2 if precision == "fp16" else 1e-4
-        np.testing.assert_allclose(got, want, atol=tol if precision == "fp16" else 1e-5, rtol=tol)
+        # fp32 1e-5/1e-4, fp16 1e-2, int8 the int8 gate's maxAbs defaults (0.1) and the argmax
+        atol, rtol = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2), "int8": (1e-1, 1e-1)}[precision]
+        np.testing.assert_allclose(got, want, atol=atol, rtol=rtol)
+        if precision == "int8":
+            assert (got.argmax(1) == want.argmax(1)).all(), (got, want)
         print(f"Triton {name}: max abs {np.abs(got - want).max():.2e} vs ONNX Runtime")
 
 if sys.argv[1] == "summary":

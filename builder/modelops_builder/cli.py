@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelops_contract.quantization import CalibrationRequest, DataSetSource
 from modelops_contract.request import BuildRequest, BuildSummary, TensorSig
 
 from .errors import BuildError
@@ -66,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         "--format", default="onnx", choices=["onnx", "torchscript", "exported-program"]
     )
     parser.add_argument("--engine", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    parser.add_argument(
+        "--calibration", metavar="NPZ", help="int8: calibration set (one array per input)"
+    )
+    parser.add_argument(
+        "--calibration-method", default="minmax", choices=["minmax", "entropy", "percentile"]
+    )
+    parser.add_argument("--min-agreement", type=float, help="int8 gate: share of equal argmax")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--opt-batch-size", type=int)
     parser.add_argument(
@@ -155,8 +163,21 @@ def _request_from_flags(args: argparse.Namespace) -> tuple[BuildRequest, str | N
         "profile_seconds": args.profile_seconds,
         "inputs": [_sig(s) for s in args.input] if args.input else None,
         "outputs": [_sig(s) for s in args.output] if args.output else None,
+        "min_agreement": args.min_agreement,
+        "calibration": _calibration(args) if args.precision == "int8" else None,
     }
     return BuildRequest(**fields), computed
+
+
+def _calibration(args: argparse.Namespace) -> CalibrationRequest:
+    """--calibration FILE (sha256 computed here, as for a local model) and its method."""
+    from .fetch import sha256_file
+
+    data = None
+    if args.calibration:
+        path = Path(args.calibration)
+        data = DataSetSource(source_uri=str(path), sha256=sha256_file(path))
+    return CalibrationRequest(data=data, method=args.calibration_method)
 
 
 def _write_termination_log(line: str) -> None:

@@ -79,11 +79,20 @@ def show_result(result: BuildResult, computed_sha: str | None) -> None:
         table.add_row(f"output {sig.name}", f"{sig.data_type} {sig.dims}")
     if manifest.accuracy:
         acc = manifest.accuracy
+        bounds = f" (atol {acc.atol:g}, rtol {acc.rtol:g})" if acc.atol is not None else ""
         table.add_row(
-            "accuracy",
-            f"max abs {acc.max_abs_error:.3g}, max rel {acc.max_rel_error:.3g}"
-            f" (atol {acc.atol:g}, rtol {acc.rtol:g})",
+            "accuracy", f"max abs {acc.max_abs_error:.3g}, max rel {acc.max_rel_error:.3g}{bounds}"
         )
+        if acc.agreement is not None:
+            table.add_row(f"{acc.metric} with fp32", f"{acc.agreement:.2%} of {acc.samples}")
+        if acc.accuracy is not None:
+            table.add_row(
+                "accuracy (labels)", f"{acc.accuracy:.2%}, fp32 {acc.baseline_accuracy:.2%}"
+            )
+    if manifest.baseline:
+        base = manifest.baseline
+        ratios = ", ".join(f"{s.shape} {s.throughput_ratio:.2f}x" for s in base.shapes)
+        table.add_row("vs fp32", f"size {base.size_ratio:.2f}x, throughput {ratios}")
     for point in manifest.profile:
         table.add_row(
             f"batch {point.batch}",

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from modelops_contract.request import StagedSource
+from modelops_contract.quantization import StagedSource
 from modelops_contract.scratch import scratch_bytes
 
 from .errors import BuildError

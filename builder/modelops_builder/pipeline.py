@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from modelops_contract.key import engine_key, key_digest
+from modelops_contract.key import engine_key, int8_material, key_digest
 from modelops_contract.layout import entry_uri
 from modelops_contract.manifest import EngineManifest, summary_of
 from modelops_contract.request import BuildRequest, BuildSummary
@@ -107,6 +107,7 @@ def compute_key(request: BuildRequest, plan: EnginePlan) -> str:
         gpu_product=request.gpu_product or plan.gpu.name,
         tensorrt_version=plan.tensorrt_version,
         shapes=[s.key_material() for s in request.shapes or []],
+        calibration=int8_material(request),
     )
 
 

@@ -68,23 +68,43 @@ def expected_outputs(record: EngineManifest) -> set[str]:
     return {BUILD_RECORD, VALIDATION_SET_NAME, *(f"{version}/{name}" for name in files)}
 
 
+def check_output_file(relative: str, info: os.stat_result) -> None:
+    """A file of the build's output is plain data: a regular file with one link, no execute,
+    setuid, setgid or sticky bit (BuildError naming it otherwise)."""
+    if not stat.S_ISREG(info.st_mode):
+        raise BuildError("InvalidBuildOutput", f"the build left {relative!r}: not a regular file")
+    if info.st_mode & 0o7111:
+        raise BuildError(
+            "InvalidBuildOutput",
+            f"the build left {relative!r} with mode {stat.filemode(info.st_mode)}: entry files "
+            "are data, never executable",
+        )
+    if info.st_nlink != 1:
+        raise BuildError(
+            "InvalidBuildOutput", f"the build left {relative!r} with {info.st_nlink} hard links"
+        )
+
+
 def import_output(out: Path, staging: Path, record: EngineManifest) -> None:
-    """Copy the build's output into the store's staging folder, checking every path first."""
+    """Copy the build's output into the store's staging folder, checking every path first:
+    names (only what an entry holds), types (folders of the layout, regular files; no links),
+    and modes (no executable)."""
     allowed = expected_outputs(record)
     folders = {REPOSITORY_DIR, f"{REPOSITORY_DIR}/{record.model_name}", record.version_folder()}
     present: set[str] = set()
     for path in sorted(out.rglob("*")):
         relative = path.relative_to(out).as_posix()
-        mode = path.lstat().st_mode
-        if stat.S_ISDIR(mode) and relative in folders:
+        info = path.lstat()
+        if stat.S_ISDIR(info.st_mode) and relative in folders:
             continue
-        if relative == TIMING_CACHE_OUTPUT and stat.S_ISREG(mode):
+        if relative == TIMING_CACHE_OUTPUT and stat.S_ISREG(info.st_mode):
             continue  # not part of the entry: publish() keeps it as a store-level blob
-        if relative not in allowed or not stat.S_ISREG(mode):
+        if relative not in allowed:
             raise BuildError(
                 "InvalidBuildOutput",
                 f"the build left {relative!r}, which is not among the files an entry holds",
             )
+        check_output_file(relative, info)
         present.add(relative)
     missing = sorted(allowed - present)
     if missing:
@@ -110,18 +130,22 @@ def _keep_timing_cache(store: Store, out: Path, record: EngineManifest) -> None:
 
 
 def _drop_staged_source(request: BuildRequest) -> None:
-    """Tell the engine server the staged source is no longer needed (its TTL is the backstop)."""
-    staged = request.staged_source
-    if staged is None:
-        return
-    call = urllib.request.Request(  # noqa: S310 - the engine server's in-cluster URL
-        staged.url, method="DELETE", headers={"Authorization": f"Bearer {staged.token}"}
-    )
-    try:
-        with urllib.request.urlopen(call, timeout=10):  # noqa: S310
-            pass
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        log.warning("staged source not removed (the engine server's TTL will): %s", exc)
+    """Tell the engine server the staged source (and data sets) are no longer needed (its TTL
+    is the backstop)."""
+    calibration = request.calibration.data if request.calibration else None
+    sets = [request.staged_source]
+    sets += [d.staged_source for d in (calibration, request.labelled_set) if d is not None]
+    for staged in sets:
+        if staged is None:
+            continue
+        call = urllib.request.Request(  # noqa: S310 - the engine server's in-cluster URL
+            staged.url, method="DELETE", headers={"Authorization": f"Bearer {staged.token}"}
+        )
+        try:
+            with urllib.request.urlopen(call, timeout=10):  # noqa: S310
+                pass
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            log.warning("staged file not removed (the engine server's TTL will): %s", exc)
 
 
 def publish_output(request: BuildRequest, out: Path) -> BuildSummary:

@@ -43,13 +43,22 @@ def mac_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
         raise BuildError("InvalidStoreKey", f"{MAC_KEY_ENV}: {exc}", "infrastructure") from exc
 
 
+# build.json is a small JSON record; the publisher reads no more of it than this.
+MAX_RECORD_BYTES = 1024 * 1024
+
+
 def read_record(folder: Path) -> EngineManifest:
     """The build's record (build.json) as a manifest; BuildError when it is not one."""
     path = folder / BUILD_RECORD
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            return EngineManifest.model_validate_json(handle.read())
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ValueError("not a regular file")
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ValueError(f"over {MAX_RECORD_BYTES} bytes")
+            return EngineManifest.model_validate_json(raw)
     except (OSError, ValueError) as exc:
         raise BuildError("InvalidBuildOutput", f"{path}: no valid build record: {exc}") from exc
 

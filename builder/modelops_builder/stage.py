@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from modelops_contract.credentials import dataset_environ
 from modelops_contract.staging import OWNER_HEADER, StageRequest, StageSummary, source_url
 
 from .errors import BuildError, ErrorKind
@@ -96,8 +97,8 @@ class ServerSink:
         return dict(answer)
 
 
-def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> StageSummary:
-    """Fetch the source (the tenant's credentials) into the engine server; its summary."""
+def _send(request: StageRequest, environ: Mapping[str, str] | None) -> dict[str, object]:
+    """Fetch one file into the engine server; the server's answer (with its receipt)."""
     sink = ServerSink(request)
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "modelops-stage"  # noqa: S108
     # fetch() writes through its sink only; `dest` names where a local copy would have gone.
@@ -109,13 +110,34 @@ def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> St
         environ=environ,
         sink=sink,
     )
-    answer = sink.answer
-    if not answer.get("receipt"):
+    if not sink.answer.get("receipt"):
         raise BuildError(
             "StoreRefused",
-            "the engine server gave no receipt for the source's bytes (they changed on the way?)",
+            f"the engine server gave no receipt for {request.source_uri} (bytes changed on the "
+            "way?)",
             "infrastructure",
         )
+    return sink.answer
+
+
+def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> StageSummary:
+    """Fetch the source (the tenant's credentials) into the engine server, then the build's
+    data sets (each with its own credentials); the summary with every receipt."""
+    answer = _send(request, environ)
+    receipts = {}
+    for index, data in enumerate(request.datasets):
+        one = request.model_copy(
+            update={
+                "source_uri": data.source_uri,
+                "sha256": data.sha256,
+                "token": data.token,
+                "max_download_bytes": data.max_download_bytes,
+                "keep": True,
+                "datasets": [],
+            }
+        )
+        own = dataset_environ(os.environ if environ is None else environ, index)
+        receipts[data.sha256] = str(_send(one, own).get("receipt"))
     size = answer.get("bytes")
     return StageSummary(
         ok=True,
@@ -123,4 +145,5 @@ def stage(request: StageRequest, environ: Mapping[str, str] | None = None) -> St
         bytes=int(size) if isinstance(size, int) else None,
         kept=bool(answer.get("kept")),
         receipt=str(answer.get("receipt") or ""),
+        dataset_receipts=receipts or None,
     )

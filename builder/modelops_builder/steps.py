@@ -17,23 +17,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelops_contract.enums import AccuracyMetric
 from modelops_contract.layout import REPOSITORY_DIR, VERSION_DIR
 from modelops_contract.manifest import EngineManifest, ProfilePoint
-from modelops_contract.request import BuildRequest, ShapeFigures, TensorSig
+from modelops_contract.quantization import BaselineFigures, QuantizationReport
+from modelops_contract.request import AccuracyReport, BuildRequest, ShapeFigures, TensorSig
 from modelops_contract.validation import VALIDATION_SET_NAME
 
 from . import __version__
 from .archive import extract_model, is_archive
-from .engines import BuiltEngine, EnginePlan, TimingCache, build_engine
+from .engines import BuiltEngine, EnginePlan, OrtRunner, TimingCache, build_engine
 from .export import OnnxModel, graph_signature, to_onnx
 from .fetch import fetch
 from .gate import GateResult, check_accuracy, gate_batches, reference_outputs, tolerances
+from .int8 import TaskData, baseline, calibrate, judge, run_set, task_data
 from .memory import return_large_frees_to_the_os
 from .onnx_files import check_external_data, load_graph
 from .precision import convert_fp16
 from .profile import measure, profile
 from .seal import BUILD_RECORD
 from .shapes import ShapePlan, plan_shapes, profile_shapes
+from .task_gate import gate_metric, judged_by_task
 from .validation_set import write_validation_set
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,38 @@ def _precision(model: OnnxModel, job: BuildInputs, stage: StageFn) -> OnnxModel:
     return OnnxModel(path=path, inputs=inputs, outputs=outputs, input_dims=model.input_dims)
 
 
+@dataclass(frozen=True)
+class Int8:
+    """What the int8 precision stage made: the QDQ graph, the prepared fp32 graph, the report."""
+
+    model: OnnxModel
+    prepared: Path
+    report: QuantizationReport
+
+
+def _task(job: BuildInputs, model: OnnxModel, shapes: ShapePlan) -> TaskData | None:
+    """The task gate's data (and int8's calibration set), when the gate or int8 needs them."""
+    request = job.request
+    if not judged_by_task(request) and request.precision != "int8":
+        return None
+    return task_data(
+        request, model.inputs, shapes, job.plan.engine, job.work, local_source=job.local_source
+    )
+
+
+def _int8(model: OnnxModel, job: BuildInputs, task: TaskData, stage: StageFn) -> Int8:
+    with stage("precision") as s:
+        path, prepared, report = calibrate(
+            job.request, model.path, job.work / "int8.onnx", task, job.plan.engine
+        )
+        s.detail = (
+            f"{report.quantized_nodes} nodes int8, {len(report.kept_float)} kept in float; "
+            f"{report.method} on {report.samples} samples ({report.calibration})"
+        )
+    quantized = OnnxModel(path, model.inputs, model.outputs, model.input_dims)
+    return Int8(quantized, prepared, report)
+
+
 def _with_types(sigs: list[TensorSig], graph: list[TensorSig]) -> list[TensorSig]:
     types = {g.name: g.data_type for g in graph}
     return [s.model_copy(update={"data_type": types.get(s.name, s.data_type)}) for s in sigs]
@@ -159,7 +195,9 @@ def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
             model.input_dims, request.shapes, require_ranges=job.plan.engine == "tensorrt"
         )
         s.detail = f"{len(model.inputs)} inputs, {len(model.outputs)} outputs"
-    engine_model = _precision(model, job, stage)
+    task = _task(job, model, shapes)
+    int8 = _int8(model, job, task, stage) if request.precision == "int8" and task else None
+    engine_model = int8.model if int8 else _precision(model, job, stage)
     opt = request.effective_opt_batch_size
     with stage("reference") as s:
         references = reference_outputs(
@@ -168,7 +206,12 @@ def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
         samples = write_validation_set(
             job.staging / VALIDATION_SET_NAME, references, model.inputs, engine_model.inputs
         )
-        if engine_model.path != model.path:
+        task_reference = (
+            run_set(OrtRunner(model.path, reference=True), task.evaluation, opt, cast=True)
+            if task
+            else None
+        )
+        if request.precision == "fp16":
             _remove_graph(model.path)  # the fp16 graph is the engine's source from here on
         s.detail = (
             f"{len(references)} points (shapes {', '.join(shapes.labels())}); "
@@ -199,10 +242,15 @@ def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
             precision=request.precision,
             atol=atol,
             rtol=rtol,
+            enforce=gate_metric(request) == AccuracyMetric.MAX_ABS,
         )
         s.detail = (
             f"max abs {gate.report.max_abs_error:.3g}, max rel {gate.report.max_rel_error:.3g}"
         )
+        if task is not None:
+            advice = (int8.prepared, int8.model.path, job.work) if int8 else None
+            gate.report = judge(request, gate.report, task_reference, built.runner, task, advice)
+            s.detail += f"; {_task_detail(gate.report)}"
     with stage("profile") as s:
         points = profile(
             built.runner,
@@ -216,7 +264,30 @@ def build_entry(job: BuildInputs, stage: StageFn) -> EngineManifest:
         figures = EngineFigures(engine_model.inputs, opt, gate, points, at_opt)
         per_shape = _shape_figures(built.runner, figures, shapes, request.profile_seconds)
         s.detail = f"batch {opt}: p50 {at_opt.p50_ms:.3f} ms, {at_opt.throughput:.0f}/s"
-    return _write_manifest(job, built, engine_model, shapes, figures, per_shape, stage)
+        compared = None
+        if int8 is not None:
+            compared = baseline(
+                model.path,
+                size,
+                model.inputs,
+                shapes,
+                opt,
+                request.profile_seconds,
+                per_shape,
+            )
+            _remove_graph(model.path)
+            s.detail += f"; vs fp32: {compared.size_ratio:.2f}x size"
+    quantized = (int8.report, compared) if int8 else None
+    return _write_manifest(job, built, engine_model, shapes, figures, per_shape, stage, quantized)
+
+
+def _task_detail(report: AccuracyReport) -> str:
+    parts = []
+    if report.agreement is not None:
+        parts.append(f"{report.metric} {report.agreement:.4f}")
+    if report.accuracy is not None:
+        parts.append(f"accuracy {report.accuracy:.4f} (fp32 {report.baseline_accuracy:.4f})")
+    return ", ".join(parts) + f" on {report.samples} samples"
 
 
 def _write_manifest(
@@ -227,6 +298,7 @@ def _write_manifest(
     figures: EngineFigures,
     per_shape: list[ShapeFigures],
     stage: Any,
+    quantized: tuple[QuantizationReport, BaselineFigures | None] | None = None,
 ) -> EngineManifest:
     """build.json: the manifest without file digests; the publishing side seals it (seal.py)."""
     request, plan = job.request, job.plan
@@ -252,6 +324,8 @@ def _write_manifest(
         compute_capability=built.compute_capability,
         versions=_versions(request, built),
         accuracy=figures.gate.report,
+        quantization=quantized[0] if quantized else None,
+        baseline=quantized[1] if quantized else None,
         profile=figures.points,
         stage_seconds=dict(stage.seconds),
         fallback=built.fallback,

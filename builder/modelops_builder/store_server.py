@@ -29,6 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from modelops_contract import integrity
 from modelops_contract.layout import MANIFEST_NAME
@@ -72,11 +78,19 @@ class StoreServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         config.inbox.mkdir(parents=True, exist_ok=True)
+        # An inbox that outlived the previous server (a persistent volume) keeps its staged
+        # sources; uploads that restart cut short are dropped (their source Jobs send again).
+        for partial in config.inbox.glob(f"{PARTIAL}*"):
+            partial.unlink(missing_ok=True)
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     def app(self) -> web.Application:
         """The routes, and the inbox sweeper for the application's lifetime."""
         app = web.Application(client_max_size=1024**2)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_get(ENTRIES_PATH + "/{digest}/{path:.+}", self.get_entry_file)
         app.router.add_put(SOURCES_PATH + "/{sha}", self.put_source)
         app.router.add_get(SOURCES_PATH + "/{sha}", self.get_source)
@@ -87,6 +101,10 @@ class StoreServer:
     async def healthz(self, _: web.Request) -> web.Response:
         """Alive (the store is read per request: an unreachable store answers 503 there)."""
         return web.Response(text="ok\n")
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        """Prometheus page: the process's figures; a failing scrape (`up` 0) pages on-call."""
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain")
 
     # --- entries (read-only) ------------------------------------------------------------------
     async def get_entry_file(self, request: web.Request) -> web.StreamResponse:

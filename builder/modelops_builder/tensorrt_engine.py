@@ -11,7 +11,8 @@ failure's BuildError carries TensorRT's own error lines (tensorrt_logger):
   a cache named "gpu" shared by several GPUs): logged, and the build starts a fresh cache;
 - build_serialized_network returns None: EngineBuildFailed.
 TensorRT 11 has no FP16/INT8 builder flags: the precision is whatever the ONNX graph says
-(precision.convert_fp16 ran before) and is checked on the parsed network before the build.
+(precision.convert_fp16, or quantize.quantize_int8's Q/DQ nodes: explicit quantization, no
+calibrator) and is checked on the parsed network before the build.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .errors import BuildError
 from .gpu import GpuInfo, gpu_unavailable, image_cuda_version
 from .shapes import ProfileShape
 from .tensorrt_logger import MESSAGE_LIMIT, TensorRTMessages, make_logger
-from .tensorrt_precision import require_fp16
+from .tensorrt_precision import require_fp16, require_int8
 from .tensorrt_runner import DeviceBuffers, TrtRunner
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ def build_plan(
     network, _parser = _parse(trt, builder, logger, onnx_path, messages)
     if request.precision == "fp16":
         require_fp16(trt, network)
+    elif request.precision == "int8":
+        require_int8(trt, network)
     config = builder.create_builder_config()
     workspace = int(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE))
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)

@@ -10,7 +10,9 @@ pickled sample inputs, opaque-object constants), evaluates symbolic-shape string
 - the sample inputs are never read (the builder makes its own example inputs);
 - every symbolic expression must parse as a small arithmetic expression over Symbol/Integer
   and torch's shape functions, with no names, attributes or strings beyond those;
-- every graph node must call an operator (`torch.ops.*`, or a plain arithmetic operator);
+- every graph node must call an operator of the allow-list (export_ops.py: the `aten` and
+  `prims` overloads torch.export can trace, none that names a file), a higher-order operator,
+  or plain arithmetic on sizes;
 - `guards_code` is dropped: the builder enforces its own shape ranges.
 
 A TorchScript archive is loaded by TorchScript's own C++ unpickler, which resolves a fixed set
@@ -32,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import BuildError
+from .export_ops import allowed_target
 
 PT2_HINT = "save the model with torch.export.save (format exported-program)"
 TORCHSCRIPT_HINT = (
@@ -67,11 +70,8 @@ _OPERATOR_TARGETS = frozenset(
         "le", "gt", "ge", "getitem", "and_", "or_", "not_", "abs",
     )] + [f"math.{name}" for name in ("ceil", "floor", "sqrt", "trunc")]
 )  # fmt: skip
-_TORCH_TARGET = re.compile(
-    r"^torch\.(ops\.(aten|prims|higher_order)\.[A-Za-z0-9_.]+"
-    r"|sym_[a-z]+|_check[a-z_]*|_assert[a-z_]*)$"
-)
-_REFUSED_OPS = ("from_file",)
+# torch functions on symbolic sizes that torch.export emits beside operators.
+_TORCH_SIZE_FUNCTIONS = re.compile(r"^torch\.(sym_[a-z]+|_check[a-z_]*|_assert[a-z_]*)$")
 # Globals TorchScript's C++ unpickler resolves (torch/csrc/jit/serialization/unpickler.cpp).
 _TORCHSCRIPT_GLOBALS = re.compile(
     r"^(__torch__(\.[A-Za-z0-9_.]+)? [A-Za-z0-9_]+|collections OrderedDict|builtins set|"
@@ -198,12 +198,16 @@ def check_sym_expr(text: str) -> None:
 
 
 def check_target(target: str) -> None:
-    """Refuse a graph node that calls anything but an operator."""
-    if target in _OPERATOR_TARGETS:
+    """Refuse a graph node that calls anything but an allowed operator."""
+    if target in _OPERATOR_TARGETS or _TORCH_SIZE_FUNCTIONS.match(target):
         return
-    if _TORCH_TARGET.match(target) and not any(op in target for op in _REFUSED_OPS):
+    if allowed_target(target):
         return
-    raise _invalid(f"graph node calls {target[:120]!r}, which is not an operator", PT2_HINT)
+    raise _invalid(
+        f"graph node calls {target[:120]!r}, which is not among the operators a model may use "
+        "(the aten and prims operators torch.export traces; none that reads or writes files)",
+        PT2_HINT,
+    )
 
 
 def check_exported_program(path: Path) -> CheckedProgram:

@@ -39,10 +39,51 @@ def figures_table(result: Any, build_seconds: float, infer_ms: float) -> Table:
         table.add_row(
             f"{figures.shape} shape ({dims})", ", ".join(p for p in (latency, error) if p)
         )
+    _int8_rows(table, manifest)
     built = "cached (engine-key hit)" if result.cached else f"{build_seconds:.1f} s"
     table.add_row("build", built)
     table.add_row("first inference", f"{infer_ms:.1f} ms over HTTP (binary tensors)")
     return table
+
+
+def _int8_rows(table: Table, manifest: Any) -> None:
+    """int8 against fp32: the gate's task figures, the calibration, size and speed."""
+    acc = manifest.accuracy
+    if acc is not None and acc.agreement is not None:
+        table.add_row(
+            f"{acc.metric} with fp32",
+            f"{acc.agreement:.2%} of {acc.samples} (min {acc.min_agreement:.2%})",
+        )
+    if acc is not None and acc.accuracy is not None:
+        table.add_row(
+            "accuracy (labels)",
+            f"{acc.accuracy:.2%} vs fp32 {acc.baseline_accuracy:.2%} "
+            f"(max drop {acc.max_accuracy_drop:.2%})",
+        )
+    quantization = manifest.quantization
+    if quantization is not None:
+        kept = ", ".join(quantization.kept_float) or "none"
+        table.add_row(
+            "calibration",
+            f"{quantization.method} on {quantization.samples} samples "
+            f"({quantization.calibration}); {quantization.quantized_nodes} nodes int8; "
+            f"kept in float: {kept}",
+        )
+        if quantization.warning:
+            table.add_row("[yellow]warning[/yellow]", quantization.warning)
+    baseline = manifest.baseline
+    if baseline is not None:
+        table.add_row(
+            "vs fp32 size",
+            f"{baseline.engine_bytes / 1024:,.0f} KiB vs {baseline.baseline_bytes / 1024:,.0f} "
+            f"KiB ({baseline.size_ratio:.2f}x)",
+        )
+        for row in baseline.shapes:
+            table.add_row(
+                f"vs fp32 {row.shape} shape (batch {row.batch})",
+                f"fp32 p50 {row.p50_ms:.3g} ms, {row.throughput:,.0f}/s; "
+                f"throughput {row.throughput_ratio:.2f}x",
+            )
 
 
 class Progress:

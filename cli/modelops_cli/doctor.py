@@ -175,7 +175,7 @@ class Doctor:
         install = read_install(deployment, self.release, self.namespace)
         expected = build_crd()
         found_crd = await self.get(CRDS, None, expected["metadata"]["name"])
-        findings = [crd_finding(found_crd, expected)]
+        findings = [crd_finding(found_crd, expected, self.release, self.namespace)]
         watched = install.watched or []
         existing = {n: await self.get(NAMESPACES, None, n) for n in watched}
         findings += namespace_findings(watched, existing)
@@ -263,12 +263,24 @@ async def diagnose(credentials: Credentials, release: str, namespace: str) -> li
 
 
 def run_doctor(
-    release: str, namespace: str, server: str | None, console: Console | None = None
+    release: str,
+    namespace: str,
+    server: str | None,
+    console: Console | None = None,
+    context: str | None = None,
 ) -> int:
-    """Entry point of `modelops doctor`: kubeconfig credentials, or a plain `server` URL
-    (`kubectl proxy`)."""
+    """Entry point of `modelops doctor`: a plain `server` URL (`kubectl proxy`), a kubeconfig
+    context, or kopf's login (the current context, else in-cluster credentials)."""
     if server:
         credentials = Credentials(server=server.rstrip("/"))
+    elif context:
+        from .kubeconfig import KubeconfigError, load_target
+
+        try:
+            credentials = load_target(context).credentials
+        except KubeconfigError as exc:
+            (console or Console()).print(f"[red]{exc}[/]")
+            return 2
     else:
         import kopf
 

@@ -32,24 +32,48 @@ class Finding:
     fix: str = ""
 
 
-def crd_finding(found: Obj | None, expected: Obj) -> Finding:
-    """The installed CRD is the one this modelops generates (same versions, same schema)."""
+HELM_RELEASE = "meta.helm.sh/release-name"
+HELM_NAMESPACE = "meta.helm.sh/release-namespace"
+
+
+def crd_owner(found: Obj) -> tuple[str, str] | None:
+    """(release, namespace) of the Helm release that installed the CRD; None when it was
+    applied by other means (kubectl apply -f crds/, Argo CD)."""
+    annotations = (found.get("metadata") or {}).get("annotations") or {}
+    release = annotations.get(HELM_RELEASE)
+    return (str(release), str(annotations.get(HELM_NAMESPACE, ""))) if release else None
+
+
+def crd_finding(found: Obj | None, expected: Obj, release: str, namespace: str) -> Finding:
+    """The installed CRD is the one this modelops generates (same versions, same schema), and
+    which release owns it (one CRD serves every release in the cluster)."""
     name = str(expected["metadata"]["name"])
     if found is None:
         return Finding(
             "CRD", name, "fail", "the CRD is not installed",
             "helm upgrade with crds.enabled=true, or kubectl apply -f crds/",
         )  # fmt: skip
+    owner = crd_owner(found)
+    if owner is None:
+        whose = "applied outside Helm"
+        upgrade = "kubectl apply -f crds/"
+    elif owner == (release, namespace):
+        whose = f"owned by this release ({release})"
+        upgrade = f"helm upgrade {release} -n {namespace}"
+    else:
+        whose = f"owned by release {owner[0]} in {owner[1]} (this one has crds.enabled=false)"
+        upgrade = f"helm upgrade {owner[0]} -n {owner[1]} with this chart version"
     want = {v["name"]: v.get("schema") for v in expected["spec"]["versions"]}
     have = {v["name"]: v.get("schema") for v in (found.get("spec") or {}).get("versions") or []}
     if set(want) - set(have):
-        detail = f"it serves {sorted(have)}, this modelops needs {sorted(want)}"
-        return Finding("CRD", name, "fail", detail, "helm upgrade (or kubectl apply -f crds/)")
+        detail = f"it serves {sorted(have)}, this modelops needs {sorted(want)}; {whose}"
+        return Finding("CRD", name, "fail", detail, upgrade)
     stale = sorted(v for v in want if have.get(v) != want[v])
     if stale:
-        detail = f"the schema of {', '.join(stale)} differs from this modelops's"
-        return Finding("CRD", name, "fail", detail, "helm upgrade (or kubectl apply -f crds/)")
-    return Finding("CRD", name, "ok", f"versions {', '.join(sorted(want))}, schema current")
+        detail = f"the schema of {', '.join(stale)} differs from this modelops's; {whose}"
+        return Finding("CRD", name, "fail", detail, upgrade)
+    detail = f"versions {', '.join(sorted(want))}, schema current; {whose}"
+    return Finding("CRD", name, "ok", detail)
 
 
 def namespace_findings(names: Iterable[str], existing: Mapping[str, Obj | None]) -> list[Finding]:

@@ -1,5 +1,5 @@
-"""`modelops` command line: crd generation, the operator, `doctor` for an installed release, and
-local serving for development.
+"""`modelops` command line: crd generation, the operator, `doctor` for an installed release,
+local serving for development, and the `kubectl modelops` verbs (get, list, logs, steering).
 
 This package is the composition root: the only code that sees both the operator and the builder.
 """
@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from .plugin import add_commands
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
@@ -45,13 +48,35 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
-    return run_doctor(args.release, args.namespace, args.server)
+    return run_doctor(args.release, args.namespace, args.server, context=args.context)
 
 
 def _cmd_router_agent(args: argparse.Namespace) -> int:
     from .router_agent import run_router_agent
 
     return run_router_agent(args)
+
+
+def _cmd_store_keys(args: argparse.Namespace) -> int:
+    from .store_keys import run_store_keys
+
+    return run_store_keys(args)
+
+
+def add_doctor(sub: Any) -> None:
+    """`doctor`, on `modelops` and on `kubectl modelops`."""
+    doctor = sub.add_parser(
+        "doctor",
+        help="check an installed release: CRD, namespaces, RBAC, engine server, store, images",
+    )
+    doctor.add_argument("-n", "--namespace", default="modelops-system", help="release namespace")
+    doctor.add_argument("--release", default="modelops", help="Helm release name")
+    doctor.add_argument(
+        "--server",
+        help="API server URL without credentials (`kubectl proxy`); default: your kubeconfig",
+    )
+    doctor.add_argument("--context", help="kubeconfig context (default: the current one)")
+    doctor.set_defaults(func=_cmd_doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,17 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--port", type=int, default=8405)
     agent.set_defaults(func=_cmd_router_agent)
 
-    doctor = sub.add_parser(
-        "doctor",
-        help="check an installed release: CRD, namespaces, RBAC, engine server, store, images",
+    keys = sub.add_parser(
+        "store-keys",
+        help="create the store's key Secret when it is missing (the operator's init container)",
     )
-    doctor.add_argument("-n", "--namespace", default="modelops-system", help="release namespace")
-    doctor.add_argument("--release", default="modelops", help="Helm release name")
-    doctor.add_argument(
-        "--server",
-        help="API server URL without credentials (`kubectl proxy`); default: your kubeconfig",
-    )
-    doctor.set_defaults(func=_cmd_doctor)
+    keys.add_argument("--namespace", required=True, help="the release namespace")
+    keys.add_argument("--secret", required=True, help="the Secret's name")
+    keys.set_defaults(func=_cmd_store_keys)
+
+    add_doctor(sub)
+    add_commands(sub)
 
     dev = sub.add_parser(
         "dev", help="build a ModelDeployment's engine locally and serve it with Triton"
@@ -110,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `modelops` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "plugin", None) is not None:
+        from .plugin import run
+
+        return run(args, args.plugin)
     code: int = args.func(args)
     return code
 

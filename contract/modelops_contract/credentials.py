@@ -51,3 +51,30 @@ def source_credentials(environ: Mapping[str, str]) -> dict[str, str]:
         for key, name in SOURCE_CREDENTIAL_ENV.items()
         if environ.get(name, "").strip()
     }
+
+
+# A build's data sets (spec.build.calibration.source, spec.validation.source) may have their own
+# Secrets: the source Job gets them under MODELOPS_DATA<n>_<key>, and its fetch of set n reads
+# them as the MODELOPS_SOURCE_ names (dataset_environ), never mixed with the model's.
+DATASET_ENV_PREFIX = "MODELOPS_DATA"
+
+
+def dataset_credential_env(index: int) -> dict[str, str]:
+    """Secret key -> env name of data set `index` in the source Job."""
+    return {key: f"{DATASET_ENV_PREFIX}{index}_{key}" for key in SOURCE_SECRET_KEYS}
+
+
+def dataset_environ(environ: Mapping[str, str], index: int) -> dict[str, str]:
+    """The environment data set `index` is fetched with: its own credentials under the
+    MODELOPS_SOURCE_ names, and none of the model's."""
+    own = {
+        SOURCE_CREDENTIAL_ENV[key]: environ[name]
+        for key, name in dataset_credential_env(index).items()
+        if name in environ
+    }
+    others = {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith((SOURCE_ENV_PREFIX, DATASET_ENV_PREFIX))
+    }
+    return others | own

@@ -25,6 +25,23 @@ class Precision(StrEnum):
 
     FP32 = "fp32"
     FP16 = "fp16"
+    INT8 = "int8"
+
+
+class CalibrationMethod(StrEnum):
+    """How INT8 activation ranges are chosen from the calibration set."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class AccuracyMetric(StrEnum):
+    """What the accuracy gate compares: the task's answer, or every output element."""
+
+    AGREEMENT = "agreement"
+    TOPK = "topK"
+    MAX_ABS = "maxAbs"
 
 
 class DataType(StrEnum):

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from .enums import EngineKind, ModelFormat, Precision, ServingBackend
 from .layout import MANIFEST_NAME, REPOSITORY_DIR, VERSION_DIR
+from .quantization import BaselineFigures, QuantizationReport
 from .request import AccuracyReport, BuildSummary, LatencyReport, ShapeFigures, TensorSig
 from .shapes import ShapeRange
 from .wire import WireModel
@@ -63,6 +64,12 @@ class EngineManifest(WireModel):
     compute_capability: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     accuracy: AccuracyReport | None = None
+    quantization: QuantizationReport | None = Field(
+        default=None, description="int8: the calibration and the nodes kept in float."
+    )
+    baseline: BaselineFigures | None = Field(
+        default=None, description="int8: size, latency and throughput against the fp32 graph."
+    )
     profile: list[ProfilePoint] = Field(default_factory=list)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     fallback: str | None = Field(
@@ -128,4 +135,6 @@ def summary_of(manifest: EngineManifest, uri: str | None, *, cached: bool) -> Bu
         cached=cached,
         fallback=manifest.fallback,
         shapes=list(manifest.shapes) or None,
+        quantization=manifest.quantization,
+        baseline=manifest.baseline,
     )

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from .enums import DataType, EngineKind, ModelFormat, Precision, ServingBackend
+from .enums import AccuracyMetric, DataType, EngineKind, ModelFormat, Precision, ServingBackend
+from .quantization import (
+    BaselineFigures,
+    CalibrationRequest,
+    DataSetSource,
+    QuantizationReport,
+    StagedSource,
+)
 from .shapes import ShapeLabel, ShapeRange
 from .termination import LIMIT_BYTES, parse_termination, termination_line
 from .wire import WireModel
@@ -20,13 +27,6 @@ class TensorSig(WireModel):
     name: str = Field(max_length=128)
     data_type: DataType
     dims: list[int] = Field(max_length=8)
-
-
-class StagedSource(WireModel):
-    """Where a cluster build reads its source: the engine server's copy, sent by the source Job."""
-
-    url: str = Field(max_length=2048, description="http(s)://<engine server>/sources/<sha256>")
-    token: str = Field(max_length=128, description="The source-get token of the sha256.")
 
 
 class BuildRequest(WireModel):
@@ -50,6 +50,20 @@ class BuildRequest(WireModel):
     gpu_product: str | None = Field(default=None, max_length=63)
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
+    metric: AccuracyMetric | None = Field(
+        default=None, description="The gate's metric; default agreement for int8, else maxAbs."
+    )
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="K of metric topK.")
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    calibration: CalibrationRequest | None = Field(
+        default=None, description="int8 only: the calibration set and method."
+    )
+    labelled_set: DataSetSource | None = Field(
+        default=None,
+        description="spec.validation's set with labels: the gate's accuracy against them.",
+    )
     store: str = Field(max_length=2048, description="A directory, file:// or s3:// prefix.")
     store_name: str | None = Field(
         default=None,
@@ -97,13 +111,25 @@ class BuildRequest(WireModel):
 
 
 class AccuracyReport(WireModel):
-    """The accuracy gate's figures."""
+    """The accuracy gate's figures: elementwise errors always; the task's figures (agreement
+    with fp32, accuracy against labels) when the gate's metric is the task's."""
 
     max_abs_error: float
     max_rel_error: float
     atol: float | None = None
     rtol: float | None = None
     passed: bool | None = None
+    metric: AccuracyMetric | None = None
+    samples: int | None = Field(default=None, ge=0)
+    agreement: float | None = None
+    min_agreement: float | None = None
+    top_k: int | None = None
+    accuracy: float | None = None
+    baseline_accuracy: float | None = Field(
+        default=None, description="The fp32 model's accuracy on the same labelled set."
+    )
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
 
 
 class LatencyReport(WireModel):
@@ -149,6 +175,8 @@ class BuildSummary(WireModel):
     cached: bool | None = None
     fallback: str | None = None
     shapes: list[ShapeFigures] | None = None
+    quantization: QuantizationReport | None = None
+    baseline: BaselineFigures | None = None
     reason: str | None = Field(default=None, max_length=128)
     message: str | None = Field(default=None, max_length=4096)
 
@@ -159,6 +187,16 @@ class BuildSummary(WireModel):
             # Many inputs: the per-shape figures stay, their dims (also in engine.json) go.
             shapes = [figure.model_copy(update={"dims": {}}) for figure in self.shapes]
             line = termination_line(self.model_copy(update={"shapes": shapes}))
+        if len(line.encode()) > LIMIT_BYTES and self.quantization and self.quantization.kept_float:
+            # Many nodes kept in float: the count stays, the names are in engine.json.
+            kept = self.quantization.kept_float
+            short = [*kept[:4], f"... {len(kept) - 4} more (engine.json)"]
+            quantization = self.quantization.model_copy(update={"kept_float": short})
+            line = termination_line(
+                BuildSummary.model_validate_json(line).model_copy(
+                    update={"quantization": quantization}
+                )
+            )
         return line
 
 

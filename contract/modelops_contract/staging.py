@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from .quantization import MAX_DATASET_BYTES
 from .termination import parse_termination, termination_line
 from .wire import WireModel
 
@@ -20,6 +21,16 @@ STAGE_COMMAND = "stage"
 SOURCES_PATH = "/sources"
 ENTRIES_PATH = "/entries"
 OWNER_HEADER = "X-Modelops-Owner"
+
+
+class StageDataSet(WireModel):
+    """A build's data set the source Job sends beside the model (its credentials are the
+    source Job's MODELOPS_DATA<index>_* variables, index = its place in the list)."""
+
+    source_uri: str = Field(max_length=2048)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    token: str = Field(max_length=128, description="The source-put token of (sha256, owner).")
+    max_download_bytes: int = Field(default=MAX_DATASET_BYTES, ge=1)
 
 
 class StageRequest(WireModel):
@@ -32,6 +43,11 @@ class StageRequest(WireModel):
     owner: str = Field(max_length=128, description="The ModelDeployment's uid.")
     token: str = Field(max_length=128, description="The source-put token of (sha256, owner).")
     keep: bool = Field(description="Store the bytes for a build (else: prove access only).")
+    datasets: list[StageDataSet] = Field(
+        default_factory=list,
+        max_length=2,
+        description="int8 builds: the calibration and labelled sets, kept for the build too.",
+    )
 
 
 class StageSummary(WireModel):
@@ -42,6 +58,9 @@ class StageSummary(WireModel):
     bytes: int | None = Field(default=None, ge=0)
     kept: bool | None = None
     receipt: str | None = Field(default=None, max_length=128)
+    dataset_receipts: dict[str, str] | None = Field(
+        default=None, max_length=2, description="The data sets' receipts, by sha256."
+    )
     reason: str | None = Field(default=None, max_length=128)
     message: str | None = Field(default=None, max_length=4096)
 

@@ -6,15 +6,36 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp.web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-PHASES = ("Pending", "Building", "RollingOut", "Ready", "Degraded", "RolledBack", "Failed")
+from .decide.plan import EventReason
+from .metrics.deployments import Deployment, deployment_families
+from .render.names import label_value
+
+# Event reasons the ModelDeployment dashboard annotates (rollout steps, rollbacks, scaling) and
+# builds: exported at 0 from a ModelDeployment's first Event on, so their first one shows.
+ANNOTATED_REASONS = tuple(
+    reason.value
+    for reason in (
+        EventReason.REVISION_CREATED,
+        EventReason.STEP_PROMOTED,
+        EventReason.TRAFFIC_SHIFTED,
+        EventReason.ROLLED_OUT,
+        EventReason.ROLLED_BACK,
+        EventReason.ROLLOUT_FAILED,
+        EventReason.SCALED,
+        EventReason.BUILD_STARTED,
+        EventReason.BUILD_SUCCEEDED,
+        EventReason.BUILD_FAILED,
+    )
+)
 # Probes: name -> async callable returning a JSON-able figure; raising means unhealthy.
 Probe = Callable[[], Awaitable[Any]]
 
@@ -40,14 +61,17 @@ class OperatorMetrics:
             ["event"],
             registry=r,
         )
+        for event in ("started", "succeeded", "failed"):  # at 0: a first failure shows
+            self.builds.labels(event)
         self.rollouts = Counter("modelops_rollouts", "Revisions rolled out.", registry=r)
         self.rollbacks = Counter("modelops_rollbacks", "Revisions rolled back.", registry=r)
-        self.phase = Gauge(
-            "modelops_phase",
-            "1 for the current phase of each ModelDeployment.",
-            ["namespace", "name", "phase"],
+        self.deployment_events = Counter(
+            "modelops_deployment_events",
+            "Events posted on each ModelDeployment, by reason (a bounded set).",
+            ["namespace", "modeldeployment", "reason"],
             registry=r,
         )
+        self._event_labels: dict[tuple[str, str], set[str]] = {}
         self.api_requests = Gauge(
             "modelops_api_requests", "Kubernetes API requests made by the operator.", registry=r
         )
@@ -68,20 +92,45 @@ class OperatorMetrics:
             registry=r,
         )
 
-    def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
-        """Exactly one phase series at 1 for the resource (none when it is gone)."""
-        for each in PHASES:
-            if each == phase:
-                self.phase.labels(namespace, name, each).set(1)
-            else:
-                try:
-                    self.phase.remove(namespace, name, each)
-                except KeyError:
-                    continue
+    def count_event(self, namespace: str, name: str, reason: str) -> None:
+        """One more Event of `reason` on the ModelDeployment."""
+        seen = self._event_labels.get((namespace, name))
+        if seen is None:
+            # The reasons dashboards annotate start at 0: a counter born at 1 shows no increase.
+            seen = self._event_labels[(namespace, name)] = set(ANNOTATED_REASONS)
+            for each in ANNOTATED_REASONS:
+                self.deployment_events.labels(namespace, label_value(name), each)
+        seen.add(reason)
+        self.deployment_events.labels(namespace, label_value(name), reason).inc()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted ModelDeployment's counters (series stay bounded by the live ones)."""
+        for reason in self._event_labels.pop((namespace, name), set()):
+            self.deployment_events.remove(namespace, label_value(name), reason)
+
+    def forget_all(self) -> None:
+        """Drop every ModelDeployment's counters (a standby exports none: the leader does)."""
+        for namespace, name in list(self._event_labels):
+            self.forget(namespace, name)
+
+    def export_deployments(self, source: Callable[[], Iterable[Deployment]]) -> None:
+        """Per-ModelDeployment gauges read from `source` at every scrape."""
+        self.registry.register(_DeploymentCollector(source))
 
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _DeploymentCollector:
+    """A prometheus_client collector over the watched ModelDeployments."""
+
+    def __init__(self, source: Callable[[], Iterable[Deployment]]) -> None:
+        self._source = source
+
+    def collect(self) -> list[Metric]:
+        """The families of metrics/deployments.py, from the source's current view."""
+        return deployment_families(self._source())
 
 
 class Health:

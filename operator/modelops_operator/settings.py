@@ -19,6 +19,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Namespaces to watch, comma-separated; empty watches the whole cluster.",
     )
+    torchscript_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces whose ModelDeployments may build TorchScript sources, "
+        "comma-separated (`*`: every namespace). A TorchScript build runs the model's own code "
+        "in the release namespace: refused elsewhere (format exported-program is not).",
+    )
     store_pvc: str | None = Field(
         default="modelops-engines",
         description="PVC holding the engine store; mounted by build Jobs and Triton pods. "
@@ -165,7 +171,7 @@ class Settings(BaseSettings):
         description="Resources of Triton containers when spec.serving.resources is absent.",
     )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "torchscript_namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -10,7 +10,9 @@ import pytest
 from modelops_operator.settings import Settings
 from tests.support.chart import (
     K8S_VERSIONS,
+    Helm,
     Manifest,
+    find,
 )
 from tests.support.pod_security import pod_specs, restricted_violations
 
@@ -137,3 +139,33 @@ def test_tenant_pods_hold_nothing_of_the_store() -> None:
     builds = [m for m in workloads if m["metadata"]["namespace"] != "ml"]
     assert builds
     assert {m["metadata"]["namespace"] for m in builds} == {"modelops-system"}
+
+
+def _inbox_volume(manifests: list[Manifest]) -> dict[str, Any]:
+    server = next(
+        m
+        for m in find(manifests, "Deployment")
+        if m["metadata"]["labels"].get("app.kubernetes.io/component") == "engine-server"
+    )
+    return next(v for v in server["spec"]["template"]["spec"]["volumes"] if v["name"] == "inbox")
+
+
+def test_the_inbox_is_an_empty_dir_unless_it_should_survive_a_restart(helm: Helm) -> None:
+    default = helm.template()
+    assert "emptyDir" in _inbox_volume(default)
+    assert not [
+        c for c in find(default, "PersistentVolumeClaim") if "inbox" in c["metadata"]["name"]
+    ]
+    kept = helm.template(
+        values={
+            "store": {"server": {"inboxPersistence": {"enabled": True, "storageClassName": "fast"}}}
+        }
+    )
+    volume = _inbox_volume(kept)
+    (claim,) = [c for c in find(kept, "PersistentVolumeClaim") if "inbox" in c["metadata"]["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    # Never the store's claim: the engine server mounts the store read-only.
+    assert claim["metadata"]["name"] != "modelops-engines"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelops_operator.k8s.permissions import LEASE_RULES
+from modelops_operator.k8s.permissions import LEASE_RULES, STORE_KEY_RULES
 from tests.support.chart import (
     FULLNAME,
     NAMESPACE,
@@ -27,6 +27,13 @@ def test_rbac_is_exactly_the_required_rules(rendered: tuple[str, list[Manifest]]
     # The leader Lease: get/create/patch on leases, in the release namespace only.
     lease = roles.pop((NAMESPACE, f"{FULLNAME}-leader-election"))
     assert lease == expand(LEASE_RULES)
+    # The store's keys: create-only on Secrets, in the release namespace, when the chart makes
+    # them (none with an existing Secret).
+    store_keys = roles.pop((NAMESPACE, f"{FULLNAME}-store-keys"), None)
+    if values["store"]["keySecret"]["name"]:
+        assert store_keys is None
+    else:
+        assert store_keys == expand(STORE_KEY_RULES) == {("", "secrets", "create")}
     cluster_roles = grants_of(manifests, "ClusterRole")
     discovery = [g for g in cluster_roles.values() if g == REQUIRED_CLUSTER]
     assert len(discovery) == 1, "one ClusterRole with exactly the cluster-scoped rules"
@@ -56,9 +63,12 @@ def test_rbac_is_exactly_the_required_rules(rendered: tuple[str, list[Manifest]]
     }
 
 
-def test_rbac_has_no_wildcard_and_no_secret(rendered: tuple[str, list[Manifest]]) -> None:
+def test_rbac_has_no_wildcard_and_no_secret_read(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
     for manifest in find(manifests, "Role") + find(manifests, "ClusterRole"):
+        if manifest["metadata"]["name"] == f"{FULLNAME}-store-keys":
+            assert manifest["rules"] == STORE_KEY_RULES  # create, nothing else
+            continue
         assert "aggregationRule" not in manifest
         for rule in manifest["rules"]:
             assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames/URLs

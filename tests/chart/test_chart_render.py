@@ -39,11 +39,12 @@ def test_ci_values_cover_the_optional_parts(helm: Helm) -> None:
     default = {m["kind"] for m in helm.template()}
     assert {"Deployment", "ServiceAccount", "Role", "RoleBinding", "ClusterRole"} <= default
     assert {"CustomResourceDefinition", "PersistentVolumeClaim", "Service"} <= default
-    assert not {"NetworkPolicy", "ServiceMonitor"} & default
+    assert not {"NetworkPolicy", "ServiceMonitor", "PodMonitor", "PrometheusRule"} & default
     kinds: set[str] = set()
     for path in CI_VALUES:
         kinds |= {m["kind"] for m in helm.template([path])}
-    assert {"NetworkPolicy", "ServiceMonitor", "ClusterRoleBinding"} <= kinds
+    assert {"NetworkPolicy", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+    assert "ClusterRoleBinding" in kinds
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -59,8 +60,11 @@ def test_manifests_are_valid_kubernetes(rendered: tuple[str, list[Manifest]], ve
         except kubernetes_validate.ValidationError as err:
             pytest.fail(f"{where} invalid for Kubernetes {version}: {err.message} at {err.path}")
     for manifest in unknown:
-        assert manifest["kind"] == "ServiceMonitor", f"no schema for {manifest['kind']}"
-        check_service_monitor(manifest, manifests)
+        # prometheus-operator's kinds; PodMonitors and the PrometheusRule: test_chart_monitoring.
+        kind = manifest["kind"]
+        assert kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"), f"no schema for {kind}"
+        if kind == "ServiceMonitor":
+            check_service_monitor(manifest, manifests)
 
 
 def check_service_monitor(monitor: Manifest, manifests: list[Manifest]) -> None:
@@ -75,7 +79,8 @@ def check_service_monitor(monitor: Manifest, manifests: list[Manifest]) -> None:
     port_names = {p["name"] for p in service["spec"]["ports"]}
     duration = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
     for endpoint in monitor["spec"]["endpoints"]:
-        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+        assert endpoint["honorLabels"] is True  # the ModelDeployments' namespace label wins
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
         assert duration.match(endpoint["interval"])

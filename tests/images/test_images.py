@@ -141,8 +141,10 @@ def test_every_rendered_command_parses(built: BuiltImage) -> None:
 
 def _help(argv: list[str]) -> list[str]:
     """`--help` of argv's command (its subcommand when the first argument is one)."""
-    subcommand = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
-    return [argv[0], *subcommand, "--help"]
+    program = argv[: argv.index("-m") + 2] if "-m" in argv else argv[:1]
+    rest = argv[len(program) :]
+    subcommand = rest[:1] if rest and not rest[0].startswith("-") else []
+    return [*program, *subcommand, "--help"]
 
 
 def _probe(built: BuiltImage, argvs: list[list[str]]) -> dict[str, dict[str, object]]:

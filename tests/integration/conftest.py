@@ -22,6 +22,7 @@ from tests.support.kubernetes_emulator import (
     operator_in_thread,
 )
 from tests.support.operator_flow import RunOperator
+from tests.support.server_shapes import shape_write
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modeldeployments.modelops.dev.yaml"
@@ -37,9 +38,11 @@ def crd() -> dict[str, Any]:
 @pytest.fixture
 async def api(crd: dict[str, Any]) -> AsyncIterator[kmock.KubernetesEmulator]:
     """A KubernetesEmulator on 127.0.0.1 with every resource declared (kmock declares none),
-    with resourceVersions, preconditions and label selectors as a real API server has them."""
+    with resourceVersions, preconditions and label selectors as a real API server has them,
+    and objects shaped as it returns them (managedFields, defaulted specs)."""
     async with FaithfulEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
+        emulator.shape = shape_write
         yield emulator
 
 
@@ -76,6 +79,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
 
     @contextlib.asynccontextmanager
     async def running(**overrides: Any) -> AsyncIterator[Operator]:
+        namespaced = bool(overrides.pop("namespaced", False))
         options = OperatorOptions(
             settings=overrides.pop("settings", settings),
             login=emulator_login(str(api.url)),
@@ -83,7 +87,7 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             metrics_port=overrides.pop("metrics_port", 0),
             **overrides,
         )
-        async with operator_in_thread(options) as op:
+        async with operator_in_thread(options, namespaced=namespaced) as op:
             yield op
 
     return running

@@ -157,18 +157,27 @@ def test_poisoned_sample_inputs_and_guards_are_never_read(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "torch.hub.load",
+        # finding 9 of issue 23: file writers passed the old deny-list
+        "torch.ops.aten.save.default",
+        "torch.ops.aten.from_file.out",
+    ],
+)
 def test_a_node_that_calls_python_is_refused(
-    program: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    program: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
 ) -> None:
     def change(name: str, data: bytes) -> bytes | None:
         if not name.endswith("models/model.json"):
             return None
-        return data.replace(b'"torch.ops.aten.linear.default"', b'"torch.hub.load"', 1)
+        return data.replace(b'"torch.ops.aten.linear.default"', f'"{target}"'.encode(), 1)
 
     evil = _rewrite(program, tmp_path / "evil.pt2", change)
     code, message = _job(evil, tmp_path, capsys)
     assert code == EXIT_INPUT
-    assert "graph node calls 'torch.hub.load', which is not an operator" in message
+    assert f"graph node calls '{target}', which is not among the operators" in message
 
 
 def test_a_torchscript_pickle_with_a_python_global_is_refused(

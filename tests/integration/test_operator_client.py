@@ -220,15 +220,17 @@ async def test_metrics_and_healthz_endpoints() -> None:
     health = Health(max_reconcile_age=0.0)
     server = MetricsServer(metrics, health.probes())
     await server.start("127.0.0.1", 0)
-    metrics.set_phase("ns", "m", "Ready")
-    metrics.set_phase("ns", "m", "Degraded")
+    metrics.count_event("ns", "m", "RolledBack")
+    metrics.count_event("ns", "gone", "RolledBack")
+    metrics.forget("ns", "gone")
     base = f"http://127.0.0.1:{server.port}"
     get: Callable[[str], Any] = lambda path: session.get(base + path)  # noqa: E731
     async with aiohttp.ClientSession() as session:
         async with get("/metrics") as resp:
             text = await resp.text()
-        assert 'modelops_phase{name="m",namespace="ns",phase="Degraded"} 1.0' in text
-        assert 'phase="Ready"' not in text, "one phase series per resource"
+        labels = 'modeldeployment="m",namespace="ns",reason="RolledBack"'
+        assert f"modelops_deployment_events_total{{{labels}}} 1.0" in text
+        assert 'modeldeployment="gone"' not in text, "a deleted resource's series go"
         async with get("/healthz") as resp:
             assert resp.status == 200
         health.watch_event()

@@ -51,6 +51,12 @@ def holder(cluster: Cluster) -> str | None:
     return None if lease is None else lease["spec"].get("holderIdentity")
 
 
+def deployment_series(operator: Operator) -> list[str]:
+    """The per-ModelDeployment samples on an operator's /metrics."""
+    text = operator.metrics.render().decode()
+    return [line for line in text.splitlines() if 'modeldeployment="h"' in line]
+
+
 async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
     cluster: Cluster, run_operator: RunOperator, settings: Settings
 ) -> None:
@@ -70,6 +76,9 @@ async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
                 ),
                 what="b sees the status",
             )
+            # Per-ModelDeployment series come from the leader only (no double counting).
+            assert deployment_series(a)
+            assert not deployment_series(b)
 
             # The holder is paused (as by SIGSTOP) for longer than the Lease lasts.
             assert a.loop is not None
@@ -104,6 +113,8 @@ async def test_one_leader_writes_and_a_paused_holder_is_replaced_and_fenced(
                 what="a follows b's status",
             )
             assert holder(cluster) == "op-b"
+            assert deployment_series(b)
+            assert not deployment_series(a), "a standby drops its per-ModelDeployment series"
 
 
 async def test_a_clean_stop_hands_the_lease_over_at_once(

@@ -67,8 +67,8 @@ async def test_create_build_rollout_ready(
     assert sample("modelops_builds_total", {"event": "started"}) == 1
     assert sample("modelops_rollouts_total") == 1
     # The gauge follows the status patch in the operator's own thread: wait for it.
-    labels = {"namespace": "default", "name": "resnet", "phase": "Ready"}
-    await eventually(lambda: sample("modelops_phase", labels), what="the phase gauge")
+    labels = {"namespace": "default", "modeldeployment": "resnet", "phase": "Ready"}
+    await eventually(lambda: sample("modelops_deployment_phase", labels), what="the phase gauge")
 
 
 async def test_serving_change_rolls_out_without_build(

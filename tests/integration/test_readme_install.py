@@ -55,6 +55,7 @@ from tests.support.operator_flow import (
     summary,
 )
 from tests.support.rbac_review import serve_access_reviews, serve_namespaces
+from tests.support.router_pod import router_pod
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -136,7 +137,7 @@ def pods_of_jobs(cluster: Cluster, namespace: str) -> list[tuple[str, dict[str, 
 
 
 async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
-    api: Any, cluster: Cluster, helm: Helm, run_operator: RunOperator, store: Path
+    api: Any, cluster: Cluster, helm: Helm, run_operator: RunOperator, store: Path, tmp_path: Path
 ) -> None:
     declare_chart_resources(api)
     build, install, check, apply, wait, get = commands()
@@ -172,11 +173,15 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
         store_mount_path=str(store), reconcile_interval_seconds=60.0, log_format="plain"
     )
     assert settings.namespaces == [watched]
-    async with run_operator(settings=settings):
+    manifest = yaml.safe_load((REPO / option(apply, "-f")).read_text())
+    name = manifest["metadata"]["name"]
+    # Its router pod starts when the operator creates the router (Ready waits for it).
+    async with (
+        router_pod(cluster, name, watched, tmp_path, settings) as router,
+        run_operator(**router.operator_options()),
+    ):
         # kubectl apply -n ml -f examples/minimal-onnx.yaml
-        manifest = yaml.safe_load((REPO / option(apply, "-f")).read_text())
         await create(cluster, manifest, watched)
-        name = manifest["metadata"]["name"]
         key = await eventually(lambda: key_of(cluster, name, settings, watched), what="the key")
         source = source_job_name(name, key)
         await eventually(lambda: cluster.get(r.JOBS, source, watched), what="the source Job")

@@ -209,6 +209,7 @@ async def test_a_serving_only_edit_with_no_client_traffic_is_promoted_on_its_val
         "revision 2 promoted without client traffic",
     )
     assert time.monotonic() - edited <= steps * INTERVAL + 10
-    assert phase(stage.cluster, NAME) == "Ready"
+    # Ready once the router pods run the table that sends revision 2 every request.
+    await eventually(lambda: phase(stage.cluster, NAME) == "Ready", 10, "Ready")
     await eventually(lambda: runs(stage, {2: 100}), 10, "router at r2 100%")
     assert await stage.requests_to(2) == 0

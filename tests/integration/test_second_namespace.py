@@ -30,6 +30,7 @@ from modelops_operator.render.names import (
     validation_job_name,
 )
 from modelops_operator.render.revision import PULL_CONTAINER
+from tests.support import job_runner
 from tests.support.builder_cases import save_model
 from tests.support.chart import Helm
 from tests.support.chart_cluster import (
@@ -41,9 +42,11 @@ from tests.support.chart_cluster import (
     missing_references,
 )
 from tests.support.engine_store import engine_server
+from tests.support.job_runner import finish
 from tests.support.kubernetes_emulator import Cluster, eventually
 from tests.support.operator_flow import RunOperator, key_of, phase
 from tests.support.pod_runner import Ran, pod_containers, run_container
+from tests.support.router_pod import router_pod
 from tests.support.torch_models import tiny_models
 
 pytestmark = pytest.mark.triton
@@ -61,12 +64,6 @@ def helm() -> Helm:
     return Helm(binary)
 
 
-async def finish(cluster: Cluster, job: str, namespace: str, ran: Ran) -> None:
-    """The Job controller's final status, with the termination message the container left."""
-    summary = json.loads(ran.message.strip().splitlines()[-1])
-    await cluster.finish_job(job, summary, ok=ran.returncode == 0, namespace=namespace)
-
-
 async def run_job(
     cluster: Cluster,
     name: str,
@@ -75,22 +72,12 @@ async def run_job(
     workdir: Path,
     secrets: dict[str, dict[str, str]],
 ) -> list[Ran]:
-    """The kubelet for one Job's pod: every container in order, until one fails."""
+    """The Job's pod run for real, once its pod names only what exists in its namespace."""
     await eventually(lambda: cluster.get(r.JOBS, name, namespace), 20, f"Job {name}")
     job = cluster.get(r.JOBS, name, namespace)
     assert job is not None
-    pod = job["spec"]["template"]["spec"]
-    assert missing_references(pod, namespace, cluster) == [], name
-    done = []
-    for container in pod_containers(job).values():
-        ran = await asyncio.to_thread(
-            run_container, container, volumes, workdir, secrets=secrets, timeout=600
-        )
-        done.append(ran)
-        if ran.returncode != 0:
-            break
-    await finish(cluster, name, namespace, done[-1])
-    return done
+    assert missing_references(job["spec"]["template"]["spec"], namespace, cluster) == [], name
+    return await job_runner.run_job(cluster, name, namespace, volumes, workdir, secrets)
 
 
 @pytest.fixture
@@ -222,7 +209,10 @@ async def test_a_second_namespace_builds_and_serves_with_only_what_the_chart_cre
             reconcile_interval_seconds=60.0,
             log_format="plain",
         )
-        async with run_operator(settings=settings):
+        async with (
+            router_pod(cluster, NAME, TENANT, tmp_path, settings) as router,
+            run_operator(**router.operator_options()),
+        ):
             spec = {
                 "model": {"source": {"uri": f"pvc://models/{path.name}", "sha256": sha}},
                 "build": {"engine": "onnxruntime", "maxBatchSize": 8},
@@ -244,7 +234,12 @@ async def test_a_second_namespace_builds_and_serves_with_only_what_the_chart_cre
                 cluster,
                 build_job_name(TENANT, NAME, key),
                 SYSTEM,
-                {"tmp": tmp_path / "tmp", "output": tmp_path / "output", "store": store},
+                {
+                    "tmp": tmp_path / "tmp",
+                    "publish-tmp": tmp_path / "publish-tmp",
+                    "output": tmp_path / "output",
+                    "store": store,
+                },
                 tmp_path,
                 secrets,
             )

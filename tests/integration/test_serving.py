@@ -31,6 +31,8 @@ ENGINES = [
     ("twoio", "twoio", "fp32", 1e-5, 1e-4),
     ("tokens", "tokens", "fp32", 1e-5, 1e-4),
     ("cnn_fp16", "cnn", "fp16", 2e-2, 2e-2),
+    # The int8 gate's maxAbs defaults (the build's own gate judged it by agreement).
+    ("cnn_int8", "cnn", "int8", 1e-1, 1e-1),
 ]
 QUEUE_DELAY_US = 20_000  # long enough that concurrent requests reliably share a batch
 
@@ -162,6 +164,29 @@ def test_outputs_match_torch(
         np.testing.assert_allclose(
             got[out].astype(np.float32), value, atol=item.atol, rtol=item.rtol
         )
+
+
+def test_int8_engine_answers_as_the_fp32_engine_within_the_gate(
+    server: Any, engines: dict[str, Served]
+) -> None:
+    """Both served by Triton: on held-out inputs the int8 CNN's class is the fp32 CNN's on at
+    least the gate's 99 %, and every logit is within the int8 maxAbs defaults."""
+    from modelops_builder.task_gate import DEFAULT_MIN_AGREEMENT, agreement
+
+    fp32, int8 = engines["cnn"], engines["cnn_int8"]
+    assert int8.manifest.precision == "int8"
+    assert int8.manifest.accuracy.metric == "agreement"
+    url = _url(server, "grpc")
+    want, got = [], []
+    for seed in range(8):
+        feeds = fp32.model.sample(batch=8, seed=100 + seed)
+        want.append(infer("grpc", url, fp32, feeds)["logits"])
+        got.append(infer("grpc", url, int8, feeds)["logits"])
+    reference, quantized = np.concatenate(want), np.concatenate(got)
+    share, _ = agreement(reference, quantized)
+    assert share >= DEFAULT_MIN_AGREEMENT
+    np.testing.assert_allclose(quantized, reference, atol=int8.atol, rtol=int8.rtol)
+    assert np.abs(quantized - reference).max() > 0  # really another engine, not the fp32 one
 
 
 def _sig(item: Served, output: str) -> Any:

@@ -166,7 +166,12 @@ def cluster_build(
     staged = run_container(source, {"tmp": root / "src-tmp", "source": claim}, root)
     build_job = render_build_job(md, key, settings)
     containers = pod_containers(build_job)
-    volumes = {"tmp": root / "tmp", "output": root / "output", "store": store}
+    volumes = {
+        "tmp": root / "tmp",
+        "publish-tmp": root / "publish-tmp",
+        "output": root / "output",
+        "store": store,
+    }
     built = run_container(containers["build"], volumes, root, secrets=STORE_SECRETS)
     published = run_container(containers["publish"], volumes, root, secrets=STORE_SECRETS)
     return {
@@ -303,7 +308,11 @@ def test_the_publisher_replaces_a_changed_entry_and_keeps_an_intact_one(
     engine_json = store / digest / "engine.json"
     before = engine_json.read_bytes()
     publish = pod_containers(cluster_build["build_job"])["publish"]
-    volumes = {"tmp": tmp_path / "tmp", "output": cluster_build["root"] / "output", "store": store}
+    volumes = {
+        "publish-tmp": tmp_path / "tmp",
+        "output": cluster_build["root"] / "output",
+        "store": store,
+    }
     kept = run_container(publish, volumes, tmp_path, secrets=STORE_SECRETS)
     assert kept.returncode == 0, kept.stderr
     assert json.loads(kept.message)["cached"] is True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from modelops_builder import pipeline
@@ -239,3 +241,39 @@ def test_a_cluster_build_starts_from_the_stores_timing_cache_and_its_publisher_k
     (cache,) = _cache_files(store)
     # The second build started from the first one's cache: one more entry in it.
     assert read_cache(cache.read_bytes()) == {"device": state.device, "entries": 2}
+
+
+def test_int8_builds_the_calibrated_qdq_graph_as_a_strongly_typed_network(tmp_path: Path) -> None:
+    """Explicit quantization: the builder's Q/DQ nodes carry the scales (signed int8, zero point
+    0, which is all TensorRT takes; the fake parser refuses uint8 as TensorRT's does)."""
+    source, sha = onnx_file(model("cnn"), tmp_path / "src")
+    result = build(trt_request(source, sha, tmp_path / "store", precision="int8"))
+    (only,) = state.builds
+    graph = onnx.load_from_string(only["spec"].onnx_bytes).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    zero_points = [i for i in graph.initializer if i.name.endswith("_zero_point")]
+    assert zero_points
+    assert {z.data_type for z in zero_points} == {onnx.TensorProto.INT8}
+    assert all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)
+    manifest = result.manifest
+    assert (manifest.engine, manifest.precision, manifest.model_file) == (
+        "tensorrt",
+        "int8",
+        "model.plan",
+    )
+    assert manifest.quantization is not None
+    assert manifest.quantization.quantized_nodes > 0
+    assert manifest.accuracy is not None
+    assert manifest.accuracy.metric == "agreement"
+    assert manifest.baseline is not None
+    assert manifest.baseline.runtime.startswith("onnxruntime fp32")
+
+
+def test_int8_request_of_a_graph_without_qdq_fails_before_building(tmp_path: Path) -> None:
+    source, sha = onnx_file(model("mlp"), tmp_path / "src")
+    request = trt_request(source, sha, tmp_path / "store", precision="int8")
+    with pytest.raises(BuildError) as caught:
+        build_plan(request, source, tmp_path, H100, None, {})
+    assert caught.value.reason == "PrecisionNotApplied"
+    assert "0 INT8 quantize" in caught.value.message
+    assert state.builds == []

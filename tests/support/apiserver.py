@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import kmock
@@ -40,6 +41,8 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _watch_gate: asyncio.Event | None = None
     watch_starts: int = 0
     bookmark_seconds: float = 60.0
+    # Objects shaped like a real server's (tests/support/server_shapes.py `shape_write`).
+    shape: Callable[[str, str, Obj, str, Obj | None], None] | None = None
 
     def hold_watches(self) -> None:
         """New WATCH requests wait (a server restarting) until `release_watches`."""
@@ -77,6 +80,11 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.resource is not None and method in ("POST", "PATCH", "DELETE"):
             self._check_preconditions(request, method)
             self._stamp(request, method)
+            if self.shape is not None and isinstance(request.data, dict) and method != "DELETE":
+                agent = str(request.headers.get("User-Agent", ""))
+                self.shape(
+                    request.resource.plural, method, request.data, agent, self.stored(request)
+                )
         return await super()._handle(request)
 
     def _check_preconditions(self, request: kmock.Request, method: str) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 import kmock
 import yaml
 
+from modelops_cli.store_keys import store_keys
 from modelops_operator.k8s import resources as r
+from modelops_operator.k8s.client import Credentials
 from modelops_operator.k8s.resources import Resource
 from modelops_operator.settings import Settings
 from tests.support.chart import CHART, Helm, Manifest
@@ -112,6 +114,43 @@ class Installed:
         return Settings(**{**env, **overrides})
 
 
+class HelmOwnershipError(AssertionError):
+    """What `helm install` answers when an object it renders exists and another release (or
+    no release) owns it."""
+
+
+HELM_RELEASE, HELM_NAMESPACE = "meta.helm.sh/release-name", "meta.helm.sh/release-namespace"
+
+
+def _helm_owned(cluster: Cluster, doc: Manifest, release: str, namespace: str) -> Manifest:
+    """`doc` with the label and annotations `helm install` adds; fails as helm does when the
+    object exists and is not this release's (helm adopts only its own objects)."""
+    res = BY_KIND[(doc["apiVersion"], doc["kind"])]
+    meta = dict(doc.get("metadata") or {})
+    name = meta["name"]
+    existing = cluster.get(
+        res, name, (meta.get("namespace") or namespace) if res.namespaced else None
+    )
+    if existing is not None:
+        annotations = (existing.get("metadata") or {}).get("annotations") or {}
+        for key, want in ((HELM_RELEASE, release), (HELM_NAMESPACE, namespace)):
+            if annotations.get(key) != want:
+                raise HelmOwnershipError(
+                    f'Unable to continue with install: {doc["kind"]} "{name}" in namespace '
+                    f'"{meta.get("namespace", "") if res.namespaced else ""}" exists and cannot '
+                    "be imported into the current release: invalid ownership metadata; "
+                    f'annotation validation error: key "{key}" must equal "{want}": current '
+                    f'value is "{annotations.get(key, "")}"'
+                )
+    meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": "Helm"}
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        HELM_RELEASE: release,
+        HELM_NAMESPACE: namespace,
+    }
+    return {**doc, "metadata": meta}
+
+
 async def create(cluster: Cluster, manifest: Manifest, namespace: str | None = None) -> Obj:
     """POST one object as the API server would store it; a namespaced object needs its
     namespace to exist (as `kubectl apply -n ml` finds out on a fresh cluster)."""
@@ -156,15 +195,40 @@ async def helm_install(
     installed = Installed(release, namespace)
     if namespace not in cluster.namespaces:  # --create-namespace
         await create_namespace(cluster, namespace)
-    for doc in sorted(docs, key=lambda d: order.get(d["kind"], 9)):
-        if doc["kind"] == "ServiceMonitor":
-            continue
+    ordered = sorted(docs, key=lambda d: order.get(d["kind"], 9))
+    # helm checks every object before it creates any.
+    owned = [
+        _helm_owned(cluster, d, release, namespace)
+        for d in ordered
+        if d["kind"] != "ServiceMonitor"
+    ]
+    for doc in owned:
         stored = await create(cluster, doc, namespace)
         meta = stored.get("metadata") or doc["metadata"]
         res = BY_KIND[(doc["apiVersion"], doc["kind"])]
         ns = meta.get("namespace") if res.namespaced else None
         installed.objects[(doc["kind"], ns or None, meta["name"])] = stored
+    secret = await run_store_keys_init(cluster, installed.operator_deployment(), namespace)
+    if secret is not None:
+        installed.objects[("Secret", namespace, secret["metadata"]["name"])] = secret
     return installed
+
+
+async def run_store_keys_init(cluster: Cluster, deployment: Manifest, namespace: str) -> Obj | None:
+    """What the operator pod's init container `store-keys` does when the kubelet starts it (the
+    same code, against the emulator); the key Secret afterwards, or None without that init
+    container (an existing Secret named in the values)."""
+    pod = deployment["spec"]["template"]["spec"]
+    init = [c for c in pod.get("initContainers") or [] if c["name"] == "store-keys"]
+    if not init:
+        return None
+    args = init[0]["args"]
+    assert args[0] == "store-keys", args
+    secret_ns, secret = args[args.index("--namespace") + 1], args[args.index("--secret") + 1]
+    assert secret_ns == namespace
+    credentials = Credentials(server=str(cluster.api.url).rstrip("/"))
+    assert await store_keys(credentials, secret_ns, secret) == 0
+    return cluster.get(SECRETS, secret, secret_ns)
 
 
 def missing_references(pod_spec: Manifest, namespace: str, cluster: Cluster) -> list[str]:

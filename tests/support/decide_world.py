@@ -195,6 +195,7 @@ class World:
         self.source: str | None = "pass"
         # The router pods run the table the previous reconcile published (one look behind).
         self.router_follows = True
+        self.router_pods: list[dict[str, Any]] = []
 
     # --- observing and deciding ----------------------------------------------------------------
     def observed(self) -> Observed:
@@ -222,6 +223,7 @@ class World:
             services=copy.deepcopy(self.services),
             service=copy.deepcopy(self.services.get(self.body["metadata"]["name"])),
             router=copy.deepcopy(router),
+            router_pods=tuple(copy.deepcopy(self.router_pods)),
             router_config=copy.deepcopy(
                 self.configmaps.get(f"{self.body['metadata']['name']}-router")
             ),
@@ -387,6 +389,12 @@ class World:
             replicas = dep["spec"]["replicas"]
             if _app(dep) == "modelops-router":
                 dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
+                # Ready long enough for every node to route to them (drainSeconds and more).
+                settled = (since or self.now) - timedelta(minutes=1)
+                kept_router = self.router_pods[:replicas]
+                self.router_pods = kept_router + [
+                    ready_pod(f"{name}-{i}", settled) for i in range(len(kept_router), replicas)
+                ]
                 continue
             dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
             # Pods that were already ready keep their transition time, as the kubelet does.

@@ -64,8 +64,10 @@ async def engine_server(
     *,
     max_source_bytes: int = 1 << 30,
     transfer_key: str = TEST_TRANSFER_KEY,
+    port: int = 0,
 ) -> AsyncIterator[str]:
-    """The engine server's application on 127.0.0.1 (a free port); yields its base URL."""
+    """The engine server's application on 127.0.0.1 (`port`, else a free one); yields its base
+    URL."""
     config = ServerConfig(
         store=open_store(str(store)),
         inbox=inbox,
@@ -74,7 +76,7 @@ async def engine_server(
     )
     runner = web.AppRunner(StoreServer(config).app())
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:

@@ -24,6 +24,8 @@ class LayerType(enum.Enum):
     ACTIVATION = "Activation"
     ELEMENTWISE = "ElementWise"
     NON_ZERO = "NonZero"
+    QUANTIZE = "Quantize"
+    DEQUANTIZE = "Dequantize"
 
 
 def _emit(logger: Any, message: str) -> None:
@@ -43,6 +45,17 @@ _ONNX_TYPES = {
 _LAYER_TYPES = {"Cast": LayerType.CAST, "MatMul": LayerType.MATRIX_MULTIPLY}
 _LAYER_TYPES |= {"Gemm": LayerType.MATRIX_MULTIPLY, "Relu": LayerType.ACTIVATION}
 _LAYER_TYPES |= {"NonZero": LayerType.NON_ZERO}
+_LAYER_TYPES |= {"QuantizeLinear": LayerType.QUANTIZE, "DequantizeLinear": LayerType.DEQUANTIZE}
+
+
+def _unsigned_quantization(graph: onnx.GraphProto) -> str | None:
+    """The first QuantizeLinear with a uint8 zero point: TensorRT quantizes to signed INT8 with
+    zero point 0 only (its ONNX parser rejects the rest), so such a graph does not parse."""
+    unsigned = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in unsigned:
+            return node.name or node.output[0]
+    return None
 
 
 @dataclass
@@ -124,6 +137,12 @@ class OnnxParser:
             _emit(self.logger, f"ModelImporter.cpp: Failed to parse ONNX model from file: {path}")
             return False
         graph = model.graph
+        unsigned = _unsigned_quantization(graph)
+        if unsigned is not None:
+            message = f"{unsigned}: TensorRT supports only INT8 quantization with zero point 0"
+            self.errors.append(ParserError(message))
+            _emit(self.logger, message)
+            return False
         typed = {v.name: _tensor(v) for v in [*graph.value_info, *graph.input, *graph.output]}
         initial = {init.name for init in graph.initializer}
         self.network.inputs = [_tensor(v) for v in graph.input if v.name not in initial]

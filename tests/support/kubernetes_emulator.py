@@ -24,6 +24,7 @@ import kopf
 from modelops_operator.api import GROUP, PLURAL, VERSION
 from modelops_operator.handlers import LoginSource, Operator, OperatorOptions, build
 from modelops_operator.k8s import resources as r
+from modelops_operator.main import watched_namespaces
 from modelops_operator.render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
 
 T = TypeVar("T")
@@ -159,6 +160,10 @@ class Cluster:
         """DELETE a ModelDeployment (a finalizer, if any, holds it until removed)."""
         await self._send("DELETE", r.MODELDEPLOYMENTS.path(namespace, name))
 
+    async def delete(self, res: r.Resource, name: str, namespace: str = "default") -> None:
+        """What a controller (or kubectl) deletes: a pod of a scaled-down ReplicaSet."""
+        await self._send("DELETE", res.path(namespace, name))
+
     async def patch_status(
         self, res: r.Resource, name: str, status: Obj, namespace: str = "default"
     ) -> Obj:
@@ -223,6 +228,7 @@ class Cluster:
             "controller": True,
         }
         flag = "True" if ready else "False"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -235,8 +241,8 @@ class Cluster:
                 "podIP": ip,
                 "podIPs": [{"ip": ip}],
                 "conditions": [
-                    {"type": "Ready", "status": flag},
-                    {"type": "ContainersReady", "status": flag},
+                    {"type": "Ready", "status": flag, "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
                 ],
                 "containerStatuses": [
                     {"name": c["name"], "ready": ready, "restartCount": 0, "state": {"running": {}}}
@@ -347,9 +353,11 @@ def stream_initial_events(registry: kopf.OperatorRegistry) -> None:
 
 @contextlib.asynccontextmanager
 async def operator_in_thread(
-    options: OperatorOptions, *, initial_streaming: bool = True
+    options: OperatorOptions, *, initial_streaming: bool = True, namespaced: bool = False
 ) -> AsyncIterator[Operator]:
     """The whole kopf operator in its own thread and event loop, stopped and checked on exit.
+    `namespaced`: it watches its settings' namespaces as `modelops operator` does (kopf then
+    lists and watches Namespaces: see tests/support/namespace_watch.py), else the cluster.
 
     kopf cancels every task born during its lifetime when it stops, which in the caller's loop
     would be the caller itself (KopfRunner uses a thread for the same reason).
@@ -357,13 +365,20 @@ async def operator_in_thread(
     registry, op = build(options)
     if initial_streaming:
         stream_initial_events(registry)
+    namespaces = watched_namespaces(options.settings) if namespaced else []
     stop, ready = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
             asyncio.run(
-                kopf.operator(registry=registry, clusterwide=True, stop_flag=stop, ready_flag=ready)
+                kopf.operator(
+                    registry=registry,
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
             )
         except BaseException as exc:
             errors.append(exc)

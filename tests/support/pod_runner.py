@@ -1,7 +1,7 @@
 """Run one container of a pod the operator rendered, as the kubelet would, on this machine.
 
-Only the modelops-build containers run here (the builder image's command is this venv's
-`modelops-build`): the container's own command, args and environment, its volumes mapped to
+Only the modelops-build containers run here (the builder image's `modelops-build` and `python`
+are this venv's): the container's own command, args and environment, its volumes mapped to
 local folders (each mountPath rewritten to its folder wherever the args or env name it),
 `secretKeyRef`/`secretRef` resolved from the Secrets given, `optional` keys skipped like the
 kubelet skips them, and the termination message read back from the file the container wrote.
@@ -92,9 +92,12 @@ def run_container(
         "MODELOPS_TERMINATION_LOG": str(log),
         "TMPDIR": str(mounts.get("/tmp", workdir)),
     }
-    command = [str(Path(sys.executable).parent / container["command"][0])]
-    if container["command"][0] != "modelops-build":
-        command = list(container["command"])
+    # The builder image's PATH finds its venv's `modelops-build` and `python`: this venv's here.
+    command = list(container["command"])
+    if command[0] == "modelops-build":
+        command[0] = str(Path(sys.executable).parent / command[0])
+    elif command[0] == "python":
+        command[0] = sys.executable
     args = [local(a) for a in container.get("args") or []]
     result = subprocess.run(
         [*command, *args],

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,8 @@ def publish_entry(store: Path, key: str, width: int, reference_scale: float = 1.
         source_sha256=MODEL_SHA,
         format="onnx",
         profile=[ProfilePoint(batch=8, p50_ms=1.0, p99_ms=2.0, throughput=4000.0)],
+        # The stages a builder records (no builder runs here: fixed figures).
+        stage_seconds={"fetch": 0.2, "export": 0.6, "engine": 1.5, "gate": 0.4, "profile": 0.9},
         created_at=datetime.now(UTC).isoformat(),
     )
     entry = entry_dir(store, key)
@@ -135,6 +137,15 @@ async def run_validation_job(
     }
     await cluster.patch_status(r.JOBS, job_name, status)
     return message
+
+
+def merged(base: Obj, patch: Obj) -> Obj:
+    """`base` with `patch` merged in, maps key by key."""
+    out = dict(base)
+    for key, value in patch.items():
+        same = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if same else value
+    return out
 
 
 def canary_spec(sha: str, mode: str = "Router", no_traffic: str = "Promote") -> Obj:
@@ -269,11 +280,14 @@ async def serving_stage(
     start_operator: Callable[..., contextlib.AbstractAsyncContextManager[Any]],
     mode: str = "Router",
     no_traffic: str = "Promote",
+    spec_patch: Obj | None = None,
+    on_stage: Callable[[Stage], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Stage]:
     """Revision 1 serving on the server of R1_IP; revision 2's pods will be the server of R2_IP.
     Router mode: the router in front of a Service per revision. Replicas mode: the
     ModelDeployment's Service over every revision's pods. `start_operator(**options)` runs the
-    operator."""
+    operator; `spec_patch` is merged into the spec; `on_stage` sees the stage before the
+    ModelDeployment is created (to point monitoring at its processes)."""
     port = free_port()
     if mode == "Router":
         layout = {
@@ -304,7 +318,10 @@ async def serving_stage(
             )
         )
         stage = Stage(cluster, store, routed, workdir, router, proxies, dict(pods))
-        await cluster.create_md(NAME, canary_spec("a" * 64, mode, no_traffic))
+        if on_stage is not None:
+            await on_stage(stage)
+        spec = merged(canary_spec("a" * 64, mode, no_traffic), spec_patch or {})
+        await cluster.create_md(NAME, spec)
         await stage.build("a" * 64, WIDTH)
         await stage.start_pod(1, R1_IP)
         first = [stage.validate(1)] + ([_router_pod(cluster)] if router is not None else [])

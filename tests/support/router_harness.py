@@ -26,6 +26,7 @@ import tritonclient.http as httpclient
 from modelops_builder.triton_local import free_port
 from modelops_operator.api.routes import Route, RouteTable
 from modelops_operator.render.haproxy import RouterConfig, render_haproxy_config
+from modelops_operator.render.hold import HOLD_LUA
 from modelops_operator.router.admin import HAProxyAdmin
 from modelops_operator.router.agent import Endpoint, RouterAgent
 from modelops_operator.router.serve import AgentOptions, serve_agent
@@ -150,7 +151,9 @@ class Router:
             metrics_port=free_port(),
             stats_port=free_port(),
             admin_socket=str(self.workdir / "admin.sock"),
+            lua_file=str(self.workdir / "hold.lua"),
         )
+        (self.workdir / "hold.lua").write_text(HOLD_LUA)
         path = self.workdir / "haproxy.cfg"
         path.write_text(render_haproxy_config(self.config))
         self.process = subprocess.Popen(

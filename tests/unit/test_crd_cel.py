@@ -95,7 +95,19 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
         "requests",
         True,
     ),
-    ("min-replicas-0", changed(spec__scaling={**SCALING, "minReplicas": 0}), "minReplicas", True),
+    (
+        "min-replicas-negative",
+        changed(spec__scaling={**SCALING, "minReplicas": -1}),
+        "minReplicas",
+        True,
+    ),
+    ("idle-seconds-0", changed(spec__scaling={**SCALING, "idleSeconds": 0}), "idleSeconds", True),
+    (
+        "cold-start-timeout-0",
+        changed(spec__scaling={**SCALING, "coldStartTimeoutSeconds": 0}),
+        "coldStartTimeoutSeconds",
+        True,
+    ),
     ("max-replicas-missing", changed(spec__scaling={"target": 10}), "maxReplicas", True),
     ("target-0", changed(spec__scaling={**SCALING, "target": 0}), "target", True),
     ("metric-unknown", changed(spec__scaling={**SCALING, "metric": "cpu"}), "metric", True),
@@ -439,3 +451,35 @@ def test_format_validation_error_keeps_cross_field_messages() -> None:
     assert format_validation_error(info.value) == (
         "spec.scaling.minReplicas must be <= spec.scaling.maxReplicas"
     )
+
+
+ZERO = {**SCALING, "minReplicas": 0}
+GATEWAY = {"mode": "GatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+
+
+@pytest.mark.parametrize(
+    ("traffic", "mode"), [({"mode": "Replicas"}, "Replicas"), (GATEWAY, "GatewayAPI")]
+)
+def test_scale_to_zero_is_refused_outside_router_mode_naming_the_mode(
+    traffic: dict[str, Any], mode: str
+) -> None:
+    obj = changed(spec__scaling=ZERO, spec__rollout={"traffic": traffic})
+    assert validate(obj) == [f"spec.scaling.minReplicas: {rules.MSG_SCALE_TO_ZERO_MODE}"]
+    assert mode in rules.MSG_SCALE_TO_ZERO_MODE
+    with pytest.raises(ValidationError) as info:
+        ModelDeploymentSpec.model_validate(obj["spec"])
+    assert f"(the mode is {mode})" in format_validation_error(info.value)
+
+
+@pytest.mark.parametrize(
+    "rollout", [None, {}, {"traffic": {}}, {"traffic": {"mode": "Router"}}], ids=str
+)
+def test_scale_to_zero_is_accepted_in_router_mode(rollout: dict[str, Any] | None) -> None:
+    obj = changed(spec__scaling=ZERO)
+    if rollout is not None:
+        obj["spec"]["rollout"] = rollout
+    assert validate(obj) == []
+    spec = ModelDeploymentSpec.model_validate(obj["spec"])
+    assert spec.scaling is not None
+    assert (spec.scaling.idle_seconds, spec.scaling.cold_start_timeout_seconds) == (300, 120)
+    assert spec.scaling.floor == 1

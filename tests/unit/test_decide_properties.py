@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from modelops_operator.api import ModelDeploymentStatus
 from modelops_operator.decide.body import parse_body
+from modelops_operator.decide.canary_steps import split_canary
 from modelops_operator.decide.inputs import DecideContext, Observed
 from modelops_operator.decide.plan import Apply
 from modelops_operator.decide.reconcile import reconcile
-from modelops_operator.decide.rollout import split_canary
 from tests.support.decide_world import FAST, replicas_after, worlds
 
 

@@ -115,13 +115,23 @@ def test_build_success_creates_revision_one_then_validates_then_ready() -> None:
     assert status["revision"] == {"candidate": 1}
     # No client request before the validation run: the router gives revision 1 nothing.
     assert status["traffic"]["weights"] == [{"revision": 1, "weight": 0}]
+    # The Service selects the router's pods from its creation, never the Triton pods.
+    assert world.services["resnet"]["spec"]["selector"]["app.kubernetes.io/name"] == (
+        "modelops-router"
+    )
     world.settle()
     validating = world.step()
-    assert [k for k, n, _ in applied(validating)][:1] == ["Service"]  # now the router's pods
     assert ("Job", "resnet-validate-r1", None) in applied(validating)
     assert "validating before any client request" in validating.status["message"]
     done = world.step()
     assert reasons(done) == ["ValidationPassed", "RolledOut", "TrafficShifted"]
+    # Ready only once the router pods run the table that sends revision 1 its requests.
+    assert done.status["phase"] == "Pending"
+    assert conds(done.status)["Ready"] == ("False", "WaitingForRouter")
+    assert "route table version" in done.status["message"]
+    assert done.requeue_after == pytest.approx(1.0)
+    done = world.step()
+    assert reasons(done) == []
     status = done.status
     assert status["phase"] == "Ready"
     assert status["traffic"]["weights"] == [{"revision": 1, "weight": 100}]
@@ -381,6 +391,8 @@ def test_canary_validates_then_steps_weights_and_replicas_then_promotes() -> Non
     world.tick(10)
     plan = world.step()
     assert reasons(plan) == ["RolledOut"]
+    assert plan.status["phase"] == "Pending"  # until the router runs the table without r1
+    plan = world.step()
     assert plan.status["phase"] == "Ready"
     assert plan.status["revision"] == {"current": 2, "previous": 1}
     assert [(h["revision"], h["state"]) for h in plan.status["history"]] == [

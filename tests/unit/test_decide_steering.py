@@ -84,9 +84,12 @@ def weights(world: World) -> dict[int, int]:
 
 def test_abort_rolls_the_candidate_back_and_retry_starts_a_new_attempt() -> None:
     world = canary()
-    annotate(world, abort="2")
+    annotate(world, pause="2")
+    world.step()
+    annotate(world, abort="2", pause=None)  # what `kubectl modelops abort` writes
     plan = world.step()
     assert reasons(plan)[0] == "RolledBack"
+    assert "RolloutSteered" not in reasons(plan)
     assert "aborted by modelops.dev/abort" in plan.events[0].message
     assert plan.status["phase"] == "RolledBack"
     assert conds(plan.status)["Degraded"] == ("True", "Aborted")
@@ -124,6 +127,8 @@ def test_promote_skips_the_remaining_steps_once_ready() -> None:
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 1}
     annotate(world, promote="2")
     plan = world.step()
+    assert reasons(plan)[0] == "RolloutSteered"
+    assert "promote requested (modelops.dev/promote)" in plan.events[0].message
     # One 100% step: the candidate scales to all replicas first, the old keeps its pods.
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 4}
     assert plan.status["phase"] == "RollingOut"
@@ -147,12 +152,18 @@ def test_pause_holds_the_step_and_resume_goes_on() -> None:
     annotate(world, pause="2")
     world.tick(100)
     plan = world.step()
-    assert reasons(plan) == []
+    assert reasons(plan) == ["RolloutSteered"]  # once, not on every look
+    assert plan.events[0].message == "revision 2: paused (modelops.dev/pause)"
     assert plan.status["rollout"]["step"] == 0
+    assert plan.status["rollout"]["steered"] == "paused (modelops.dev/pause)"
     assert "paused (modelops.dev/pause)" in world.condition("RolledOut")["message"]
     assert plan.requeue_after == pytest.approx(10.0)
+    world.tick(100)
+    assert reasons(world.step()) == []
     annotate(world, pause=None)
-    assert reasons(world.step()) == ["StepPromoted"]
+    plan = world.step()
+    assert reasons(plan) == ["RolloutSteered", "StepPromoted"]
+    assert plan.events[0].message == "revision 2: resumed"
 
 
 def test_paused_canary_still_rolls_back_on_failed_analyses() -> None:
@@ -182,14 +193,15 @@ def test_manual_weight_sets_replicas_and_requests_and_holds() -> None:
     world.settle()
     world.tick(100)
     plan = world.step()
-    assert reasons(plan) == []
+    assert reasons(plan) == []  # the RolloutSteered Event came with the first look
+    assert [r for p in world.plans for r in reasons(p)].count("RolloutSteered") == 1
     assert world.replicas() == {"resnet-r1": 1, "resnet-r2": 3}
     assert "manual weight (modelops.dev/weight)" in world.condition("RolledOut")["message"]
     # Without the weight, the step's own share comes back, and the step goes on.
     annotate(world, weight=None)
     world.tick(10)
     seen = [r for _ in range(3) for r in reasons(world.step())]
-    assert seen[0] == "TrafficShifted"
+    assert seen[:2] == ["RolloutSteered", "TrafficShifted"]
     assert "StepPromoted" in seen
     assert world.status()["rollout"]["step"] == 1
 
@@ -199,7 +211,7 @@ def test_manual_weight_is_ignored_by_an_immediate_rollout() -> None:
     world.serve()
     change(world, **{"serving.instancesPerReplica": 2})
     annotate(world, weight="2:10", pause="2")
-    world.step()
+    assert "RolloutSteered" not in reasons(world.step())
     assert world.replicas() == {"resnet-r1": 3, "resnet-r2": 3}
     world.settle()
     world.step()

@@ -69,7 +69,9 @@ def test_nothing_to_route_before_revisions_exist() -> None:
     assert traffic_writes(facts, plan_traffic(facts, moved(None, None, 0)), serving=False) == []
 
 
-def test_router_mode_writes_services_router_and_points_the_service_at_triton_first() -> None:
+def test_router_mode_writes_services_router_and_the_service_selects_the_router_from_creation() -> (
+    None
+):
     actions = writes("Router", Observed(), {1: 50, 2: 50})
     assert kinds(actions) == [
         ("apply", "Service", "resnet-r1"),
@@ -81,7 +83,9 @@ def test_router_mode_writes_services_router_and_points_the_service_at_triton_fir
     service = next(a.manifest for a in actions if isinstance(a, Apply))
     assert service["spec"]["selector"]["modelops.dev/revision"] == "1"
     own = [a.manifest for a in actions if isinstance(a, Apply)][-1]
-    assert own["spec"]["selector"] == service_selector("resnet")  # router not ready yet
+    # Never the Triton pods: a connection opened there would stay on one pod for its life.
+    assert own["spec"]["selector"] == router_selector("resnet")
+    assert "annotations" not in own["metadata"]
 
 
 @pytest.mark.parametrize("mode", ["Router", "GatewayAPI", "Replicas"])
@@ -90,14 +94,28 @@ def test_writes_are_idempotent(mode: str) -> None:
     assert writes(mode, applied(first), {1: 50, 2: 50}) == []
 
 
-def test_router_mode_selects_the_router_once_it_is_ready() -> None:
+ROUTER_POD: dict[str, Any] = {
+    "metadata": {"name": "resnet-router-0"},
+    "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+}
+
+
+def test_a_switch_to_router_mode_moves_the_service_once_the_router_serves() -> None:
+    """A Service that selects Triton pods (another mode before) keeps them until a router pod
+    is Ready and runs the table (`runs(3)` in `writes`), then moves, recording the moment."""
     observed = applied(writes("Router", Observed(), {1: 100}))
-    assert observed.router is not None
-    ready = {**observed.router, "status": {"readyReplicas": 1}}
-    actions = writes("Router", replace(observed, router=ready), {1: 100})
+    assert observed.service is not None
+    triton = copy.deepcopy(observed.service)
+    triton["spec"]["selector"] = service_selector("resnet")
+    before = writes("Router", replace(observed, service=triton), {1: 100})
+    assert kinds(before) == []
+    ready = replace(observed, service=triton, router_pods=(ROUTER_POD,))
+    actions = writes("Router", ready, {1: 100})
     assert kinds(actions) == [("apply", "Service", "resnet")]
     assert isinstance(actions[0], Apply)
     assert actions[0].manifest["spec"]["selector"] == router_selector("resnet")
+    annotations = actions[0].manifest["metadata"]["annotations"]
+    assert annotations == {"modelops.dev/selects-router-since": "now"}
 
 
 def test_router_mode_deletes_leftover_routes() -> None:

@@ -1,5 +1,5 @@
-"""modelops doctor's pure checks, as tables: NetworkPolicy reach, image references, RBAC and
-engine-server findings."""
+"""modelops doctor's pure checks, as tables: NetworkPolicy reach, image references, RBAC,
+engine-server findings and which release owns the CRD."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from modelops_cli.doctor_checks import (
+    crd_finding,
     engine_server_findings,
     image_findings,
     rbac_finding,
@@ -194,3 +195,37 @@ def test_a_pull_failure_of_our_images_says_how_to_build_and_push(
 def test_a_waiting_container_that_is_not_pulling_is_no_finding() -> None:
     creating = _pull_failure("r.example/ml/operator:0.1.0", "ContainerCreating")
     assert [f.level for f in image_findings(IMAGES, [creating])] == ["ok"]
+
+
+def _crd(owner: tuple[str, str] | None, schema: Any = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "modeldeployments.modelops.dev"}
+    if owner is not None:
+        meta["annotations"] = {
+            "meta.helm.sh/release-name": owner[0],
+            "meta.helm.sh/release-namespace": owner[1],
+        }
+    return {"metadata": meta, "spec": {"versions": [{"name": "v1alpha1", "schema": schema}]}}
+
+
+EXPECTED = _crd(None, {"openAPIV3Schema": {"type": "object"}})
+
+
+@pytest.mark.parametrize(
+    ("owner", "current", "level", "detail", "fix"),
+    [
+        (("b", "b-system"), True, "ok", "owned by this release (b)", ""),
+        (("a", "a-system"), True, "ok", "owned by release a in a-system", ""),
+        (None, True, "ok", "applied outside Helm", ""),
+        # A stale schema is fixed by the release that owns the CRD, not by this one.
+        (("a", "a-system"), False, "fail", "differs", "helm upgrade a -n a-system"),
+        (("b", "b-system"), False, "fail", "differs", "helm upgrade b -n b-system"),
+        (None, False, "fail", "differs", "kubectl apply -f crds/"),
+    ],
+)
+def test_the_crd_finding_names_its_owner_and_who_upgrades_it(
+    owner: tuple[str, str] | None, current: bool, level: str, detail: str, fix: str
+) -> None:
+    schema = EXPECTED["spec"]["versions"][0]["schema"] if current else {"type": "string"}
+    found = crd_finding(_crd(owner, schema), EXPECTED, "b", "b-system")
+    assert (found.level, detail in found.detail) == (level, True), found
+    assert fix in (found.fix or "")

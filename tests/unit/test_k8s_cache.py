@@ -7,8 +7,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelops_operator.k8s.cache import ChildCache, deep_size, newer_or_same, slim
+from modelops_operator.k8s.cache import ChildCache, deep_size, newer_or_same
 from modelops_operator.k8s.resources import JOBS, PODS
+from modelops_operator.k8s.trim import trim
 
 Obj = dict[str, Any]
 
@@ -58,7 +59,7 @@ def test_deleted_event_of_a_replaced_object_keeps_the_new_one() -> None:
 
 
 def test_pods_are_kept_without_spec_and_sizes_are_measured() -> None:
-    cache = ChildCache([PODS], specless=[PODS.plural])
+    cache = ChildCache([PODS])
     cache.observed(PODS, obj("p", "1"))
     assert "spec" not in cache.kind(PODS).get("ns", "p")  # type: ignore[operator]
     assert cache.size_bytes() == deep_size(cache.kind(PODS).get("ns", "p"))
@@ -76,11 +77,13 @@ def test_newer_or_same_compares_numbers_only(a: int | None, b: int | None) -> No
     assert newer_or_same(at(a), at(b)) is expected
 
 
-def test_slim_drops_kubectl_copy() -> None:
+def test_trim_drops_kubectl_copy_and_managed_fields() -> None:
     o = obj("a", "1")
     o["metadata"]["annotations"] = {
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
         "keep": "1",
     }
-    assert slim(o)["metadata"]["annotations"] == {"keep": "1"}
+    trimmed = trim("deployments", o)
+    assert trimmed["metadata"]["annotations"] == {"keep": "1"}
+    assert "managedFields" not in trimmed["metadata"]
     assert o["metadata"]["managedFields"], "the input is not changed"

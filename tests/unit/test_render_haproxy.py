@@ -16,6 +16,7 @@ from modelops_operator.render.haproxy import (
     render_haproxy_config,
     slot_name,
 )
+from modelops_operator.render.hold import HOLD_LUA
 from modelops_operator.render.router import haproxy_text
 
 HAPROXY = shutil.which("haproxy")
@@ -145,3 +146,25 @@ def test_haproxy_check_would_catch_a_broken_config(tmp_path: Path) -> None:
     result = check(broken, tmp_path)
     assert result.returncode != 0
     assert "never-sent" in result.stdout + result.stderr
+
+
+def test_frontends_hold_requests_only_while_their_backend_has_no_usable_server() -> None:
+    held = sections(render_haproxy_config(RouterConfig(lua_file="/etc/hold.lua")))
+    assert "lua-load /etc/hold.lua" in held["global"]
+    for backend in ("http", "grpc"):
+        lines = held[f"frontend {backend}"]
+        assert f"http-request lua.hold {backend} if {{ nbsrv({backend}) eq 0 }}" in lines
+        assert "http-response lua.held if { var(txn.modelops_held) -m found }" in lines
+    assert not any("lua" in line for line in SECTIONS["frontend http"])  # no file, no hold
+    assert "lua-load" in haproxy_text()
+
+
+@needs_haproxy
+def test_haproxy_loads_the_hold_action_without_warnings(tmp_path: Path) -> None:
+    lua = tmp_path / "hold.lua"
+    lua.write_text(HOLD_LUA)
+    result = check(render_haproxy_config(RouterConfig(lua_file=str(lua))), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lua.write_text(HOLD_LUA.replace("core.register_action", "core.register_actionz", 1))
+    broken = check(render_haproxy_config(RouterConfig(lua_file=str(lua))), tmp_path)
+    assert broken.returncode != 0

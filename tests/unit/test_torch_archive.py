@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelops_builder.errors import BuildError
+from modelops_builder.export_ops import allowed_ops, generate
 from modelops_builder.torch_archive import check_sym_expr, check_target, check_torchscript
 
 # What torch.export writes (sympy srepr of shape formulas).
@@ -56,6 +57,11 @@ def test_anything_else_in_a_shape_formula_is_refused(text: str) -> None:
         "torch.ops.aten.linear.default",
         "torch.ops.aten.scaled_dot_product_attention.default",
         "torch.ops.higher_order.cond",
+        "torch.ops.aten.add.Tensor",
+        "torch.ops.aten.softmax.int",
+        "torch.ops.aten.layer_norm.default",
+        "torch.ops.aten.conv2d.default",
+        "torch.ops.prims.add.default",
         "_operator.mul",
         "_operator.getitem",
         "math.ceil",
@@ -81,8 +87,33 @@ def test_operators_are_accepted(target: str) -> None:
     ],
 )
 def test_calls_that_are_not_operators_are_refused(target: str) -> None:
-    with pytest.raises(BuildError, match="not an operator"):
+    with pytest.raises(BuildError, match="not among the operators"):
         check_target(target)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "torch.ops.aten.save.default",  # TorchScript's file writer: passed the old deny-list
+        "torch.ops.aten.from_file.out",
+        "torch.ops.aten.from_file.default",
+        "torch.ops.aten.no_such_op.default",
+        "torch.ops.aten.linear",  # no overload
+        "torch.ops.aten.linear.default.extra",
+        "torch.ops.mylib.anything.default",  # a custom namespace
+        "torch.ops.higher_order.run_const_graph",
+        "torch.ops.prims.nope.default",
+    ],
+)
+def test_finding_9_only_allow_listed_aten_and_prims_operators_pass(target: str) -> None:
+    with pytest.raises(BuildError, match="not among the operators"):
+        check_target(target)
+
+
+def test_finding_9_the_allow_list_is_what_the_installed_torch_traces() -> None:
+    """export_ops.txt is regenerated (and reviewed) with every torch upgrade."""
+    assert sorted(allowed_ops()) == generate(), "run python -m modelops_builder.export_ops"
+    assert len(allowed_ops()) > 1000
 
 
 class _Boom:

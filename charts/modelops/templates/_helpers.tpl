@@ -120,3 +120,26 @@ build Jobs run. */}}
 {{- define "modelops.storeLocation" -}}
 {{- if include "modelops.pvcStore" . }}{{ .Values.store.mountPath }}{{ else }}{{ .Values.store.s3.uri }}{{ end }}
 {{- end }}
+
+{{/* "true" when a monitoring object is wanted: (list VALUE ROOT); VALUE auto follows the
+     cluster (prometheus-operator's monitoring.coreos.com/v1 served), true/false force it. */}}
+{{- define "modelops.monitoringOn" -}}
+{{- $value := index . 0 }}
+{{- $root := index . 1 }}
+{{- if eq (toString $value) "auto" }}
+{{- if $root.Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- else if eq (toString $value) "true" }}true
+{{- end }}
+{{- end }}
+
+{{/* The namespaceSelector of monitors of what the operator runs in the watched namespaces. */}}
+{{- define "modelops.watchedNamespaceSelector" -}}
+{{- if .Values.clusterWide }}
+any: true
+{{- else }}
+matchNames:
+  {{- range include "modelops.watchNamespaces" . | fromJsonArray }}
+  - {{ . }}
+  {{- end }}
+{{- end }}
+{{- end }}

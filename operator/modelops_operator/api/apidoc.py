@@ -10,10 +10,12 @@ from .crd import PRINTER_COLUMNS, build_crd
 from .status import ConditionType, Phase, RevisionState
 
 PHASES: dict[Phase, str] = {
-    Phase.PENDING: "Accepted; nothing has started yet.",
+    Phase.PENDING: "Accepted; nothing has started yet, or (Router mode) the revision is ready "
+    "and clients do not reach it through the router yet.",
     Phase.BUILDING: "The build Job for the engine key is running.",
     Phase.ROLLING_OUT: "A new revision is being rolled out (canary steps or recreate).",
-    Phase.READY: "The current revision serves with every desired replica ready.",
+    Phase.READY: "The current revision serves with every desired replica ready (Router mode: "
+    "through Ready router pods that run the newest route table).",
     Phase.DEGRADED: "Serving, but fewer replicas are ready than desired, or pods are failing.",
     Phase.ROLLED_BACK: "The newest revision failed its checks; the previous one serves. "
     "The same generation is not retried: change the spec or annotate modelops.dev/retry.",

@@ -7,6 +7,8 @@ ends parse this one model.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 
 from modelops_contract.wire import WireModel
@@ -28,6 +30,13 @@ class RouteTable(WireModel):
     version: int = Field(default=0, ge=0, description="Grows with every change of the table.")
     namespace: str = Field(default="", max_length=63, description="Where the Services live.")
     routes: list[Route] = Field(default_factory=list, max_length=MAX_ROUTES)
+    hold_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="How long HAProxy holds a request while no revision can take it (a "
+        "revision scaled to zero wakes meanwhile); 0 answers 503 at once.",
+    )
 
     def weights(self) -> dict[int, int]:
         """revision -> weight."""
@@ -36,3 +45,19 @@ class RouteTable(WireModel):
     def serving(self) -> list[Route]:
         """Routes that get requests."""
         return [route for route in self.routes if route.weight > 0]
+
+
+class DemandEvent(StrEnum):
+    """What the router saw of requests held while no revision could take them."""
+
+    HELD = "held"  # a request is waiting: wake the serving revision
+    SERVED = "served"  # a held request got its response after `seconds`
+    TIMED_OUT = "timedOut"  # a held request waited hold_seconds and got 503 / UNAVAILABLE
+
+
+class DemandReport(WireModel):
+    """The router agent's report to the operator: `POST /routes/<namespace>/<name>/demand`."""
+
+    event: DemandEvent = Field(description="held, served or timedOut.")
+    seconds: float = Field(default=0.0, ge=0, le=86_400, description="How long it was held.")
+    count: int = Field(default=1, ge=1, le=1_000_000, description="Requests it stands for.")

@@ -49,6 +49,11 @@ MSG_TENSORRT_GPU = (
     "is built for one GPU model (e.g. NVIDIA-H100-80GB-HBM3)"
 )
 MSG_MIN_MAX = "spec.scaling.minReplicas must be <= spec.scaling.maxReplicas"
+MSG_SCALE_TO_ZERO_MODE = (
+    "spec.scaling.minReplicas 0 needs spec.rollout.traffic.mode Router: in GatewayAPI and "
+    "Replicas modes nothing holds a request while the model wakes up; set minReplicas to 1 or "
+    "use Router mode"
+)
 MSG_GPU_TARGET = (
     "spec.scaling.target is a percentage (1-100) when spec.scaling.metric is gpuUtilization"
 )
@@ -65,6 +70,23 @@ MSG_GATEWAY_REQUIRED = (
 MSG_VALIDATION_GOAL = (
     "spec.validation needs exactly one of minAccuracy (a labelled set: inputs and labels) or "
     "minAgreement (inputs and expected outputs)"
+)
+MSG_TOP_K = "spec.build.accuracy.topK applies to metric topK only: set metric: topK or remove topK"
+MSG_MIN_AGREEMENT = (
+    "spec.build.accuracy.minAgreement does not apply to metric maxAbs (atol/rtol do): use metric "
+    "agreement or topK, or remove minAgreement"
+)
+MSG_CALIBRATION_INT8 = (
+    "spec.build.calibration applies to precision int8 only: set spec.build.precision: int8 or "
+    "remove calibration"
+)
+MSG_ACCURACY_LABELS = (
+    "spec.build.accuracy.minAccuracy and maxAccuracyDrop need a labelled set: give "
+    "spec.validation with minAccuracy (an .npz of inputs and labels)"
+)
+MSG_CALIBRATION_CREDENTIALS = (
+    "spec.build.calibration.source.credentialsSecret applies only to https:// and s3:// "
+    "sources: remove it for pvc:// and file://"
 )
 
 HTTPS_URI_PATTERN = "^https://[^/]+/.+$"

@@ -72,7 +72,13 @@ class ScalingSpec(WireModel):
         }
     )
 
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest serving pods.")
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest serving pods; 0 scales to zero after idleSeconds without a request "
+        "(Router mode only: the router holds the first request while a pod starts).",
+    )
     max_replicas: int = Field(ge=1, le=1000, description="Most serving pods.")
     metric: ScalingMetric = Field(
         default=ScalingMetric.QUEUE_TIME, description="Which Triton figure is held at target."
@@ -86,6 +92,30 @@ class ScalingSpec(WireModel):
     scale_down_delay_seconds: int = Field(
         default=120, ge=0, le=3600, description="Lower recommendations must last this long."
     )
+    idle_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="With minReplicas 0: no request through the router for this long scales "
+        "the serving revision to 0 pods.",
+    )
+    cold_start_timeout_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=3600,
+        description="With minReplicas 0: how long the router holds a request while a pod "
+        "starts; then 503 (HTTP) or UNAVAILABLE (gRPC) saying the model is waking up.",
+    )
+
+    @property
+    def floor(self) -> int:
+        """Fewest pods while awake: minReplicas, but at least 1 (only idleness reaches 0)."""
+        return max(1, self.min_replicas)
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """minReplicas 0: idle after idleSeconds, woken by a held request."""
+        return self.min_replicas == 0
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:

@@ -2,71 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from modelops_contract.enums import DataType, EngineKind, ModelFormat, Precision
 from modelops_contract.wire import WireModel
 
 from . import rules
-from .base import DNS1123_SUBDOMAIN, cel
+from .accuracy import AccuracySpec, CalibrationSpec
+from .base import cel
 from .enums import ScalingMetric
-from .rollout import RolloutSpec
+from .rollout import RolloutSpec, TrafficMode
 from .serving import ScalingSpec, ServingSpec
 from .shapes import TENSOR_NAME_PATTERN, ShapeRangeSpec
+from .source import LOCAL_SOURCES, URI_PATTERN, Source
 
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-URI_PATTERN = r"^(https://|s3://|pvc://|file://)[^\s]+$"
-# Validation context key: `modelops dev` sets it to accept file:// sources (rules.MSG_FILE_URI).
-LOCAL_SOURCES = "localSources"
+__all__ = ["LOCAL_SOURCES", "URI_PATTERN", "AccuracySpec", "CalibrationSpec", "Source"]
+
 GPU_PRODUCT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 Dim = Annotated[int, Field(ge=-1, le=1_048_576)]
-
-
-class Source(WireModel):
-    """Where the model file comes from, and the checksum it must have."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                *(rules.scheme_rule(*shape) for shape in rules.URI_SHAPES),
-                cel("!self.uri.startsWith('file://')", rules.MSG_FILE_URI, ".uri"),
-            ]
-        }
-    )
-
-    uri: str = Field(
-        max_length=2048,
-        pattern=URI_PATTERN,
-        description="https://HOST/PATH, s3://BUCKET/KEY, pvc://CLAIM/PATH or file:// "
-        "(development only).",
-    )
-    sha256: str = Field(
-        pattern=SHA256_PATTERN,
-        min_length=64,
-        max_length=64,
-        description="Lowercase hex SHA-256 of the file; verified before anything parses it.",
-    )
-    credentials_secret: str | None = Field(
-        default=None,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN,
-        description="Secret in the same namespace whose keys reach the build Job as env only.",
-    )
-
-    @model_validator(mode="after")
-    def _uri_shape(self, info: ValidationInfo) -> Source:
-        for scheme, pattern, message in rules.URI_SHAPES:
-            if self.uri.startswith(scheme) and not re.match(pattern, self.uri):
-                raise ValueError(message)
-        local_ok = bool(info.context and info.context.get(LOCAL_SOURCES))
-        if self.uri.startswith("file://") and not local_ok:
-            raise ValueError(rules.MSG_FILE_URI)
-        return self
 
 
 class ValidationSpec(WireModel):
@@ -204,17 +161,6 @@ class GpuSpec(WireModel):
     )
 
 
-class AccuracySpec(WireModel):
-    """Tolerances of the accuracy gate: |engine - fp32 reference| <= atol + rtol * |reference|."""
-
-    atol: float | None = Field(
-        default=None, ge=0, le=1000, description="Absolute tolerance; default by precision."
-    )
-    rtol: float | None = Field(
-        default=None, ge=0, le=1000, description="Relative tolerance; default by precision."
-    )
-
-
 class BuildSpec(WireModel):
     """How the engine is built."""
 
@@ -233,6 +179,19 @@ class BuildSpec(WireModel):
                     rules.MSG_SHAPES_UNIQUE,
                     ".shapes",
                 ),
+                cel(
+                    "!has(self.calibration) || self.precision == 'int8'",
+                    rules.MSG_CALIBRATION_INT8,
+                    ".calibration",
+                ),
+                cel(
+                    "!has(self.calibration) || !has(self.calibration.source) || "
+                    "!has(self.calibration.source.credentialsSecret) || "
+                    "self.calibration.source.uri.startsWith('https://') || "
+                    "self.calibration.source.uri.startsWith('s3://')",
+                    rules.MSG_CALIBRATION_CREDENTIALS,
+                    ".calibration.source.credentialsSecret",
+                ),
             ]
         }
     )
@@ -241,7 +200,9 @@ class BuildSpec(WireModel):
         default=EngineKind.ONNXRUNTIME, description="tensorrt (needs gpu) or onnxruntime."
     )
     precision: Precision = Field(
-        default=Precision.FP32, description="fp16 is baked into the ONNX graph before the build."
+        default=Precision.FP32,
+        description="fp16 is baked into the ONNX graph before the build; int8 is a calibrated "
+        "QDQ graph (spec.build.calibration), gated by spec.build.accuracy's metric.",
     )
     max_batch_size: int = Field(
         default=8, ge=1, le=4096, description="Largest batch the engine and Triton accept."
@@ -260,6 +221,9 @@ class BuildSpec(WireModel):
     accuracy: AccuracySpec | None = Field(
         default=None, description="Accuracy gate against an fp32 ONNX Runtime reference."
     )
+    calibration: CalibrationSpec | None = Field(
+        default=None, description="int8 only: the calibration set and method; part of the key."
+    )
 
     @model_validator(mode="after")
     def _cross_fields(self) -> BuildSpec:
@@ -270,6 +234,12 @@ class BuildSpec(WireModel):
         names = [s.name for s in self.shapes or []]
         if len(names) != len(set(names)):
             raise ValueError(rules.MSG_SHAPES_UNIQUE)
+        if self.calibration is not None and self.precision != Precision.INT8:
+            raise ValueError(rules.MSG_CALIBRATION_INT8)
+        source = self.calibration.source if self.calibration else None
+        remote = source is not None and source.uri.startswith(("https://", "s3://"))
+        if source is not None and source.credentials_secret and not remote:
+            raise ValueError(rules.MSG_CALIBRATION_CREDENTIALS)
         return self
 
     @property
@@ -291,10 +261,26 @@ class ModelDeploymentSpec(WireModel):
                     ".scaling.metric",
                 ),
                 cel(
+                    "!has(self.scaling) || !has(self.scaling.minReplicas) || "
+                    "self.scaling.minReplicas > 0 || !has(self.rollout) || "
+                    "!has(self.rollout.traffic) || !has(self.rollout.traffic.mode) || "
+                    "self.rollout.traffic.mode == 'Router'",
+                    rules.MSG_SCALE_TO_ZERO_MODE,
+                    ".scaling.minReplicas",
+                ),
+                cel(
                     "!has(self.build) || !has(self.build.shapes) || !has(self.model.inputs) || "
                     "self.build.shapes.all(s, self.model.inputs.exists(i, i.name == s.name))",
                     rules.MSG_SHAPES_INPUTS,
                     ".build.shapes",
+                ),
+                cel(
+                    "!has(self.build) || !has(self.build.accuracy) || "
+                    "!(has(self.build.accuracy.minAccuracy) || "
+                    "has(self.build.accuracy.maxAccuracyDrop)) || "
+                    "(has(self.validation) && has(self.validation.minAccuracy))",
+                    rules.MSG_ACCURACY_LABELS,
+                    ".build.accuracy",
                 ),
             ]
         }
@@ -319,7 +305,17 @@ class ModelDeploymentSpec(WireModel):
         gpu_metric = self.scaling and self.scaling.metric == ScalingMetric.GPU_UTILIZATION
         if gpu_metric and self.build.gpu is None:
             raise ValueError(rules.MSG_GPU_METRIC)
+        if self.scaling and self.scaling.scales_to_zero:
+            mode = self.rollout.traffic.mode
+            if mode != TrafficMode.ROUTER:
+                raise ValueError(f"{rules.MSG_SCALE_TO_ZERO_MODE} (the mode is {mode})")
         inputs = {t.name for t in self.model.inputs or []}
         if inputs and any(s.name not in inputs for s in self.build.shapes or []):
             raise ValueError(rules.MSG_SHAPES_INPUTS)
+        accuracy = self.build.accuracy
+        wants_labels = accuracy is not None and (
+            accuracy.min_accuracy is not None or accuracy.max_accuracy_drop is not None
+        )
+        if wants_labels and (self.validation is None or self.validation.min_accuracy is None):
+            raise ValueError(rules.MSG_ACCURACY_LABELS)
         return self

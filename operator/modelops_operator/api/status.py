@@ -31,6 +31,7 @@ class Phase(StrEnum):
     DEGRADED = "Degraded"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
+    IDLE = "Idle"
 
 
 class ConditionType(StrEnum):
@@ -40,6 +41,7 @@ class ConditionType(StrEnum):
     ENGINE_BUILT = "EngineBuilt"
     ROLLED_OUT = "RolledOut"
     DEGRADED = "Degraded"
+    SCALED_TO_ZERO = "ScaledToZero"
 
 
 class ConditionStatus(StrEnum):
@@ -53,7 +55,9 @@ class ConditionStatus(StrEnum):
 class Condition(WireModel):
     """metav1.Condition."""
 
-    type: str = Field(max_length=316, description="Ready, EngineBuilt, RolledOut or Degraded.")
+    type: str = Field(
+        max_length=316, description="Ready, EngineBuilt, RolledOut, Degraded or ScaledToZero."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         max_length=1024,
@@ -74,6 +78,42 @@ class AccuracyFigures(WireModel):
 
     max_abs_error: float | None = Field(default=None, description="Largest |engine - reference|.")
     max_rel_error: float | None = Field(default=None, description="Largest relative error.")
+    metric: str | None = Field(
+        default=None, max_length=16, description="The gate's metric: agreement, topK or maxAbs."
+    )
+    agreement: float | None = Field(
+        default=None, description="Share of answers equal to fp32's (agreement/topK)."
+    )
+    accuracy: float | None = Field(default=None, description="Accuracy against the labels.")
+    baseline_accuracy: float | None = Field(
+        default=None, description="fp32's accuracy on the same labelled set."
+    )
+    samples: int | None = Field(default=None, ge=0, description="Points the task gate judged.")
+
+
+class QuantizationStatus(WireModel):
+    """How an int8 engine was calibrated and what stayed in higher precision."""
+
+    method: str | None = Field(default=None, max_length=16, description="Calibration method.")
+    calibration: str | None = Field(
+        default=None, max_length=256, description="sha256:<hex> of the set, or builder."
+    )
+    samples: int | None = Field(default=None, ge=0, description="Calibration samples.")
+    kept_float: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        default=None, max_length=8, description="Nodes kept in float (all in engine.json)."
+    )
+    warning: str | None = Field(default=None, max_length=512, description="E.g. random inputs.")
+
+
+class BaselineStatus(WireModel):
+    """The engine against the fp32 graph of the same source."""
+
+    size_ratio: float | None = Field(default=None, description="Engine bytes / fp32 bytes.")
+    throughput_ratio: float | None = Field(
+        default=None, description="Throughput / fp32's at the opt shape and batch."
+    )
+    fp32_latency_ms: float | None = Field(default=None, description="fp32 p50 at the opt shape.")
+    fp32_throughput: float | None = Field(default=None, description="fp32 at the opt shape.")
 
 
 class LatencyFigures(WireModel):
@@ -135,8 +175,14 @@ class EngineStatus(WireModel):
     compute_capability: str | None = Field(
         default=None, max_length=16, description="CUDA compute capability, e.g. 9.0."
     )
-    precision: str | None = Field(default=None, max_length=16, description="fp32 or fp16.")
+    precision: str | None = Field(default=None, max_length=16, description="fp32, fp16 or int8.")
     accuracy: AccuracyFigures | None = Field(default=None, description="Accuracy gate figures.")
+    quantization: QuantizationStatus | None = Field(
+        default=None, description="int8: the calibration and the nodes kept in float."
+    )
+    baseline: BaselineStatus | None = Field(
+        default=None, description="int8: size and speed against the fp32 graph."
+    )
     latency_ms: LatencyFigures | None = Field(default=None, description="Profiled latency.")
     throughput: float | None = Field(
         default=None, description="Inferences per second at opt batch."
@@ -197,6 +243,11 @@ class RolloutProgress(WireModel):
         description="An accepted signature change: the candidate replaces the serving revision "
         "at once once validated, with no canary steps.",
     )
+    steered: Text256 | None = Field(
+        default=None,
+        description="The steering request in effect (a pause, a manual weight, a promote: "
+        "`kubectl modelops`), so that its Event is posted once.",
+    )
 
 
 class MetricsStatus(WireModel):
@@ -247,6 +298,29 @@ class TrafficStatus(WireModel):
     applied: Text256 | None = Field(
         default=None, description="What the router or gateway reports applied."
     )
+    hold_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Router mode: how long the router holds a request no revision can take "
+        "(spec.scaling.coldStartTimeoutSeconds with minReplicas 0, else 0).",
+    )
+
+
+class IdleStatus(WireModel):
+    """Scale to zero (spec.scaling.minReplicas 0): when it slept, woke, and its cold start."""
+
+    since: str | None = Field(
+        default=None, max_length=64, description="When the serving revision went to 0 pods."
+    )
+    woke_at: str | None = Field(
+        default=None, max_length=64, description="When a held request last woke it."
+    )
+    cold_start_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="The last wake: from the first held request to its response.",
+    )
 
 
 class ValidationStatus(WireModel):
@@ -286,7 +360,7 @@ class ModelDeploymentStatus(WireModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, EngineBuilt, RolledOut, Degraded (metav1.Condition).",
+        description="Ready, EngineBuilt, RolledOut, Degraded, ScaledToZero (metav1.Condition).",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
@@ -309,6 +383,7 @@ class ModelDeploymentStatus(WireModel):
         default=None, max_length=1024, description="Label selector of the pods, for /scale."
     )
     metrics: MetricsStatus | None = Field(default=None, description="Triton's latest figures.")
+    idle: IdleStatus | None = Field(default=None, description="Scale to zero (minReplicas 0).")
     last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
     endpoint: EndpointStatus | None = Field(default=None, description="Service addresses.")
     traffic: TrafficStatus | None = Field(default=None, description="The traffic split.")

@@ -9,23 +9,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modelops_contract.key import engine_key
+from modelops_contract.key import engine_key, int8_material
 from modelops_contract.layout import entry_uri
 from modelops_contract.manifest import EngineManifest, summary_of
+from modelops_contract.quantization import BaselineFigures, QuantizationReport
 from modelops_contract.request import BuildSummary, parse_summary
 
 from ..api import (
     AccuracyFigures,
+    BaselineStatus,
     ConditionStatus,
     EngineStatus,
     LatencyFigures,
     ModelDeployment,
     ModelDeploymentSpec,
+    QuantizationStatus,
     ShapeStatus,
     SourceAccess,
     find_condition,
 )
-from ..render.job import ANNOTATION_REPLACES, render_build_job
+from ..render.job import ANNOTATION_REPLACES, build_request, render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
 from .clock import parse_time
@@ -54,6 +57,35 @@ def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         tensorrt_version=settings.tensorrt_version,
         shapes=[s.to_wire() for s in spec.build.shapes or []],
+        calibration=int8_material(build_request(spec, settings, engine_key=None)),
+    )
+
+
+def quantization_status(report: QuantizationReport | None) -> QuantizationStatus | None:
+    """status.engine.quantization of an int8 build (at most 8 kept nodes named)."""
+    if report is None:
+        return None
+    kept = report.kept_float
+    shown = kept if len(kept) <= 8 else [*kept[:7], f"... {len(kept) - 7} more (engine.json)"]
+    return QuantizationStatus(
+        method=report.method,
+        calibration=report.calibration,
+        samples=report.samples,
+        kept_float=[k[:300] for k in shown] or None,
+        warning=report.warning,
+    )
+
+
+def baseline_status(figures: BaselineFigures | None) -> BaselineStatus | None:
+    """status.engine.baseline: the opt shape's ratios against fp32."""
+    if figures is None:
+        return None
+    opt = next((s for s in figures.shapes if s.shape == "opt"), None)
+    return BaselineStatus(
+        size_ratio=figures.size_ratio,
+        throughput_ratio=opt.throughput_ratio if opt else None,
+        fp32_latency_ms=opt.p50_ms if opt else None,
+        fp32_throughput=opt.throughput if opt else None,
     )
 
 
@@ -98,9 +130,16 @@ def engine_from_summary(summary: BuildSummary) -> EngineStatus:
         accuracy=AccuracyFigures(
             max_abs_error=summary.accuracy.max_abs_error,
             max_rel_error=summary.accuracy.max_rel_error,
+            metric=summary.accuracy.metric,
+            agreement=summary.accuracy.agreement,
+            accuracy=summary.accuracy.accuracy,
+            baseline_accuracy=summary.accuracy.baseline_accuracy,
+            samples=summary.accuracy.samples,
         )
         if summary.accuracy
         else None,
+        quantization=quantization_status(summary.quantization),
+        baseline=baseline_status(summary.baseline),
         latency_ms=LatencyFigures(p50=summary.latency_ms.p50, p99=summary.latency_ms.p99)
         if summary.latency_ms
         else None,
@@ -267,9 +306,11 @@ def decide_build(
     needed: bool,
     now: datetime,
     settings: Settings,
+    staging: int = 0,
 ) -> BuildOutcome:
     """Find the engine `key` in the store, or build it in the operator's namespace; `needed` is
-    False when no new revision needs it."""
+    False when no new revision needs it; `staging`: which staging of the source a new build Job
+    reads (its source Job's)."""
     look = _look(md, key, observed, settings)
     manifest = store_manifest(observed.store_entry, key)
     if manifest is not None:
@@ -303,7 +344,7 @@ def decide_build(
     match phase:
         case Absent():
             replaces = observed.store_entry_digest if refusal else None
-            job_manifest = render_build_job(md, key, settings, replaces=replaces)
+            job_manifest = render_build_job(md, key, settings, replaces=replaces, staging=staging)
             # The same message while it runs: no status write between the two.
             events = [Emit(EventReason.BUILD_STARTED, building)]
             if refusal:

@@ -71,12 +71,15 @@ def child_writes(
     moved: Moved,
     traffic: TrafficPlan,
     desired: int,
+    asleep: bool = False,
 ) -> ChildWrites:
     """Build and validation Jobs, ConfigMaps, the router, Services and routes, new
-    Deployments, then scale-ups before scale-downs, then deletions."""
+    Deployments, then scale-ups before scale-downs, then deletions. `asleep`: the serving
+    revision scales to zero (idle), once the router holds its requests."""
     keep = kept_revisions(lineage)
     holds = traffic.holds | capacity_holds(facts, lineage, desired)
-    replicas = replica_plan(facts.revisions, moved.targets, keep, holds)
+    sleeping = frozenset({lineage.current}) if asleep and lineage.current is not None else None
+    replicas = replica_plan(facts.revisions, moved.targets, keep, holds, sleeping or frozenset())
     configmaps = [o for o in moved.new_objects if o["kind"] == "ConfigMap"]
     configmaps += _lost_configmaps(facts, build, keep)
     deployments = [Apply(o) for o in moved.new_objects if o["kind"] == "Deployment"]

@@ -15,11 +15,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..api import ConditionStatus, ModelDeployment, find_condition
-from ..render.names import build_job_name
+from ..render.names import build_job_name, source_job_name
 from ..settings import Settings
-from .build import BuildOutcome, decide_build, store_manifest
+from .build import SHORT_REQUEUE_SECONDS, BuildOutcome, decide_build, store_manifest
 from .inputs import Observed
 from .plan import Delete, Emit, EventReason
+from .restage import RESTAGING, next_staging, restaging_message, staging_of
 from .source import SourceOutcome, decide_source, recorded_access, stale_source_jobs
 
 
@@ -67,6 +68,45 @@ def _rerun(outcome: BuildOutcome, observed: Observed, build_job: str) -> BuildOu
     return replace(outcome, actions=(*stale_source_jobs(observed, None), *outcome.actions))
 
 
+def _restage(
+    md: ModelDeployment,
+    key: str,
+    observed: Observed,
+    name: str,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> BuildOutcome | None:
+    """Build Job `name` lost its staged source (restage.py): its source Job runs again, then
+    the failed build Job goes so that a new one starts; None when it lost nothing (or too
+    often: it then fails as any build)."""
+    limit = settings.build_backoff_limit
+    staging = next_staging(observed.build_jobs[name], limit)
+    if staging is None:
+        return None
+    source = decide_source(
+        md, key, observed, keep=True, now=now, settings=settings, staging=staging
+    )
+    if source.failed:
+        return _not_yet(md, source)
+    message = restaging_message(name, staging, limit)
+    actions = source.actions
+    if source.ready:
+        actions = (*actions, Delete("batch/v1", "Job", name, settings.operator_namespace))
+    prior = find_condition(md.status.conditions, "EngineBuilt")
+    seen = prior is not None and (prior.reason, prior.message) == (RESTAGING, message)
+    return BuildOutcome(
+        manifest=None,
+        status=ConditionStatus.FALSE,
+        reason=RESTAGING,
+        message=message,
+        engine=md.status.engine,
+        actions=actions,
+        requeue_after=source.requeue_after or SHORT_REQUEUE_SECONDS,
+        events=(*(() if seen else (Emit(EventReason.SOURCE_RESTAGED, message),)), *source.events),
+    )
+
+
 def decide_engine(
     md: ModelDeployment,
     key: str,
@@ -97,12 +137,19 @@ def decide_engine(
         )
     name = build_job_name(md.metadata.namespace or "default", md.metadata.name, key)
     if name in observed.build_jobs:
+        access = proof or md.status.source_access
+        restaged = _restage(md, key, observed, name, now=now, settings=settings)
+        if restaged is not None:
+            return replace(restaged, access=access)
         outcome = decide_build(md, key, observed, needed=True, now=now, settings=settings)
-        return replace(_rerun(outcome, observed, name), access=proof or md.status.source_access)
+        return replace(_rerun(outcome, observed, name), access=access)
     source = decide_source(md, key, observed, keep=True, now=now, settings=settings)
     if not source.ready:
         return _not_yet(md, source)
-    outcome = decide_build(md, key, observed, needed=True, now=now, settings=settings)
+    staging = staging_of(observed.jobs.get(source_job_name(md.metadata.name, key)))
+    outcome = decide_build(
+        md, key, observed, needed=True, now=now, settings=settings, staging=staging
+    )
     return replace(
         outcome,
         actions=(*source.actions, *outcome.actions),

@@ -10,6 +10,7 @@ from typing import Any
 from ..api import MetricsStatus
 from ..settings import Settings
 from .analysis import Analysis
+from .idle import Activity
 from .scale_recommend import ScaleDecision
 from .traffic import RouterReport
 
@@ -72,6 +73,7 @@ class DecideContext:
     once, only if it was made against the replica count reconcile still sees); metrics is the
     newest status.metrics (None: keep the old one). router is what the router pods last said
     they run (None: not known), so a revision leaves only once no router sends it a request.
+    activity is what the router said about requests (scale to zero: idle, held, served).
     """
 
     now: datetime
@@ -81,3 +83,4 @@ class DecideContext:
     scale: ScaleDecision | None = None
     metrics: MetricsStatus | None = None
     router: RouterReport | None = None
+    activity: Activity = field(default_factory=Activity)

@@ -21,14 +21,15 @@ from ..render.common import ANNOTATION_ABORT, ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
 from .build import BuildOutcome, short_key, store_manifest
+from .canary_steps import is_immediate
 from .facts import Facts, Lineage, serving_key
 from .history import REASON_LIMIT, history_reason, next_revision, upsert
 from .plan import Action, Emit, EventReason
 from .pod_health import stuck
 from .revisions import RevisionView
-from .rollout import Outcome, StepInput, is_immediate, step_rollout, steps_of
+from .rollout import Outcome, StepInput, step_rollout, steps_of
 from .signature import differences, signature_digest
-from .steering import steered_steps
+from .steering import record_steering, steered_steps
 from .validation import ValidationState, start_job, validation_status, view_validation
 
 
@@ -198,12 +199,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     progress = lineage.progress or RolloutProgress(started_at=facts.now, step_started_at=facts.now)
     pinned = facts.pinned is not None
     steering = facts.steering
+    at_once = is_immediate(spec.rollout, current is not None, pinned) or progress.cut_over
     # A promote request makes the rest of the rollout one 100% step.
-    immediate = (
-        is_immediate(spec.rollout, current is not None, pinned)
-        or progress.cut_over
-        or steering.promotes(number)
-    )
+    immediate = at_once or steering.promotes(number)
     weight = None if immediate else steering.weight_of(number)
     validation = view_validation(facts.observed.validation_jobs, facts.name, number)
     step = step_rollout(
@@ -219,7 +217,7 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
             immediate=immediate,
             validation=validation,
             now=facts.context.now,
-            hold="" if immediate else steering.hold_reason(number),
+            hold=steering.hold_reason(number),  # no effect on an immediate rollout
         )
     )
     targets = {number: step.candidate_replicas}
@@ -252,7 +250,15 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         events = (Emit(EventReason.VALIDATION_PASSED, f"revision {number}: {validation.message}"),)
     elif validation.state == ValidationState.FAILED and step.outcome == Outcome.ROLLED_BACK:
         record = validation_status(number, validation, facts.now)
-    moved = replace(lineage, progress=step.progress)
+    steered, message, notes = record_steering(
+        step.progress,
+        progress.steered,
+        "" if at_once else steering.note(number),
+        number,
+        step.message,
+    )
+    checked, events = events, (*events, *notes)
+    moved = replace(lineage, progress=steered)
     base = Moved(
         moved,
         events,
@@ -260,13 +266,14 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
         new_objects,
         step.requeue_after,
         None,
-        step.message,
+        message,
         step.canary_weight,
         actions,
         record,
     )
     if steering.aborts(number) and not pinned:
         message = f"aborted by {ANNOTATION_ABORT}"
+        base = replace(base, events=checked)  # the rollback says it; no "resumed" first
         return roll_back(facts, base, number, current, desired, "Aborted", message)
     if step.outcome == Outcome.STEP_PROMOTED:
         event = Emit(EventReason.STEP_PROMOTED, f"revision {number}: {step.message}")

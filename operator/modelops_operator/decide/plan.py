@@ -29,6 +29,11 @@ class EventReason(StrEnum):
     POD_STUCK = "PodStuck"
     ENGINE_REFUSED = "EngineRefused"
     SOURCE_VERIFIED = "SourceVerified"
+    SOURCE_RESTAGED = "SourceRestaged"
+    SCALED_TO_ZERO = "ScaledToZero"
+    WOKE_UP = "WokeUp"
+    COLD_START_TIMED_OUT = "ColdStartTimedOut"
+    ROLLOUT_STEERED = "RolloutSteered"
 
 
 # Everything else is Normal: the type follows from the reason, so the two never disagree.
@@ -43,6 +48,7 @@ WARNING_REASONS = frozenset(
         EventReason.CHILD_REJECTED,
         EventReason.POD_STUCK,
         EventReason.ENGINE_REFUSED,
+        EventReason.COLD_START_TIMED_OUT,
     }
 )
 

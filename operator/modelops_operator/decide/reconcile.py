@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..api import ConditionType, EndpointStatus, ModelDeployment, RevisionStatus, find_condition
+from ..api import (
+    ConditionType,
+    EndpointStatus,
+    ModelDeployment,
+    RevisionStatus,
+    ScaleRecord,
+    find_condition,
+)
 from ..render.common import ANNOTATION_RETRY, pod_selector
 from ..render.service import endpoint
 from .body import InvalidSpec, ParsedBody
@@ -19,10 +26,12 @@ from .clock import rfc3339
 from .engine import decide_engine
 from .facts import Facts, Lineage, read_facts
 from .history import blocking_failure, parse_reason
+from .idle import IdleDecision, decide_idle, idle_condition
 from .inputs import DecideContext, Observed
 from .lineage import Moved, adopt_orphan, start_candidate, step_candidate, supersede
 from .plan import Emit, EventReason, Plan
 from .pod_health import Stuck, stuck
+from .policy import policy_refusal
 from .replicas import desired_replicas
 from .routing import TrafficPlan, plan_traffic
 from .scale_apply import Scaled, apply_scale
@@ -34,6 +43,9 @@ def reconcile(parsed: ParsedBody, observed: Observed, context: DecideContext) ->
     now = rfc3339(context.now)
     if isinstance(parsed, InvalidSpec):
         return invalid_plan(parsed, now)
+    refusal = policy_refusal(parsed, context.settings)
+    if refusal is not None:  # nothing is built; what serves now keeps serving
+        return invalid_plan(InvalidSpec(parsed.metadata, parsed.status, refusal), now)
     return valid_plan(parsed, observed, context, now)
 
 
@@ -56,12 +68,48 @@ class Sizing:
         return self.scaled.desired
 
 
-def size(facts: Facts, lineage: Lineage) -> Sizing:
-    """serving.replicas, or the autoscaler's count clamped to the spec's bounds."""
+def size(facts: Facts, lineage: Lineage, idle: IdleDecision) -> Sizing:
+    """serving.replicas, or the autoscaler's count clamped to the spec's bounds; 0 asleep."""
     md = facts.md
     current = facts.current_view(lineage)
+    metrics = facts.context.metrics or md.status.metrics
+    if idle.asleep:  # status.metrics keeps the last figures while nothing runs
+        return Sizing(Scaled(0, md.status.last_scale, metrics))
     base = desired_replicas(md.spec, current, lineage.candidate is not None, md.status)
-    return Sizing(apply_scale(md.spec, base, facts.context, md.status, facts.now))
+    scaled = apply_scale(md.spec, base, facts.context, md.status, facts.now)
+    if idle.woke and current is not None and current.replicas == 0:
+        reason = (
+            "a request is waiting (held by the router)"
+            if not lineage.candidate
+            else ("a rollout started")
+        )
+        record = ScaleRecord.model_validate(
+            {"from": 0, "to": scaled.desired, "reason": reason, "time": facts.now}
+        )
+        event = Emit(EventReason.SCALED, f"0 -> {scaled.desired} replicas: {reason}")
+        scaled = Scaled(scaled.desired, record, scaled.metrics, (*scaled.events, event))
+    return Sizing(scaled)
+
+
+def busy(facts: Facts, lineage: Lineage, starting: bool = False) -> bool:
+    """A rollout, its validation run or a rollback runs (or starts now): a candidate, or
+    another revision with pods (scale to zero waits for them)."""
+    if starting or lineage.candidate is not None:
+        return True
+    return any(n != lineage.current and view.replicas > 0 for n, view in facts.revisions.items())
+
+
+def idle_of(facts: Facts, lineage: Lineage, starting: bool) -> IdleDecision:
+    """Scale to zero's decision for this reconcile (`starting`: a candidate starts now)."""
+    md = facts.md
+    return decide_idle(
+        md.spec,
+        md.status.idle,
+        facts.context.activity,
+        lineage.current,
+        busy(facts, lineage, starting),
+        facts.context.now,
+    )
 
 
 @dataclass(frozen=True)
@@ -123,18 +171,24 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
     facts, pin_warnings = read_facts(md, observed, context, now)
     lineage = adopt_orphan(facts, Lineage.of(md.status))
     lineage, superseded = supersede(facts, lineage)
-    sizing = size(facts, lineage)
     need = engine_need(facts, lineage)
     build = decide_engine(
         md, facts.key, observed, needed=need.needed, now=context.now, settings=facts.settings
     )
+    # A candidate starts in this reconcile when its engine is there: wake for it first.
+    starting = need.needed and build.manifest is not None and lineage.candidate is None
+    idle = idle_of(facts, lineage, starting)
+    sizing = size(facts, lineage, idle)
     moved = roll(facts, lineage, build, need, sizing.desired)
     traffic = plan_traffic(facts, moved)
-    writes = child_writes(facts, moved.lineage, build, moved, traffic, sizing.desired)
+    writes = child_writes(
+        facts, moved.lineage, build, moved, traffic, sizing.desired, asleep=idle.asleep
+    )
     events = (
         *build.events,
         *pin_warnings,
         *superseded,
+        *idle.events,
         *sizing.scaled.events,
         *moved.events,
         *traffic.events,
@@ -144,12 +198,14 @@ def valid_plan(md: ModelDeployment, observed: Observed, context: DecideContext, 
         for delay in (
             build.requeue_after,
             moved.requeue_after,
+            idle.requeue_after,
             SHORT_REQUEUE_SECONDS if writes.held else None,
+            traffic.gate.recheck_after if moved.lineage.candidate is None else None,
         )
         if delay is not None
     ]
     stuck_events = pods_stuck_events(facts, moved.lineage)
-    status = new_status(facts, moved, build, need, sizing, traffic)
+    status = new_status(facts, moved, build, need, sizing, traffic, idle)
     return Plan(
         (*writes.actions, *events, *stuck_events), status, min(requeues) if requeues else None
     )
@@ -184,6 +240,7 @@ def new_status(
     need: EngineNeed,
     sizing: Sizing,
     traffic: TrafficPlan,
+    idle: IdleDecision,
 ) -> dict[str, object]:
     """The full status in wire form: phase, conditions, revisions, replicas, endpoint."""
     lineage = moved.lineage
@@ -212,6 +269,8 @@ def new_status(
         ready=serving.ready if serving is not None else 0,
         rollout_reason=found[1].reason if found is not None and candidate_stuck else "RollingOut",
         serving_note=found[1].message if found is not None and not candidate_stuck else None,
+        idle=idle.asleep or (idle.waking and (serving is None or serving.ready == 0)),
+        routing_wait=traffic.gate.waiting,
     )
     http, grpc = endpoint(facts.name, facts.md.metadata.namespace)
     status = compose_status(
@@ -234,5 +293,7 @@ def new_status(
         traffic=traffic.status,
         validation=moved.validation or facts.md.status.validation,
         source_access=build.access or facts.md.status.source_access,
+        idle=idle.status,
     )
-    return bounded(status)
+    conditions = idle_condition(status.conditions, facts.md.spec, idle, facts.now, facts.generation)
+    return bounded(status.model_copy(update={"conditions": conditions}))

@@ -29,7 +29,7 @@ def desired_replicas(
     """
     if spec.scaling is None:
         return spec.serving.replicas
-    low, high = spec.scaling.min_replicas, spec.scaling.max_replicas
+    low, high = spec.scaling.floor, spec.scaling.max_replicas
     if in_flight and old.replicas > 0:
         base = old.replicas
     elif current is not None:
@@ -58,10 +58,14 @@ def scaled_manifest(deployment: Mapping[str, Any], replicas: int) -> dict[str, A
 
 
 def safe_to_zero(
-    revisions: Mapping[int, RevisionView], targets: Mapping[int, int], number: int
+    revisions: Mapping[int, RevisionView],
+    targets: Mapping[int, int],
+    number: int,
+    sleeping: frozenset[int] = frozenset(),
 ) -> bool:
-    """Never take the last ready pods away: zero a revision only if another one keeps serving."""
-    if revisions[number].ready == 0:
+    """Never take the last ready pods away: zero a revision only if another one keeps serving,
+    or when it goes to sleep (scale to zero: the router holds its requests)."""
+    if revisions[number].ready == 0 or number in sleeping:
         return True
     return any(
         other != number and view.ready >= 1 and targets.get(other, 0) > 0
@@ -84,6 +88,7 @@ def replica_plan(
     wanted: Mapping[int, int],
     keep: set[int],
     holds: frozenset[int] = frozenset(),
+    sleeping: frozenset[int] = frozenset(),
 ) -> ReplicaPlan:
     """Scale every observed revision to its target (0 when none), delete those out of history.
 
@@ -94,7 +99,7 @@ def replica_plan(
     targets = {number: wanted.get(number, 0) for number in revisions}
     held, deletes = False, list[Delete]()
     for number, view in sorted(revisions.items()):
-        kept_back = number in holds or not safe_to_zero(revisions, targets, number)
+        kept_back = number in holds or not safe_to_zero(revisions, targets, number, sleeping)
         if targets[number] == 0 and view.replicas > 0 and kept_back:
             targets[number], held = view.replicas, True
         elif number not in keep and not kept_back:

@@ -10,26 +10,18 @@ gate, the analyses counted so far, readiness at the step, and whether the step h
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from ..api import NoTrafficPolicy, RolloutProgress, RolloutSpec, RolloutStrategy
+from ..api import NoTrafficPolicy, RolloutProgress, RolloutSpec
 from .analysis import Analysis, Verdict
+from .canary_steps import split_canary
 from .clock import parse_time, rfc3339
 from .pod_health import crash_loop, deployment_gave_up, ready_since
 from .revisions import RevisionView
 from .validation import ValidationState, ValidationView
-
-
-def split_canary(desired: int, percent: int) -> tuple[int, int]:
-    """(new, old) replicas at a canary step: new = ceil(desired * percent / 100), at least 1."""
-    if desired <= 0:
-        return 0, 0
-    new = min(desired, max(1, math.ceil(desired * percent / 100)))
-    return new, desired - new
 
 
 class Outcome(StrEnum):
@@ -72,11 +64,6 @@ class StepResult:
     requeue_after: float | None
     canary_weight: int = 0
     start_validation: bool = False
-
-
-def is_immediate(spec: RolloutSpec, has_current: bool, pinned: bool) -> bool:
-    """Recreate, a first revision and a manual rollback replace at once (one 100% step)."""
-    return spec.strategy == RolloutStrategy.RECREATE or not has_current or pinned
 
 
 def steps_of(spec: RolloutSpec, immediate: bool) -> list[int]:

@@ -2,9 +2,8 @@
 them, in the ModelDeployment's traffic mode.
 
 - Router: a revision Service per revision, the router's ConfigMap (with the route table) and
-  Deployment; the ModelDeployment's Service selects the router's pods once one is ready (before
-  that, and after a switch back, it selects the Triton pods directly, so nothing that served
-  stops serving).
+  Deployment; the ModelDeployment's Service selects the router's pods from its creation, and
+  Ready waits until clients reach the model through them (`router_gate.py`).
 - GatewayAPI: a revision Service per revision, and an HTTPRoute and a GRPCRoute with weights.
 - Replicas: the Service selects every revision's Triton pods; nothing else.
 """
@@ -15,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import TrafficMode, TrafficStatus
+from ..api import ConditionType, TrafficMode, TrafficStatus, find_condition
 from ..render.gateway import render_routes
 from ..render.names import revision_name, router_name
 from ..render.router import (
@@ -26,9 +25,18 @@ from ..render.router import (
 )
 from ..render.service import render_service
 from .facts import Facts
+from .idle import scales_to_zero
 from .lineage import Moved
 from .plan import Action, Apply, Delete, Emit, EventReason
-from .revisions import as_int
+from .router_gate import (
+    ANNOTATION_SELECTS_ROUTER_SINCE,
+    OPEN,
+    Gate,
+    gate,
+    router_serves,
+    selects_router,
+    wanted_selector,
+)
 from .traffic import (
     RouterReport,
     applied_note,
@@ -49,6 +57,7 @@ class TrafficPlan:
     synced: bool
     events: tuple[Emit, ...]
     holds: frozenset[int]
+    gate: Gate = OPEN
 
 
 def _running(facts: Facts, targets: Mapping[int, int]) -> list[int]:
@@ -73,18 +82,66 @@ def plan_traffic(facts: Facts, moved: Moved) -> TrafficPlan:
     if mode == TrafficMode.REPLICAS:
         status = TrafficStatus(mode=mode, version=old.version if old else 0, applied=None)
         return TrafficPlan(status, True, (), frozenset())
+    serving = split(lineage.current, lineage.candidate, moved.canary_weight)
     weights = with_draining(
-        split(lineage.current, lineage.candidate, moved.canary_weight),
-        _running(facts, moved.targets),
+        {} if dormant(facts, moved) else serving, _running(facts, moved.targets)
     )
-    status = next_status(mode, old, weights, None)
+    status = next_status(mode, old, weights, None, hold_seconds(facts))
     synced = router_synced(mode, status, report)
     status = status.model_copy(update={"applied": applied_note(mode, status, report)})
     events: tuple[Emit, ...] = ()
     before = {w.revision: w.weight for w in old.weights} if old else {}
     if {n: w for n, w in before.items() if w} != {n: w for n, w in weights.items() if w}:
         events = (Emit(EventReason.TRAFFIC_SHIFTED, f"requests: {_describe(weights)}"),)
-    return TrafficPlan(status, synced, events, _holds(weights, before, synced, old, report))
+    holds = _holds(weights, before, synced, old, report)
+    return TrafficPlan(
+        status, synced, events, holds, _gate(facts, status) if weights else Gate(None)
+    )
+
+
+def _gate(facts: Facts, status: TrafficStatus) -> Gate:
+    """Router mode: whether clients reach the model through the router yet (Ready waits)."""
+    if facts.md.spec.rollout.traffic.mode != TrafficMode.ROUTER:
+        return OPEN
+    ready = find_condition(facts.md.status.conditions, ConditionType.READY)
+    was_ready = (
+        ready is not None
+        and ready.status == "True"
+        and facts.md.status.traffic is not None
+        and facts.md.status.traffic.mode == TrafficMode.ROUTER
+    )
+    return gate(
+        md_name=facts.name,
+        service=facts.observed.service,
+        pods=facts.observed.router_pods,
+        report=facts.context.router,
+        status=status,
+        now=facts.context.now,
+        settle_seconds=facts.settings.drain_seconds,
+        was_ready=was_ready,
+    )
+
+
+def hold_seconds(facts: Facts) -> int:
+    """How long the router holds a request no revision can take: coldStartTimeoutSeconds with
+    scale to zero, else 0 (503 at once, as before)."""
+    scaling = facts.md.spec.scaling
+    if not scales_to_zero(facts.md.spec) or scaling is None:
+        return 0
+    return scaling.cold_start_timeout_seconds
+
+
+def dormant(facts: Facts, moved: Moved) -> bool:
+    """Scale to zero: the serving revision has no ready pod, or goes to 0 now. It gets no
+    weight; the router holds its requests until a pod is Ready (a gRPC call sent to a Service
+    without endpoints would fail, and HTTP health checks take a second to notice)."""
+    lineage = moved.lineage
+    if not scales_to_zero(facts.md.spec) or lineage.candidate is not None:
+        return False
+    if lineage.current is None:
+        return False
+    view = facts.revisions.get(lineage.current)
+    return moved.targets.get(lineage.current, 0) == 0 or view is None or view.ready == 0
 
 
 def _holds(
@@ -101,11 +158,6 @@ def _holds(
     if old is not None and report is not None and report.runs(old.version):
         return frozenset(n for n in weights if weights[n] > 0 or before.get(n, 0) > 0)
     return frozenset(weights)
-
-
-def _router_ready(facts: Facts) -> bool:
-    router = facts.observed.router
-    return router is not None and as_int((router.get("status") or {}).get("readyReplicas")) > 0
 
 
 def _write(existing: Mapping[str, Any] | None, manifest: dict[str, Any]) -> list[Action]:
@@ -140,12 +192,25 @@ def traffic_writes(facts: Facts, plan: TrafficPlan, serving: bool) -> list[Actio
             actions += _write(observed.routes.get(key), route)
     # The Service moves before anything it may select goes: a plan stops at its first failed
     # write, and must never leave the Service on deleted router pods.
-    routed_by_router = mode == TrafficMode.ROUTER and _router_ready(facts)
-    wanted = render_service(md, router_selector(facts.name) if routed_by_router else None)
-    have = (observed.service or {}).get("spec") or {}
-    if any(have.get(part) != wanted["spec"][part] for part in ("selector", "ports")):
-        actions.append(Apply(wanted))
+    actions += _service_write(facts, plan.status)
     return actions + _leftovers(facts)
+
+
+def _service_write(facts: Facts, status: TrafficStatus) -> list[Action]:
+    """The Service `<name>`: the router's pods in Router mode (router_gate.py), else every
+    revision's Triton pods; the moment it starts selecting the router is recorded on it."""
+    service = facts.observed.service
+    serves = router_serves(facts.observed.router_pods, facts.context.router, status)
+    selector = wanted_selector(facts.md.spec.rollout.traffic.mode, facts.name, service, serves)
+    annotations = None
+    switching = service is not None and not selects_router(service, facts.name)
+    if selector == router_selector(facts.name) and switching:
+        annotations = {ANNOTATION_SELECTS_ROUTER_SINCE: facts.now}
+    wanted = render_service(facts.md, selector, annotations)
+    have = (service or {}).get("spec") or {}
+    if any(have.get(part) != wanted["spec"][part] for part in ("selector", "ports")):
+        return [Apply(wanted)]
+    return []
 
 
 def _leftovers(facts: Facts) -> list[Action]:

@@ -34,7 +34,7 @@ class Scaled:
 
 def clamp(spec: ScalingSpec, replicas: int) -> int:
     """A replica count inside [minReplicas, maxReplicas]."""
-    return min(spec.max_replicas, max(spec.min_replicas, replicas))
+    return min(spec.max_replicas, max(spec.floor, replicas))
 
 
 def apply_scale(

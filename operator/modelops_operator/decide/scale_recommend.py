@@ -94,7 +94,7 @@ def recommend(
     ceil(need * 1.1) so that the new count sits inside the dead band and noise of up to
     +-5% cannot push it straight back up.
     """
-    lo, hi = spec.min_replicas, spec.max_replicas
+    lo, hi = spec.floor, spec.max_replicas
     metric = ScalingMetric(spec.metric)
     delay = float(spec.scale_down_delay_seconds)
     kept = prune(recent_recommendations, now, delay)

@@ -19,6 +19,7 @@ from modelops_contract.staging import StageSummary, parse_stage_summary
 
 from ..api import ModelDeployment, SourceAccess
 from ..render.common import LABEL_COMPONENT
+from ..render.job import build_datasets
 from ..render.names import source_job_name
 from ..render.source_job import ANNOTATION_KEEP, render_source_job
 from ..render.tokens import receipt_kept, receipt_valid
@@ -28,6 +29,7 @@ from .inputs import Observed
 from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
 from .jobs import StuckJob
 from .plan import Action, Apply, Delete, Emit
+from .restage import staging_of
 
 SHORT_REQUEUE_SECONDS = 5.0
 
@@ -73,9 +75,11 @@ def _summary(job: Mapping[str, Any] | None) -> StageSummary | None:
     return parse_stage_summary(message) if isinstance(message, str) else None
 
 
-def _proof(
+def source_proof(
     md: ModelDeployment, summary: StageSummary | None, settings: Settings, keep: bool, now: str
 ) -> SourceAccess | None:
+    """The proof a source Job's summary gives: the model's receipt (kept for a build), and for a
+    build each of its data sets' kept receipts; None when any is missing or not the server's."""
     sha, uid = md.spec.model.source.sha256, md.metadata.uid or ""
     if summary is None or not summary.ok or not summary.receipt or summary.sha256 != sha:
         return None
@@ -84,6 +88,10 @@ def _proof(
         if keep
         else receipt_valid(settings, summary.receipt, sha, uid)
     )
+    # A build's data sets must be on the engine server too, each sent by this ModelDeployment.
+    receipts = summary.dataset_receipts or {}
+    for data in build_datasets(md.spec) if keep else []:
+        valid = valid and receipt_kept(settings, receipts.get(data.sha256), data.sha256, uid, True)
     return SourceAccess(sha256=sha, receipt=summary.receipt, time=now) if valid else None
 
 
@@ -100,13 +108,15 @@ def decide_source(
     keep: bool,
     now: datetime,
     settings: Settings,
+    staging: int = 0,
 ) -> SourceOutcome:
-    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes."""
+    """Run (or read) the source Job of `key`: `keep` when a build will read the bytes;
+    `staging`: the staging wanted (a source Job of an earlier one is replaced: restage.py)."""
     name = source_job_name(md.metadata.name, key)
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
     summary = _summary(job)
-    proof = _proof(md, summary, settings, keep, rfc3339(now))
+    proof = source_proof(md, summary, settings, keep, rfc3339(now))
     why = "for the build" if keep else "to prove this ModelDeployment can read it"
     phase = job_phase(
         md,
@@ -124,12 +134,15 @@ def decide_source(
             # It only proves access; a build needs the bytes kept: send them again.
             message = f"the source is needed {why}: replacing Job {name}"
             return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
+    if job is not None and staging_of(job) < staging and not isinstance(phase, Terminating):
+        message = f"the source is needed again {why}: replacing Job {name}"
+        return _waiting(message, (*stale, delete), SHORT_REQUEUE_SECONDS)
     match phase:
         case Done(result=access):
             return SourceOutcome(access=access, actions=stale)
         case Absent():
             message = f"Job {name} is fetching the source {why}"  # the same while it runs
-            manifest = render_source_job(md, key, settings, keep=keep)
+            manifest = render_source_job(md, key, settings, keep=keep, staging=staging)
             return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
         case Terminating():
             message = f"waiting for the old source Job {name} to be deleted"

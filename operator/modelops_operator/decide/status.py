@@ -41,6 +41,10 @@ class Situation:
     ready: int
     rollout_reason: str = "RollingOut"
     serving_note: str | None = None  # why serving pods are missing (a stuck pod), if known
+    # Scale to zero: asleep (0 pods wanted) or waking (a held request waits for the first pod);
+    # the router holds requests, so neither is degraded.
+    idle: bool = False
+    routing_wait: str | None = None  # why clients do not reach the model as the mode promises
 
 
 def phase_of(situation: Situation) -> Phase:
@@ -57,8 +61,12 @@ def phase_of(situation: Situation) -> Phase:
         return Phase.BUILDING
     if situation.current is None or not situation.current_matches:
         return Phase.PENDING
+    if situation.idle:
+        return Phase.IDLE
     if situation.ready < situation.desired:
         return Phase.DEGRADED
+    if situation.routing_wait is not None:
+        return Phase.PENDING
     return Phase.ROLLED_BACK if situation.pinned is not None else Phase.READY
 
 
@@ -99,6 +107,12 @@ def compose_status(
     )
     if situation.serving_note and situation.ready < situation.desired:
         serving += f": {situation.serving_note}"
+    if phase == Phase.IDLE:
+        serving = (
+            f"revision {situation.current} is scaled to zero (no request for idleSeconds) or "
+            f"waking up ({situation.ready}/{situation.desired} pods ready); the router holds "
+            "requests while a pod starts"
+        )
     conds = set_condition(
         old.conditions,
         ConditionType.ENGINE_BUILT,
@@ -123,8 +137,16 @@ def compose_status(
     else:
         reason, message = _why_not(situation)
         conds = set_condition(conds, ConditionType.ROLLED_OUT, "False", reason, message, now, gen)
-    if rolled_out and situation.ready >= situation.desired:
-        conds = set_condition(conds, ConditionType.READY, "True", "Serving", serving, now, gen)
+    # Idle (asleep or waking) serves too: the router holds requests while a pod starts.
+    enough = situation.ready >= situation.desired or phase == Phase.IDLE
+    if rolled_out and enough and situation.routing_wait:
+        ready_message = f"{serving}; {situation.routing_wait}"
+        conds = set_condition(
+            conds, ConditionType.READY, "False", "WaitingForRouter", ready_message, now, gen
+        )
+    elif rolled_out and enough:
+        why = "Idle" if phase == Phase.IDLE else "Serving"
+        conds = set_condition(conds, ConditionType.READY, "True", why, serving, now, gen)
         ready_message = serving
     elif rolled_out:
         ready_message = serving
@@ -144,7 +166,7 @@ def compose_status(
             "BuildFailed",
             f"{situation.engine_message}; revision {situation.current} serves on",
         )
-    elif rolled_out and situation.ready < situation.desired:
+    elif rolled_out and situation.ready < situation.desired and phase != Phase.IDLE:
         degraded = ("True", "ReplicasUnavailable", serving)
     else:
         degraded = ("False", "AsExpected", "nothing is degraded")

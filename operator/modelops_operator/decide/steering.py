@@ -22,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..api import RolloutProgress
 from ..render.common import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSE,
     ANNOTATION_PROMOTE,
     ANNOTATION_WEIGHT,
 )
+from .plan import Emit, EventReason
 
 
 def revision_value(raw: str | None) -> int | None:
@@ -68,6 +70,12 @@ class Steering:
             return None
         return self.weight[1]
 
+    def note(self, revision: int) -> str:
+        """What steers `revision` now, in words ("" when nothing does)."""
+        if self.promotes(revision):
+            return f"promote requested ({ANNOTATION_PROMOTE}): the remaining steps are skipped"
+        return self.hold_reason(revision)
+
     def hold_reason(self, revision: int) -> str:
         """Why `revision` may not leave its step ("" when it may)."""
         if self.weight_of(revision) is not None:
@@ -93,3 +101,17 @@ def steered_steps(steps: Sequence[int], step: int, weight: int | None) -> list[i
     if weight is not None and out:
         out[min(step, len(out) - 1)] = weight
     return out
+
+
+def record_steering(
+    progress: RolloutProgress, before: str | None, note: str, revision: int, message: str
+) -> tuple[RolloutProgress, str, tuple[Emit, ...]]:
+    """The progress remembering what steers the candidate, the status message saying it, and
+    a RolloutSteered Event when that changed since the last look (`before`)."""
+    said = message if not note or note in message else f"{message}; {note}"
+    events: tuple[Emit, ...] = ()
+    if note and note != before:
+        events = (Emit(EventReason.ROLLOUT_STEERED, f"revision {revision}: {note}"),)
+    elif before and not note:
+        events = (Emit(EventReason.ROLLOUT_STEERED, f"revision {revision}: resumed"),)
+    return progress.model_copy(update={"steered": note or None}), said, events

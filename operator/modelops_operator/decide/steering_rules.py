@@ -27,8 +27,8 @@ from ..render.common import (
     ANNOTATION_ROLLBACK_TO,
     ANNOTATION_WEIGHT,
 )
+from .canary_steps import is_immediate, split_canary
 from .history import SERVED_STATES, blocking_failure, parse_reason
-from .rollout import is_immediate, split_canary
 from .steering import read_steering
 
 

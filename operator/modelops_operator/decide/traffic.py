@@ -53,14 +53,27 @@ def with_draining(weights: Mapping[int, int], running: Sequence[int]) -> dict[in
 
 
 def next_status(
-    mode: TrafficMode, old: TrafficStatus | None, weights: Mapping[int, int], applied: str | None
+    mode: TrafficMode,
+    old: TrafficStatus | None,
+    weights: Mapping[int, int],
+    applied: str | None,
+    hold_seconds: int = 0,
 ) -> TrafficStatus:
-    """status.traffic: the version moves only when the weights change."""
+    """status.traffic: the version moves only when the weights or the hold change."""
     wanted = [TrafficWeight(revision=n, weight=w) for n, w in sorted(weights.items())]
     version = old.version if old is not None else 0
-    same = old is not None and old.mode == mode and old.weights == wanted
+    same = (
+        old is not None
+        and old.mode == mode
+        and old.weights == wanted
+        and old.hold_seconds == hold_seconds
+    )
     return TrafficStatus(
-        mode=mode, version=version if same else version + 1, weights=wanted, applied=applied
+        mode=mode,
+        version=version if same else version + 1,
+        weights=wanted,
+        applied=applied,
+        hold_seconds=hold_seconds,
     )
 
 
@@ -73,6 +86,7 @@ def route_table(md_name: str, namespace: str, status: TrafficStatus) -> RouteTab
             Route(revision=w.revision, service=revision_name(md_name, w.revision), weight=w.weight)
             for w in status.weights
         ],
+        hold_seconds=status.hold_seconds,
     )
 
 

@@ -13,7 +13,9 @@ ROLLBACK_REASONS = frozenset({EventReason.ROLLED_BACK, EventReason.ROLLOUT_FAILE
 BUILD_OUTCOMES = {EventReason.BUILD_SUCCEEDED: "succeeded", EventReason.BUILD_FAILED: "failed"}
 
 
-def count_plan(metrics: OperatorMetrics, plan: Plan, applied: Applied) -> None:
+def count_plan(
+    metrics: OperatorMetrics, key: tuple[str, str], plan: Plan, applied: Applied
+) -> None:
     """Count the plan's created build Jobs and Deployments and its Events in `metrics`."""
     for action in plan.actions:
         if isinstance(action, Apply) and action.manifest.get("kind") == JOBS.kind:
@@ -26,6 +28,7 @@ def count_plan(metrics: OperatorMetrics, plan: Plan, applied: Applied) -> None:
                 metrics.rollouts.inc()
         elif isinstance(action, Emit):
             count_event(metrics, action.reason)
+            metrics.count_event(*key, action.reason.value)
 
 
 def count_event(metrics: OperatorMetrics, reason: EventReason) -> None:

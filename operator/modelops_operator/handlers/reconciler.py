@@ -130,18 +130,18 @@ class Reconciler:
             scale=fed.scale,
             metrics=fed.metrics,
             router=fed.router,
+            activity=fed.activity,
         )
         plan = reconcile(parsed, observed, ctx)
         applied = await self.applier.apply(body, observed, plan)
         self._log(key, plan, applied)
-        count_plan(self.metrics, plan, applied)
+        count_plan(self.metrics, key, plan, applied)
         valid = isinstance(parsed, ModelDeployment)  # invalid: decide wrote Failed + why
         if tracked.forgotten:
             return Pass(plan, valid)  # deleted meanwhile: no status, timer or telemetry kept
         self.telemetry.poke(key)
         tracked.status = dict(plan.status)
         self.routes.notify(key)
-        self.metrics.set_phase(namespace, name, plan.status.get("phase"))
         revision = plan.status.get("revision") or {}
         wanted = revision.get("current") is not None or revision.get("candidate") is not None
         self.daemons.ensure(key, wanted)

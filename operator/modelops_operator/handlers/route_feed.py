@@ -37,6 +37,11 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _VERSION = re.compile(r"-?[0-9]{1,18}")
 
 
+def valid_key(namespace: str, name: str) -> bool:
+    """A namespace and a ModelDeployment name as the API server allows them."""
+    return bool(_NAMESPACE.fullmatch(namespace) and _NAME.fullmatch(name))
+
+
 @dataclass(frozen=True)
 class FeedLimits:
     """How much of the feed one client may hold: parked polls per table, per namespace and in
@@ -169,7 +174,7 @@ class RouteFeed:
     async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         """The aiohttp handler of `/routes/{namespace}/{name}`."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
-        if not _NAMESPACE.fullmatch(namespace) or not _NAME.fullmatch(name):
+        if not valid_key(namespace, name):
             return _bad("the path must be /routes/<namespace>/<name> of a ModelDeployment")
         after_text = request.query.get("after", "-1")
         if not _VERSION.fullmatch(after_text):

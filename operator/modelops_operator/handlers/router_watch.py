@@ -25,7 +25,7 @@ from ..metrics.router import (
     parse_router_page,
     router_interval,
 )
-from ..metrics.scrape import MAX_BODY_BYTES, fetch_page
+from ..metrics.scrape import MAX_BODY_BYTES, Slot, fetch_page
 from ..render.names import router_name
 from ..render.router import router_selector
 from .pods import PodSource
@@ -63,6 +63,7 @@ async def read_router(
     namespace: str,
     md_name: str,
     url_of: Callable[[Pod], str | None],
+    slot: Slot,
 ) -> RouterReading:
     """Every running router pod's page (pods that cannot be read report nothing)."""
     selector = router_selector(md_name)
@@ -78,7 +79,8 @@ async def read_router(
         if url is None:
             continue
         try:
-            text = await fetch_page(session, url, max_bytes=PAGE_LIMIT)
+            async with slot():  # the namespace's connection budget; the timeout starts inside
+                text = await fetch_page(session, url, max_bytes=PAGE_LIMIT)
             sample = await asyncio.to_thread(parse_router_page, text)
             samples[str((pod.get("metadata") or {}).get("name"))] = sample
         except (OSError, ValueError, RouterPageError, aiohttp.ClientError):

@@ -19,12 +19,14 @@ from ..k8s.client import Credentials, KubeClient
 from ..k8s.events import EventRecorder
 from ..k8s.lease import LeaderElector
 from ..k8s.observe import Observer
-from ..k8s.resources import CHILD_RESOURCES, PODS
+from ..k8s.resources import CHILD_RESOURCES
 from ..k8s.store import EngineStore, store_from_settings
+from ..metrics.deployments import Deployment
 from ..observability import Health, OperatorMetrics
 from ..render.names import label_value
 from ..settings import Settings
 from .daemons import Daemons
+from .demand_feed import DemandFeed
 from .pods import MetricsUrl, default_metrics_url
 from .reconciler import Reconciler
 from .route_feed import RouteFeed
@@ -63,7 +65,7 @@ class Operator:
         self.client = KubeClient(
             self._credentials, user_agent=f"modelops-operator/{options.identity}"
         )
-        self.cache = ChildCache(CHILD_RESOURCES, specless=[PODS.plural])
+        self.cache = ChildCache(CHILD_RESOURCES)
         self.events = EventRecorder(self.client, host=options.identity)
         self.store: EngineStore = store_from_settings(self.settings)
         self.observer = Observer(
@@ -74,6 +76,7 @@ class Operator:
         self.telemetry = Telemetry(
             self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
+        self.demand = DemandFeed(self.routes, lambda: self.leading, self.telemetry.note_demand)
         self.daemons = Daemons(self.telemetry.run)
         self.runner = Reconciler(
             settings=self.settings,
@@ -92,6 +95,7 @@ class Operator:
         self.metrics.cached_objects.set_function(lambda: sum(self.cache.counts().values()))
         self.metrics.cached_bytes.set_function(self.cache.size_bytes)
         self.metrics.leader.set_function(lambda: float(self.leading))
+        self.metrics.export_deployments(self.deployments)
         self.elector: LeaderElector | None = None  # set when leader election runs
         self.loop: asyncio.AbstractEventLoop | None = None  # kopf's, once started
         self.closed = False
@@ -145,6 +149,7 @@ class Operator:
         """No more reconciles or telemetry here (another replica leads, or the process stops)."""
         await self.scheduler.stop()
         await self.daemons.stop_all()
+        self.metrics.forget_all()
         self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
         # What this process wrote is history once another replica writes: a standby's route
         # feed (and a later term as leader) must read the statuses the watch brings.
@@ -155,6 +160,7 @@ class Operator:
         """The newest body of a ModelDeployment (a watch event): reconcile if it asks for it."""
         meta = body.get("metadata") or {}
         self.health.watch_event()
+        self.metrics.last_watch_event.set_to_current_time()
         key = (meta.get("namespace") or "default", meta.get("name", ""))
         tracked = self.objects.seen(key, body)
         self.health.objects = len(self.objects)
@@ -170,13 +176,27 @@ class Operator:
         self.telemetry.forget(key)
         self.daemons.stop(key)
         self.scheduler.cancel(key)
-        self.metrics.set_phase(namespace, name, None)
+        self.metrics.forget(namespace, name)
         self.health.objects = len(self.objects)
 
     def latest(self, key: Key) -> Body | None:
         """The newest body seen of a ModelDeployment, with the status this process wrote last."""
         tracked = self.objects.get(key)
         return None if tracked is None else tracked.latest()
+
+    def deployments(self) -> list[Deployment]:
+        """The watched ModelDeployments for /metrics: on the leader only (one source per series)."""
+        if not self.leading:
+            return []
+        out = []
+        for key in list(self.objects):
+            body = self.latest(key)
+            if body is None:
+                continue
+            engine = ((body.get("status") or {}).get("engine") or {}).get("key")
+            stages = self.store.stage_seconds(engine) if isinstance(engine, str) else {}
+            out.append(Deployment(key[0], key[1], body, stages))
+        return out
 
     def owner_of(self, namespace: str, label: str) -> str:
         """The ModelDeployment whose children carry `modelops.dev/deployment=<label>`."""

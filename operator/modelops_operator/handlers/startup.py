@@ -71,7 +71,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
         host = op.options.metrics_host
         if host is not None:
             port = op.options.metrics_port
-            routes = [aiohttp.web.get("/routes/{namespace}/{name}", op.routes.handle)]
+            routes = [
+                aiohttp.web.get("/routes/{namespace}/{name}", op.routes.handle),
+                aiohttp.web.post("/routes/{namespace}/{name}/demand", op.demand.handle),
+            ]
             server = MetricsServer(op.metrics, op.health.probes(), routes)
             await server.start(host, op.settings.metrics_port if port is None else port)
             logger.info("serving /metrics and /healthz on %s:%s", host, server.port)

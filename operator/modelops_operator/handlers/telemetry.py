@@ -15,22 +15,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
 from ..api import MetricsStatus, ModelDeployment, TrafficMode
+from ..api.routes import DemandEvent, DemandReport
 from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
+from ..decide.canary_steps import is_immediate
 from ..decide.clock import rfc3339
-from ..decide.rollout import is_immediate
+from ..decide.idle import Activity
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
 from ..decide.traffic import RouterReport
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
 from ..metrics.router import RouterSample
-from ..metrics.scrape import MetricsTracker, Missing, MissingReason, new_session
+from ..metrics.scrape import MetricsTracker, Missing, MissingReason, ScrapeGates, new_session
 from ..observability import log_ref
 from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..settings import Settings
@@ -44,6 +46,7 @@ FIRST = asyncio.FIRST_COMPLETED
 IDLE_SECONDS = 60.0  # nothing to watch: a poke (every reconcile) wakes the daemon sooner
 NO_PODS_RETRY_SECONDS = 5.0  # a candidate without ready pods: pod events poke sooner
 ROUTER_SECONDS = 2.0  # router pods are read this often, and after every reconcile
+MAX_REPORTS = 100  # served hold times kept between two reconciles
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Fed:
     scale: ScaleDecision | None = None
     metrics: MetricsStatus | None = None
     router: RouterReport | None = None
+    activity: Activity = field(default_factory=Activity)
 
 
 @dataclass
@@ -73,6 +77,12 @@ class _State:
     router: RouterReport | None = None  # the newest reading, kept until the next one
     router_base: dict[str, RouterSample] = field(default_factory=dict)  # at the last analysis
     router_reading: RouterReading | None = None
+    # Scale to zero: the newest request the router counted, what it holds and reported.
+    last_request: datetime | None = None
+    router_counts: float | None = None
+    held_since: datetime | None = None
+    served: list[float] = field(default_factory=list)
+    timed_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,8 @@ class Telemetry:
         self._body_of, self._trigger, self._clock = body_of, trigger, clock
         self._states: dict[Key, _State] = {}
         self._session: aiohttp.ClientSession | None = None
+        # One tenant's hanging pods wait for that tenant's own connection slots only.
+        self._gates = ScrapeGates()
 
     # --- the reconcile's side -------------------------------------------------------------------
     def take(self, key: Key) -> Fed:
@@ -114,9 +126,31 @@ class Telemetry:
         if state is None:
             return Fed()
         analyses = dict([state.analysis]) if state.analysis is not None else {}
-        fed = Fed(analyses, state.scale, state.metrics, state.router)
+        activity = Activity(
+            state.last_request, state.held_since, tuple(state.served), state.timed_out
+        )
+        fed = Fed(analyses, state.scale, state.metrics, state.router, activity)
         state.analysis, state.scale, state.metrics = None, None, None
+        state.held_since, state.served, state.timed_out = None, [], 0
         return fed
+
+    async def note_demand(self, key: Key, report: DemandReport) -> None:
+        """A router's report of held requests (scale to zero): kept for the next reconcile,
+        which is asked for at once (a held request wakes the revision)."""
+        state = self._states.setdefault(key, _State())
+        now = datetime.now(UTC)
+        state.last_request = now
+        if report.event == DemandEvent.HELD:
+            since = now - timedelta(seconds=report.seconds)
+            state.held_since = min(since, state.held_since or since)
+        elif report.event == DemandEvent.SERVED:
+            state.served = [*state.served[-(MAX_REPORTS - 1) :], report.seconds]
+        else:
+            state.timed_out += report.count
+        logger.info(
+            "router reports %s request (%.3f s)", report.event, report.seconds, extra=log_ref(*key)
+        )
+        await self._trigger(*key)
 
     def poke(self, key: Key) -> None:
         """Something changed (a reconcile ran): the daemon looks at its schedule again."""
@@ -241,10 +275,24 @@ class Telemetry:
         if self._session is None:
             self._session = new_session()
         namespace, name = key
-        reading = await read_router(self._pods, self._session, namespace, name, self._url)
+        slot = self._gates.for_namespace(namespace)
+        reading = await read_router(self._pods, self._session, namespace, name, self._url, slot)
         changed = state.router != reading.report
         state.router, state.router_reading = reading.report, reading
+        self._count_requests(state, reading)
         return changed
+
+    @staticmethod
+    def _count_requests(state: _State, reading: RouterReading) -> None:
+        """The newest moment a request went through the router: when its counts moved, or now
+        while some ready router pod could not be read (unknown is never idle)."""
+        counts = sum(
+            c.requests for sample in reading.samples.values() for c in sample.counts.values()
+        )
+        unknown = len(reading.samples) < max(1, reading.report.ready_pods)
+        if unknown or state.router_counts is None or counts != state.router_counts:
+            state.last_request = datetime.now(UTC)
+        state.router_counts = None if unknown else counts
 
     async def _scale(self, key: Key, md: ModelDeployment, state: _State) -> bool:
         """Read the serving pods: status.metrics always, a scaling decision with spec.scaling."""
@@ -308,7 +356,7 @@ class Telemetry:
                 return _Round((), None, (got,), at)
             return _Round((got,), got, (), at)
         targets = {n: url for n, p in zip(names, pods, strict=True) if (url := self._url(p))}
-        poll = await tracker.poll(self._session, targets)
+        poll = await tracker.poll(self._session, targets, self._gates.for_namespace(namespace))
         return _Round(
             list(poll.figures.values()), poll.aggregate, list(poll.missing.values()), self._clock()
         )

@@ -17,27 +17,10 @@ from typing import Any
 
 from ..render.common import LABEL_DEPLOYMENT
 from .resources import Resource
+from .trim import trim
 
 JsonDict = dict[str, Any]
 ObjectKey = tuple[str, str]  # (namespace, name)
-# Large and never read by the operator: who wrote which field, kubectl's copy of the object.
-DROPPED_METADATA = ("managedFields",)
-DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-
-
-def slim(obj: Mapping[str, Any], *, keep_spec: bool = True) -> JsonDict:
-    """A copy without what the operator never reads (managedFields; a pod's spec)."""
-    out = dict(obj)
-    meta = dict(out.get("metadata") or {})
-    for key in DROPPED_METADATA:
-        meta.pop(key, None)
-    annotations = meta.get("annotations")
-    if annotations and any(k in annotations for k in DROPPED_ANNOTATIONS):
-        meta["annotations"] = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
-    out["metadata"] = meta
-    if not keep_spec:
-        out.pop("spec", None)
-    return out
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:
@@ -136,11 +119,11 @@ def _discard(index: dict[Any, set[ObjectKey]], at: Any, key: ObjectKey) -> None:
 
 
 class ChildCache:
-    """One KindCache per watched child kind; pods are kept without their spec."""
+    """One KindCache per watched child kind; each object trimmed to what the operator reads
+    (k8s/trim.py)."""
 
-    def __init__(self, resources: Iterable[Resource], *, specless: Iterable[str] = ()) -> None:
+    def __init__(self, resources: Iterable[Resource]) -> None:
         self._kinds = {res.plural: KindCache() for res in resources}
-        self._specless = frozenset(specless)
 
     def kind(self, resource: Resource) -> KindCache:
         """The cache of one kind (an empty one for a kind that is not watched)."""
@@ -155,7 +138,7 @@ class ChildCache:
         cache = self._kinds.get(resource.plural)
         if cache is None:
             return False
-        return cache.put(slim(obj, keep_spec=resource.plural not in self._specless))
+        return cache.put(trim(resource.plural, obj))
 
     def deleted(self, resource: Resource, obj: Mapping[str, Any]) -> bool:
         """A DELETED event, or a delete this process made; True when something was dropped."""

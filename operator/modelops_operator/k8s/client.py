@@ -24,7 +24,7 @@ from .errors import (
     UnavailableError,
     error_for,
 )
-from .resources import Resource, resource_for
+from .resources import PODS, Resource, resource_for
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +120,35 @@ class KubeClient:
             return None
 
     async def list(
-        self, resource: Resource, namespace: str | None, labels: Mapping[str, str] | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
     ) -> list[JsonDict]:
-        """Objects of a namespace (or the cluster) matching every label given."""
+        """Objects of a namespace (or the cluster) matching every label given; `fields` is a
+        fieldSelector the server applies (callers check the fields again: not every server
+        supports every field)."""
         params = {}
         if labels:
             params["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if fields:
+            params["fieldSelector"] = ",".join(f"{k}={v}" for k, v in sorted(fields.items()))
         body = await self._call("GET", resource, "list", namespace, params=params)
         items: list[JsonDict] = [i for i in body.get("items") or [] if isinstance(i, dict)]
         return [i for i in items if labels_match(i, labels or {})]
+
+    async def read_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int | None = None
+    ) -> str:
+        """A container's log (pods/log), the last `tail_lines` lines when given."""
+        params = {"container": container}
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
+        return await self._send(
+            "GET", PODS, "get", namespace, pod, subresource="log", params=params
+        )
 
     # --- writes ---------------------------------------------------------------------------------
     async def create(
@@ -252,6 +272,26 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> JsonDict:
+        text = await self._send(
+            method, resource, verb, namespace, name,
+            subresource=subresource, params=params, body=body,
+        )  # fmt: skip
+        parsed = _parse_json(text)
+        return parsed if isinstance(parsed, dict) else {}
+
+    async def _send(
+        self,
+        method: str,
+        resource: Resource,
+        verb: str,
+        namespace: str | None,
+        name: str | None = None,
+        *,
+        subresource: str | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> str:
+        """One request, retried on transient failures: the response's text, or a typed error."""
         if method in WRITE_METHODS and self.guard is not None:
             self.guard(resource)
         path = resource.path(namespace, name, subresource)
@@ -291,10 +331,9 @@ class KubeClient:
                 await self._sleep(attempt, None)
                 attempt += 1
                 continue
-            parsed = _parse_json(text)
             if status < 300:
-                return parsed if isinstance(parsed, dict) else {}
-            error = error_for(status, parsed, method=method, path=path)
+                return text
+            error = error_for(status, _parse_json(text), method=method, path=path)
             if isinstance(error, UnauthorizedError) and not reauthenticated:
                 # Tokens rotate (bound ServiceAccount tokens expire): re-read them once.
                 reauthenticated = True

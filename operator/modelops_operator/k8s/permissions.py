@@ -5,8 +5,9 @@ even when it watches one namespace, lists/watches namespaces and CRDs cluster-wi
 nothing itself (watching handlers only) and runs standalone: no peering objects. The operator
 patches ModelDeployments' status, and their metadata once to drop earlier versions' finalizers.
 Leader election needs get/create/patch on Leases in the operator's own namespace only
-(LEASE_RULES, a Role there). The operator never touches Secrets: they reach build Jobs and
-Triton pods only through the kubelet.
+(LEASE_RULES, a Role there). The operator never reads Secrets: they reach build Jobs and
+Triton pods only through the kubelet. Its pod's init container may create Secrets in that
+namespace (STORE_KEY_RULES: the store's keys when missing), never read or change one.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ LEASE_RULES: list[PolicyRule] = [
         "resources": ["leases"],
         "verbs": ["get", "create", "patch"],
     },
+]
+
+# In the operator's namespace only, for `modelops store-keys` (the operator pod's init container).
+STORE_KEY_RULES: list[PolicyRule] = [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
 ]
 
 CLUSTER_SCOPED = frozenset(

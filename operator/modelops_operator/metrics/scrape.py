@@ -3,13 +3,20 @@
 The only I/O of the metrics package besides prometheus.py. Nothing here raises to the caller
 for a pod that cannot be read: every failure becomes a `Missing` with a reason, so a kopf
 timer keeps running and the decision code sees "no data" (which never scales down or rolls back).
+
+Pods belong to tenants, and a tenant's pods may hang on purpose. Connections are therefore
+budgeted per namespace (ScrapeGates: a namespace whose pods hang waits for its own slots only),
+the session itself queues nothing (no pool limit), and a scrape's timeout starts once its slot
+is held: waiting for a slot is never counted against the pod being read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -20,7 +27,42 @@ from .sample import MetricsParseError, TritonSample, parse_triton_metrics
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_CONCURRENCY = 32
+# Connections to one namespace's pods at once, and to every pod at once.
+PER_NAMESPACE_CONNECTIONS = 8
+TOTAL_CONNECTIONS = 256
+
+# A slot for one connection (ScrapeGates.slot bound to a namespace).
+Slot = Callable[[], AbstractAsyncContextManager[None]]
+
+
+class ScrapeGates:
+    """Connection slots per namespace and in all, taken in that order, so a namespace waiting
+    for its own slots holds none of the shared ones."""
+
+    def __init__(
+        self, per_namespace: int = PER_NAMESPACE_CONNECTIONS, total: int = TOTAL_CONNECTIONS
+    ) -> None:
+        self.per_namespace = max(1, per_namespace)
+        self._total = asyncio.Semaphore(max(1, total))
+        self._namespaces: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, namespace: str) -> AsyncIterator[None]:
+        """Hold one connection slot of `namespace` (waits while its budget is in use)."""
+        gate = self._namespaces.setdefault(namespace, asyncio.Semaphore(self.per_namespace))
+        self._users[namespace] = self._users.get(namespace, 0) + 1
+        try:
+            async with gate, self._total:
+                yield
+        finally:
+            self._users[namespace] -= 1
+            if not self._users[namespace]:  # nobody holds or waits: forget the namespace
+                del self._users[namespace], self._namespaces[namespace]
+
+    def for_namespace(self, namespace: str) -> Slot:
+        """The slot factory of one namespace."""
+        return lambda: self.slot(namespace)
 
 
 class MissingReason(StrEnum):
@@ -142,14 +184,16 @@ async def scrape_pods(
     model: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_bytes: int = MAX_BODY_BYTES,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    slot: Slot | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, ScrapeResult]:
-    """Scrape every `key -> metrics URL` concurrently (bounded); one result per key."""
-    gate = asyncio.Semaphore(max(1, concurrency))
+    """Scrape every `key -> metrics URL` concurrently, each while holding a `slot` (default:
+    a budget of PER_NAMESPACE_CONNECTIONS for this call); one result per key. The timeout of
+    each scrape starts once its slot is held."""
+    take = slot or ScrapeGates().for_namespace("")
 
     async def one(key: str, url: str) -> ScrapeResult:
-        async with gate:
+        async with take():
             return await scrape_pod(
                 session,
                 key,
@@ -216,11 +260,15 @@ class MetricsTracker:
             self._previous[key] = result.sample
         return Poll(figures, missing, aggregate(list(figures.values())))
 
-    async def poll(self, session: aiohttp.ClientSession, targets: Mapping[str, str]) -> Poll:
-        """Scrape `key -> metrics URL` and update (the telemetry task, each interval)."""
+    async def poll(
+        self, session: aiohttp.ClientSession, targets: Mapping[str, str], slot: Slot | None = None
+    ) -> Poll:
+        """Scrape `key -> metrics URL` (each holding a `slot`) and update (the telemetry task,
+        each interval)."""
         results = await scrape_pods(
             session,
             targets,
+            slot=slot,
             model=self.model,
             timeout_s=self.timeout_s,
             max_bytes=self.max_bytes,
@@ -234,8 +282,10 @@ class MetricsTracker:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """A session for scraping: no connection reuse (see fetch_text), no cookies kept."""
+    """A session for scraping: no connection reuse (see fetch_text), no cookies kept, and no
+    pool limit (ScrapeGates bounds connections; a pool limit would queue every tenant behind
+    one tenant's hanging pods, inside each request's timeout)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(force_close=True, limit=DEFAULT_CONCURRENCY),
+        connector=aiohttp.TCPConnector(force_close=True, limit=0),
         cookie_jar=aiohttp.DummyCookieJar(),
     )

@@ -28,6 +28,9 @@ ANNOTATION_GENERATION = "modelops.dev/generation"
 ANNOTATION_ENGINE_KEY = "modelops.dev/engine-key"
 ANNOTATION_SERVING_HASH = "modelops.dev/serving-hash"
 ANNOTATION_RETRY = "modelops.dev/retry"
+# Which staging of the source a source Job makes, and a build Job reads (0: the first; one more
+# each time the engine server lost a staged source: decide/restage.py).
+ANNOTATION_STAGING = "modelops.dev/staging"
 ANNOTATION_ROLLBACK_TO = "modelops.dev/rollback-to"
 # Steering a candidate (`kubectl modelops`): each names the revision it applies to, so a value
 # left behind never steers a later rollout (decide/steering.py).

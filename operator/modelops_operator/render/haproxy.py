@@ -16,6 +16,8 @@ change without a reload and without dropping a connection.
   connections are reused at most MAX_REUSE times (purged after 1 s idle), so they move to other
   pods often, also away from a pod that drains.
 - Retries happen only when the connection to a revision failed and nothing was sent.
+- While a backend has no usable server (scale to zero: the revision's pod is starting), the
+  hold action (render/hold.py, `lua_file`) keeps the request until one is, and tells the agent.
 - gRPC calls that fail in a trailers-only response (status in the headers) are counted per slot
   in the `grpc_errors` stick table: HTTP/2 says 200 for them, and the router must still see them.
 - Port 8002 forwards Triton's metrics of the revision the agent marks as stable.
@@ -53,6 +55,7 @@ class RouterConfig:
     request_timeout_seconds: int = 300
     slots: int = SLOTS
     hard_stop_seconds: int = 30
+    lua_file: str = ""  # the hold action (render/hold.py); "" runs without it
 
 
 def slot_name(index: int) -> str:
@@ -65,6 +68,7 @@ def render_haproxy_config(config: RouterConfig) -> str:
     bind = config.bind
     timeout = f"{config.request_timeout_seconds}s"
     check = "check inter 1s fall 2 rise 1"
+    lua = [f"  lua-load {config.lua_file}"] if config.lua_file else []
     lines = [
         "global",
         f"  stats socket {config.admin_socket} mode 660 level admin",
@@ -72,6 +76,7 @@ def render_haproxy_config(config: RouterConfig) -> str:
         # A soft stop (SIGUSR1, the pod's preStop) waits this long for requests in flight.
         f"  hard-stop-after {config.hard_stop_seconds}s",
         "  log stdout format raw local0 notice",
+        *lua,
         "",
         "defaults",
         "  mode http",
@@ -89,10 +94,12 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "",
         "frontend http",
         f"  bind {bind}:{config.http_port}",
+        *_hold("http", config),
         "  default_backend http",
         "",
         "frontend grpc",
         f"  bind {bind}:{config.grpc_port} proto h2",
+        *_hold("grpc", config),
         "  default_backend grpc",
         "",
         "frontend metrics",
@@ -126,3 +133,13 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _hold(backend: str, config: RouterConfig) -> list[str]:
+    """The hold action while `backend` has no usable server (HAProxy checks, Lua waits)."""
+    if not config.lua_file:
+        return []
+    return [
+        f"  http-request lua.hold {backend} if {{ nbsrv({backend}) eq 0 }}",
+        "  http-response lua.held if { var(txn.modelops_held) -m found }",
+    ]

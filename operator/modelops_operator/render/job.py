@@ -3,7 +3,10 @@
 The build Job runs in the operator's namespace (docs/security.md): its build step reads the
 source the source Job sent to the engine server and writes the engine into an emptyDir, with
 neither the store nor any credential; its publishing step alone mounts the store (or gets the
-s3 store's Secret) and the MAC key, and sees nothing of the user's but that emptyDir.
+s3 store's Secret) and the MAC key, and sees nothing of the user's but that emptyDir: it has its
+own /tmp and HOME (the build step can write its /tmp), mounts the output read-only, and runs
+Python isolated (`python -I`: no user site, no PYTHON* variables, no current folder on the path),
+so nothing the build step wrote is imported or run with the key.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from typing import Any
 
 from modelops_contract import integrity
 from modelops_contract.enums import EngineKind, ServingBackend
-from modelops_contract.request import BuildRequest, StagedSource, TensorSig
+from modelops_contract.quantization import CalibrationRequest, DataSetSource, StagedSource
+from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.scratch import output_quantity, scratch_quantity
 from modelops_contract.shapes import ShapeRange
 from modelops_contract.staging import source_url
 
 from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
+from ..api.source import Source
 from ..settings import Settings
 from .common import (
     ANNOTATION_ENGINE_KEY,
@@ -25,6 +30,7 @@ from .common import (
     ANNOTATION_OWNER_NAME,
     ANNOTATION_OWNER_UID,
     ANNOTATION_RETRY,
+    ANNOTATION_STAGING,
     BUILDER_APP,
     LABEL_BUILD_FOR,
     LABEL_COMPONENT,
@@ -45,6 +51,8 @@ from .tokens import source_get_token
 
 MODEL_NAME = "model"
 BUILDER_COMMAND = ["modelops-build"]
+# The publishing step: the builder's Python, isolated (the builder image's PATH finds its venv).
+PUBLISH_COMMAND = ["python", "-I", "-m", "modelops_builder"]
 OUTPUT_DIR = "/var/lib/modelops/output"
 CACHE_DIR = "/var/lib/modelops/cache"
 ANNOTATION_REPLACES = "modelops.dev/replaces"
@@ -80,6 +88,56 @@ def store_backend(engine: EngineKind, settings: Settings) -> ServingBackend | No
     return None
 
 
+def calibration_request(spec: ModelDeploymentSpec) -> CalibrationRequest | None:
+    """spec.build.calibration as the builder's (int8 only; None: the builder's inputs, minmax)."""
+    calibration = spec.build.calibration
+    if calibration is None:
+        return None
+    data = calibration.source
+    return CalibrationRequest(
+        data=DataSetSource(source_uri=data.uri, sha256=data.sha256) if data else None,
+        method=calibration.method,
+        keep_float=list(calibration.keep_float or []),
+    )
+
+
+def labelled_set(spec: ModelDeploymentSpec) -> DataSetSource | None:
+    """spec.validation's set when it is labelled and the build's gate uses it."""
+    accuracy, validation = spec.build.accuracy, spec.validation
+    if validation is None or validation.min_accuracy is None:
+        return None
+    judged = spec.build.precision == "int8" or (
+        accuracy is not None
+        and (accuracy.min_accuracy is not None or accuracy.max_accuracy_drop is not None)
+    )
+    if not judged:
+        return None
+    return DataSetSource(source_uri=validation.source.uri, sha256=validation.source.sha256)
+
+
+def build_datasets(spec: ModelDeploymentSpec) -> list[Source]:
+    """The files a build reads besides the model (calibration set, labelled set), once each:
+    the source Job sends them to the engine server with the model."""
+    found: dict[str, Source] = {}
+    calibration = spec.build.calibration
+    if spec.build.precision == "int8" and calibration is not None and calibration.source:
+        found[calibration.source.sha256] = calibration.source
+    if labelled_set(spec) is not None and spec.validation is not None:
+        found.setdefault(spec.validation.source.sha256, spec.validation.source)
+    return list(found.values())
+
+
+def _staged(settings: Settings, data: DataSetSource | None) -> DataSetSource | None:
+    """A data set as the build Job reads it: from the engine server."""
+    if data is None:
+        return None
+    staged = StagedSource(
+        url=source_url(settings.store_server, data.sha256),
+        token=source_get_token(settings, data.sha256),
+    )
+    return data.model_copy(update={"staged_source": staged})
+
+
 def build_request(
     spec: ModelDeploymentSpec,
     settings: Settings,
@@ -113,6 +171,13 @@ def build_request(
         gpu_product=spec.build.gpu.product if spec.build.gpu else None,
         atol=accuracy.atol if accuracy else None,
         rtol=accuracy.rtol if accuracy else None,
+        metric=accuracy.metric if accuracy else None,
+        min_agreement=accuracy.min_agreement if accuracy else None,
+        top_k=accuracy.top_k if accuracy else None,
+        min_accuracy=accuracy.min_accuracy if accuracy else None,
+        max_accuracy_drop=accuracy.max_accuracy_drop if accuracy else None,
+        calibration=calibration_request(spec),
+        labelled_set=labelled_set(spec),
         store=store or store_location(settings),
         store_name=None if store else settings.store_name,
         engine_key=engine_key,
@@ -159,7 +224,14 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     staged = StagedSource(
         url=source_url(settings.store_server, sha), token=source_get_token(settings, sha)
     )
-    return request.model_copy(update={"staged_source": staged})
+    update: dict[str, Any] = {
+        "staged_source": staged,
+        "labelled_set": _staged(settings, request.labelled_set),
+    }
+    if request.calibration is not None:
+        data = _staged(settings, request.calibration.data)
+        update["calibration"] = request.calibration.model_copy(update={"data": data})
+    return request.model_copy(update=update)
 
 
 def build_job_labels(md: ModelDeployment, key: str) -> dict[str, str]:
@@ -197,12 +269,18 @@ def _timing_cache_step(md: ModelDeployment, settings: Settings) -> list[dict[str
 
 
 def render_build_job(
-    md: ModelDeployment, key: str, settings: Settings, *, replaces: str | None = None
+    md: ModelDeployment,
+    key: str,
+    settings: Settings,
+    *,
+    replaces: str | None = None,
+    staging: int = 0,
 ) -> dict[str, Any]:
     """The Job that builds and publishes engine `key` for this ModelDeployment, in the
     operator's namespace: a build step that never sees the store, then the publishing step.
 
-    `replaces`: the sha256 of a refused entry at this key that the publish replaces."""
+    `replaces`: the sha256 of a refused entry at this key that the publish replaces; `staging`:
+    which staging of the source it reads (its source Job's)."""
     request = staged_build_request(md, key, settings)
     request_json = request.model_dump_json(by_alias=True, exclude_none=True)
     annotations = {
@@ -211,6 +289,7 @@ def render_build_job(
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
         ANNOTATION_OWNER_UID: md.metadata.uid or "",
         ANNOTATION_OWNER_NAME: md.metadata.name,
+        ANNOTATION_STAGING: str(staging),
     }
     if replaces:
         annotations[ANNOTATION_REPLACES] = replaces
@@ -233,6 +312,9 @@ def render_build_job(
     volumes: list[dict[str, Any]] = [
         tmp_volume(size_limit=_scratch()),
         {"name": "output", "emptyDir": {"sizeLimit": _output()}},
+        # The publishing step's own /tmp (an s3 store stages the entry there): never the build
+        # step's.
+        {"name": "publish-tmp", "emptyDir": {"sizeLimit": _output()}},
         *store_volumes,
     ]
     init = _timing_cache_step(md, settings)
@@ -257,7 +339,7 @@ def render_build_job(
     publish: dict[str, Any] = {
         "name": "publish",
         "image": settings.builder_image,
-        "command": list(BUILDER_COMMAND),
+        "command": list(PUBLISH_COMMAND),
         "args": ["publish", "--request", request_json, "--from", OUTPUT_DIR],
         "env": [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108
@@ -275,7 +357,7 @@ def render_build_job(
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            {"name": "publish-tmp", "mountPath": "/tmp"},  # noqa: S108
             {"name": "output", "mountPath": OUTPUT_DIR, "readOnly": True},
             *store_mounts,
         ],

@@ -109,7 +109,7 @@ def serving_hash(spec: ModelDeploymentSpec, settings: Settings) -> str:
 
 def default_replicas(spec: ModelDeploymentSpec) -> int:
     """Replicas a revision starts with when the caller names none."""
-    return spec.scaling.min_replicas if spec.scaling else spec.serving.replicas
+    return spec.scaling.floor if spec.scaling else spec.serving.replicas
 
 
 def render_configmap(

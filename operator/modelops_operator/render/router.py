@@ -26,6 +26,7 @@ from .common import (
 )
 from .haproxy import ADMIN_SOCKET, AGENT_PORT, SOCKET_DIR, STATS_PORT, RouterConfig
 from .haproxy import render_haproxy_config as haproxy_config
+from .hold import HOLD_LUA
 from .names import label_value, revision_name, router_name
 from .revision import GRPC_PORT, HTTP_PORT, METRICS_PORT
 from .service import service_ports
@@ -34,7 +35,7 @@ from .tokens import route_token
 CONFIG_DIR = "/usr/local/etc/modelops"
 # The agent's token for its own table on the operator's route feed (never in its args).
 ROUTE_TOKEN_ENV = "MODELOPS_ROUTE_TOKEN"  # noqa: S105 - an environment name, not a secret
-CONFIG_FILE, ROUTES_FILE = "haproxy.cfg", "routes.json"
+CONFIG_FILE, ROUTES_FILE, HOLD_FILE = "haproxy.cfg", "routes.json", "hold.lua"
 ANNOTATION_CONFIG_HASH = "modelops.dev/router-config"
 # HAProxy's soft stop lets requests in flight finish for at most this long.
 HARD_STOP_SECONDS = 30
@@ -54,7 +55,8 @@ def router_selector(md_name: str) -> dict[str, str]:
 
 def haproxy_text() -> str:
     """haproxy.cfg of every router pod."""
-    return haproxy_config(RouterConfig(hard_stop_seconds=HARD_STOP_SECONDS))
+    config = RouterConfig(hard_stop_seconds=HARD_STOP_SECONDS, lua_file=f"{CONFIG_DIR}/{HOLD_FILE}")
+    return haproxy_config(config)
 
 
 def render_router_configmap(md: ModelDeployment, table: RouteTable) -> dict[str, Any]:
@@ -64,7 +66,11 @@ def render_router_configmap(md: ModelDeployment, table: RouteTable) -> dict[str,
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(md, router_name(name), router_labels(name)),
-        "data": {CONFIG_FILE: haproxy_text(), ROUTES_FILE: table.model_dump_json(by_alias=True)},
+        "data": {
+            CONFIG_FILE: haproxy_text(),
+            HOLD_FILE: HOLD_LUA,
+            ROUTES_FILE: table.model_dump_json(by_alias=True),
+        },
     }
 
 
@@ -137,7 +143,7 @@ def render_router_deployment(md: ModelDeployment, settings: Settings) -> dict[st
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
-    digest = hashlib.sha256(haproxy_text().encode()).hexdigest()[:16]
+    digest = hashlib.sha256((haproxy_text() + HOLD_LUA).encode()).hexdigest()[:16]
     pod_spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

@@ -44,7 +44,11 @@ def service_ports() -> list[dict[str, Any]]:
     return ports
 
 
-def render_service(md: ModelDeployment, selector: dict[str, str] | None = None) -> dict[str, Any]:
+def render_service(
+    md: ModelDeployment,
+    selector: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Service `<name>` on ports 8000, 8001 and 8002: the router's pods, or every revision's
     Triton pods (`service_selector`) when there is no router."""
     name = md.metadata.name
@@ -52,7 +56,7 @@ def render_service(md: ModelDeployment, selector: dict[str, str] | None = None) 
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(md, service_name(name), labels),
+        "metadata": object_meta(md, service_name(name), labels, annotations),
         "spec": {
             "type": "ClusterIP",
             "selector": selector or service_selector(name),

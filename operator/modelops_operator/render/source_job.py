@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV
-from modelops_contract.staging import STAGE_COMMAND, StageRequest
+from modelops_contract.credentials import SOURCE_CREDENTIAL_ENV, dataset_credential_env
+from modelops_contract.staging import STAGE_COMMAND, StageDataSet, StageRequest
 
 from ..api import ModelDeployment
 from ..settings import Settings
@@ -22,6 +22,7 @@ from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
     ANNOTATION_RETRY,
+    ANNOTATION_STAGING,
     LABEL_BUILD_FOR,
     LABEL_COMPONENT,
     LABEL_ENGINE_KEY,
@@ -37,6 +38,7 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
+from .job import build_datasets
 from .names import label_value, source_job_name
 from .tokens import source_put_token
 
@@ -66,9 +68,18 @@ def source_claim(uri: str) -> str | None:
 
 
 def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> StageRequest:
-    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment."""
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment;
+    for a build also the data sets it reads (calibration, labelled set)."""
     source = md.spec.model.source
     owner = md.metadata.uid or ""
+    datasets = [
+        StageDataSet(
+            source_uri=data.uri,
+            sha256=data.sha256,
+            token=source_put_token(settings, data.sha256, owner),
+        )
+        for data in (build_datasets(md.spec) if keep else [])
+    ]
     return StageRequest(
         source_uri=source.uri,
         sha256=source.sha256,
@@ -76,13 +87,36 @@ def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> Sta
         owner=owner,
         token=source_put_token(settings, source.sha256, owner),
         keep=keep,
+        datasets=datasets,
     )
 
 
+def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
+    """Each data set's credentialsSecret under its own MODELOPS_DATA<n>_* names."""
+    env = []
+    for index, data in enumerate(build_datasets(md.spec) if keep else []):
+        if data.credentials_secret:
+            env += [
+                {
+                    "name": name,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": data.credentials_secret,
+                            "key": key,
+                            "optional": True,
+                        }
+                    },
+                }
+                for key, name in dataset_credential_env(index).items()
+            ]
+    return env
+
+
 def render_source_job(
-    md: ModelDeployment, key: str, settings: Settings, *, keep: bool
+    md: ModelDeployment, key: str, settings: Settings, *, keep: bool, staging: int = 0
 ) -> dict[str, Any]:
-    """Job `<name>-source-<digest>` in the ModelDeployment's namespace."""
+    """Job `<name>-source-<digest>` in the ModelDeployment's namespace; `staging` counts the
+    stagings of this source before (the engine server lost the earlier ones)."""
     name = md.metadata.name
     request = stage_request(md, settings, keep=keep)
     labels = {
@@ -96,6 +130,7 @@ def render_source_job(
         ANNOTATION_GENERATION: str(md.metadata.generation),
         ANNOTATION_RETRY: md.metadata.annotations.get(ANNOTATION_RETRY, ""),
         ANNOTATION_KEEP: str(keep).lower(),
+        ANNOTATION_STAGING: str(staging),
     }
     pod_labels = {
         LABEL_NAME: SOURCE_APP,
@@ -105,17 +140,19 @@ def render_source_job(
     }
     volumes: list[dict[str, Any]] = [tmp_volume(size_limit="64Mi")]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    claim = source_claim(md.spec.model.source.uri)
-    if claim:
+    uris = [md.spec.model.source.uri, *(d.uri for d in (build_datasets(md.spec) if keep else []))]
+    claims = list(dict.fromkeys(c for c in map(source_claim, uris) if c))
+    for index, claim in enumerate(claims):
+        volume = "source" if index == 0 else f"source-{index}"
         volumes.append(
-            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
     container = builder_container(
         "source",
         settings.builder_image,
         [STAGE_COMMAND, "--request", request.model_dump_json(by_alias=True)],
-        env=credential_env(md.spec.model.source.credentials_secret),
+        env=credential_env(md.spec.model.source.credentials_secret) + dataset_env(md, keep),
         mounts=mounts,
         resources=RESOURCES,
     )

@@ -43,7 +43,7 @@ from .source_job import credential_env
 from .tokens import entry_token
 
 # Tolerances when the manifest records none (an entry built before they were recorded).
-DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
+DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2), "int8": (1e-1, 1e-1)}
 RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
 
 

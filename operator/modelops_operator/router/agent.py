@@ -60,15 +60,19 @@ async def dns_resolver(service: str, namespace: str) -> Endpoint | None:
 class RouterAgent:
     """Applies route tables to one HAProxy and counts what its clients saw per revision."""
 
-    def __init__(self, admin: HAProxyAdmin, resolve: Resolver = dns_resolver) -> None:
+    def __init__(
+        self, admin: HAProxyAdmin, resolve: Resolver = dns_resolver, agent_port: int = 0
+    ) -> None:
         self.admin = admin
         self.resolve = resolve
+        self.agent_port = agent_port  # where HAProxy's hold action reports demand
         self.table = RouteTable()
         self.applied_version = -1
         self.in_sync = False
         self.ledger = Ledger()
         self._addresses: dict[str, tuple[float, Endpoint]] = {}
         self._owners: dict[tuple[str, str], int] = {}
+        self._hold_needed = False
         self.changed = asyncio.Event()
 
     def offer(self, table: RouteTable | None) -> None:
@@ -79,8 +83,9 @@ class RouterAgent:
 
     @property
     def ready(self) -> bool:
-        """HAProxy runs the newest table, and that table sends requests somewhere."""
-        return self.in_sync and bool(self.table.serving())
+        """HAProxy runs the newest table, and that table sends requests somewhere or holds them
+        (a revision scaled to zero: the router must keep taking clients' connections)."""
+        return self.in_sync and (bool(self.table.serving()) or self.table.hold_seconds > 0)
 
     async def _endpoint(self, service: str) -> Endpoint | None:
         cached = self._addresses.get(service)
@@ -123,6 +128,9 @@ class RouterAgent:
             done &= {t.revision for t in assigned.values()} >= wanted
         # Counters up to this moment belong to the slots' old revisions; from now on, the new.
         await self._read_counters(owners)
+        # The hold first: a table that parks every slot must find HAProxy holding, not refusing.
+        # Sent every round (one command): a restarted HAProxy starts with no hold.
+        await self._hold(self.table.hold_seconds * 1000)
         for _, commands in plans:
             await self.admin.run(commands)
         self._owners = owners
@@ -131,6 +139,18 @@ class RouterAgent:
             self.applied_version = version
             logger.info("route table %d applied: %s", version, self.table.weights())
         return done
+
+    async def _hold(self, hold_ms: int) -> None:
+        """Set the hold action's time and this agent's port (render/hold.py)."""
+        if hold_ms == 0 and not self._hold_needed:
+            return  # never held: a configuration without the hold action stays untouched
+        self._hold_needed = hold_ms > 0
+        try:
+            await self.admin.run([f"modelops hold {hold_ms} {self.agent_port}"])
+        except AdminError as exc:
+            if "unknown" not in str(exc).lower():
+                raise
+            logger.warning("HAProxy has no hold action: requests at zero get 503 at once")
 
     async def count(self) -> None:
         """Read HAProxy's counters into the per-revision ledger."""

@@ -2,7 +2,8 @@
 
 `/ready` answers 200 once HAProxy runs the newest table (the pod's readiness probe, so a router
 pod takes client connections only when it routes them); `/metrics` gives the per-revision
-figures the operator's canary analysis reads.
+figures the operator's canary analysis reads; `/demand` takes HAProxy's hold reports (loopback
+only) and relays them to the operator (router/demand.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from ..api.routes import RouteTable
 from .admin import HAProxyAdmin
 from .agent import Resolver, RouterAgent, TableSource, dns_resolver, follow
+from .demand import DemandRelay, operator_sink
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,12 @@ async def serve_agent(
     options: AgentOptions, stop: asyncio.Event, resolve: Resolver = dns_resolver
 ) -> RouterAgent:
     """Run the agent until `stop` is set (returns it, for tests)."""
-    agent = RouterAgent(HAProxyAdmin(options.admin_socket), resolve)
+    agent = RouterAgent(HAProxyAdmin(options.admin_socket), resolve, options.port)
+    session = aiohttp.ClientSession()
+    sink = None
+    if options.routes_url:
+        sink = operator_sink(f"{options.routes_url}/demand", session, options.route_token)
+    relay = DemandRelay(sink)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Figures(agent))
 
@@ -139,12 +146,18 @@ async def serve_agent(
         return aiohttp.web.Response(body=generate_latest(registry), content_type="text/plain")
 
     app = aiohttp.web.Application()
-    app.add_routes([aiohttp.web.get("/ready", ready), aiohttp.web.get("/metrics", metrics)])
+    app.add_routes(
+        [
+            aiohttp.web.get("/ready", ready),
+            aiohttp.web.get("/metrics", metrics),
+            aiohttp.web.post("/demand", relay.handle),
+        ]
+    )
     runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await aiohttp.web.TCPSite(runner, options.host, options.port).start()
     tasks = [asyncio.create_task(agent.run(stop))]
-    async with aiohttp.ClientSession() as session:
+    async with session:
         if options.boot_file is not None:
             tasks.append(asyncio.create_task(follow(file_source(options.boot_file), agent, stop)))
         if options.routes_url:
@@ -156,5 +169,6 @@ async def serve_agent(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await relay.close()
     await runner.cleanup()
     return agent
