@@ -41,6 +41,7 @@ from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.k8s import resources as r
 from modelops_operator.render.names import validation_job_name
 from modelops_operator.settings import Settings
+from tests.support.apiserver import FaithfulEmulator
 from tests.support.client_mix import ClientMix
 from tests.support.kubernetes_emulator import (
     Cluster,
@@ -73,7 +74,7 @@ async def stage(
     work = Path(tempfile.mkdtemp(prefix="modelops-bench-rollout-"))
     store = work / "store"
     store.mkdir()
-    async with kmock.KubernetesEmulator() as api, kmock.Server(api):
+    async with FaithfulEmulator() as api, kmock.Server(api):
         declare_resources(api)
         login = emulator_login(str(api.url))
 

@@ -17,6 +17,7 @@ import kmock
 
 from modelops_operator.handlers import Operator, OperatorOptions
 from modelops_operator.settings import Settings
+from tests.support.apiserver import FaithfulEmulator
 from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY
 from tests.support.kubernetes_emulator import (
     Cluster,
@@ -43,7 +44,7 @@ async def running_operator(
         log_format="plain",
         **settings,
     )
-    async with kmock.KubernetesEmulator() as api, kmock.Server(api):
+    async with FaithfulEmulator() as api, kmock.Server(api):
         declare_resources(api)
         options = OperatorOptions(
             settings=conf,

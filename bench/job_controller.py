@@ -39,5 +39,12 @@ async def run_job_controller(api: Any) -> None:
             continue
         count += 1
         pod = job_pod(job, f"10.{count // 65536 % 256}.{count // 256 % 256}.{count % 256}")
+        # Status goes through the status subresource, as the kubelet and the controller write it.
+        status = pod.pop("status", None)
         await _send(api, "POST", r.PODS.path(namespace), pod)
-        await _send(api, "PATCH", r.JOBS.path(namespace, name), {"status": job_status()})
+        if status:
+            pod_name = pod["metadata"]["name"]
+            await _send(
+                api, "PATCH", r.PODS.path(namespace, pod_name, "status"), {"status": status}
+            )
+        await _send(api, "PATCH", r.JOBS.path(namespace, name, "status"), {"status": job_status()})

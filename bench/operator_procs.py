@@ -170,7 +170,7 @@ def child(url: str, store: str, port: int, interval: float, identity: str) -> No
     from modelops_operator.handlers import OperatorOptions, build
     from modelops_operator.observability import configure_logging
     from modelops_operator.settings import Settings
-    from tests.support.kubernetes_emulator import emulator_login, stream_initial_events
+    from tests.support.kubernetes_emulator import emulator_login
 
     configure_logging("json", verbose=False)
     logging.getLogger().setLevel(logging.WARNING)
@@ -185,7 +185,6 @@ def child(url: str, store: str, port: int, interval: float, identity: str) -> No
             identity=identity,
         )
     )
-    stream_initial_events(registry)
     asyncio.run(kopf.operator(registry=registry, clusterwide=True))
 
 
@@ -208,7 +207,6 @@ def floor_child(url: str, port: int) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False
-        settings.watching.initial_streaming = True
         settings.peering.standalone = True
         session["s"] = aiohttp.ClientSession(headers={"User-Agent": "floor"})
         app = aiohttp.web.Application()

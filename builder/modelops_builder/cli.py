@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,9 @@ from pydantic import ValidationError
 from modelops_contract.quantization import CalibrationRequest, DataSetSource
 from modelops_contract.request import BuildRequest, BuildSummary, TensorSig
 
+from .cli_tools import TOOLS
 from .errors import BuildError
-
-EXIT_OK, EXIT_INPUT, EXIT_INFRA = 0, 2, 3
-TERMINATION_LOG_ENV = "MODELOPS_TERMINATION_LOG"
-KUBE_TERMINATION_LOG = Path("/dev/termination-log")
+from .job_output import EXIT_INFRA, EXIT_INPUT, EXIT_OK, write_termination_log
 
 EPILOG = """\
 modes:
@@ -180,18 +177,6 @@ def _calibration(args: argparse.Namespace) -> CalibrationRequest:
     return CalibrationRequest(data=data, method=args.calibration_method)
 
 
-def _write_termination_log(line: str) -> None:
-    """The kubelet reads /dev/termination-log; the env path wins (tests, other runtimes)."""
-    target = os.environ.get(TERMINATION_LOG_ENV)
-    path = Path(target) if target else KUBE_TERMINATION_LOG
-    if not target and not (path.is_file() and os.access(path, os.W_OK)):
-        return
-    try:
-        path.write_text(line + "\n")
-    except OSError as exc:
-        logging.getLogger(__name__).warning("termination log %s not written: %s", path, exc)
-
-
 def _failure(reason: str, message: str) -> BuildSummary:
     return BuildSummary(ok=False, reason=reason, message=message)
 
@@ -199,8 +184,6 @@ def _failure(reason: str, message: str) -> BuildSummary:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, 2 bad input, 3 infrastructure)."""
     argv = sys.argv[1:] if argv is None else argv
-    from .cli_tools import TOOLS
-
     if argv[:1] and argv[0] in TOOLS:
         return TOOLS[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
@@ -237,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).exception("unexpected failure")
         code, summary = EXIT_INFRA, _failure("InternalError", f"{type(exc).__name__}: {exc}")
     line = summary.to_line()
-    _write_termination_log(line)
+    write_termination_log(line)
     if job_mode:
         print(line, flush=True)
     else:

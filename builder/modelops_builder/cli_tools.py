@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from modelops_contract.termination import termination_line
 from modelops_contract.wire import WireModel
 
-from .cli import EXIT_INFRA, EXIT_INPUT, EXIT_OK, _write_termination_log
 from .errors import BuildError
+from .job_output import EXIT_INFRA, EXIT_INPUT, EXIT_OK, write_termination_log
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _summarised(run: Callable[[], WireModel], failure: Callable[[str, str], Wire
         log.exception("unexpected failure")
         code, summary = EXIT_INFRA, failure("InternalError", f"{type(exc).__name__}: {exc}")
     line = termination_line(summary)
-    _write_termination_log(line)
+    write_termination_log(line)
     print(line, flush=True)
     return code
 
@@ -86,7 +86,7 @@ def pull_main(argv: list[str]) -> int:
         print(result.line(), flush=True)
         return EXIT_OK
     line = f"modelops-build pull: {line}"
-    _write_termination_log(line)
+    write_termination_log(line)
     print(line, file=sys.stderr, flush=True)
     return code
 
@@ -142,10 +142,23 @@ def publish_main(argv: list[str]) -> int:
     )
 
 
+_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def byte_quantity(text: str) -> int:
+    """Bytes from `123`, `64Ki`, `20Gi` (the chart's quantities); ValueError otherwise."""
+    number = text.rstrip("KMGTi")
+    unit = text[len(number) :]
+    if unit not in _UNITS or not number.isdigit():
+        raise ValueError(f"not a byte quantity: {text!r} (e.g. 1048576 or 20Gi)")
+    return int(number) * _UNITS[unit]
+
+
 def serve_store_main(argv: list[str]) -> int:
     """`modelops-build serve-store`: run the engine server until interrupted."""
     from modelops_contract import integrity
 
+    from .inbox import Quotas
     from .store import open_store
     from .store_server import TRANSFER_KEY_ENV, ServerConfig, serve
 
@@ -154,8 +167,22 @@ def serve_store_main(argv: list[str]) -> int:
     parser.add_argument("--inbox", required=True, type=Path, help="folder of staged sources")
     parser.add_argument("--host", default="0.0.0.0", help="listen address")  # noqa: S104
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-source-bytes", type=int, default=20 * 1024**3)
+    parser.add_argument("--max-source-bytes", type=byte_quantity, default=20 * 1024**3)
     parser.add_argument("--inbox-ttl-seconds", type=float, default=6 * 3600.0)
+    defaults = Quotas()
+    parser.add_argument(
+        "--inbox-bytes",
+        type=byte_quantity,
+        default=defaults.total_bytes,
+        help="staged and reserved bytes in all (keep it below the inbox volume's size)",
+    )
+    parser.add_argument(
+        "--namespace-inbox-bytes", type=byte_quantity, default=defaults.namespace_bytes
+    )
+    parser.add_argument("--max-uploads", type=int, default=defaults.total_uploads)
+    parser.add_argument("--namespace-max-uploads", type=int, default=defaults.namespace_uploads)
+    parser.add_argument("--read-timeout-seconds", type=float, default=30.0)
+    parser.add_argument("--min-upload-rate", type=byte_quantity, default=64 * 1024)
     args = parser.parse_args(argv)
     _logging()
     try:
@@ -169,12 +196,28 @@ def serve_store_main(argv: list[str]) -> int:
         transfer_key=key,
         max_source_bytes=args.max_source_bytes,
         inbox_ttl_seconds=args.inbox_ttl_seconds,
+        quotas=Quotas(
+            total_bytes=args.inbox_bytes,
+            namespace_bytes=args.namespace_inbox_bytes,
+            total_uploads=args.max_uploads,
+            namespace_uploads=args.namespace_max_uploads,
+        ),
+        read_timeout_seconds=args.read_timeout_seconds,
+        min_upload_rate=args.min_upload_rate,
     )
     serve(config, args.host, args.port)
     return EXIT_OK
 
 
+def timing_cache_main(argv: list[str]) -> int:
+    """`modelops-build timing-cache`: the tenant's sealed TensorRT timing cache for a build."""
+    from .timing_cache import fetch_main
+
+    return fetch_main(argv)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {
+    "timing-cache": timing_cache_main,
     "pull": pull_main,
     "validate": validate_main,
     "stage": stage_main,

@@ -20,7 +20,7 @@ from modelops_contract.request import TensorSig
 from modelops_contract.validation import LABELS
 
 from .errors import BuildError
-from .export import NUMPY_DTYPES, example_inputs
+from .example_inputs import NUMPY_DTYPES, example_inputs
 from .fetch import fetch
 from .validate import load_set
 

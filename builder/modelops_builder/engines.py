@@ -9,15 +9,16 @@ when a GPU is present; the image's TensorRT must be the version the serving Trit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from modelops_contract.request import BuildRequest
 
+from .engine_files import ONNX_FILE, BuiltEngine, Runner, TimingCache
 from .errors import BuildError
 from .gpu import NO_GPU_ENV, GpuInfo, detect_gpu
 from .shapes import ProfileShape
@@ -37,23 +38,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE, PLAN_FILE = "model.onnx", "model.plan"
 # onnxruntime 1.31 on CPU crashes (SIGSEGV) at session creation on fp16 graphs where a 3-D
 # Transpose feeds a MatMul with an fp16 weight (every attention projection): MatmulTransposeFusion
 # makes an fp16 FusedMatMul, which the CPU's fp16->fp32 initializer pass then breaks on. Skipping
 # that one fusion keeps the initializer pass, which stores fp16 weights as fp32 once instead of
 # casting them on every run (and memory at one fp32 copy of the weights).
 ORT_DISABLED_OPTIMIZERS = ["MatmulTransposeFusion"]
-
-
-class Runner(Protocol):
-    """A built engine that runs numpy feeds (the gate and the profiler use only this)."""
-
-    output_names: list[str]
-
-    def run(self, feeds: dict[str, Any]) -> list[Any]:
-        """Outputs in `output_names` order."""
-        ...
 
 
 def ort_providers() -> list[str]:
@@ -114,30 +104,6 @@ class OrtRunner:
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Run one batch."""
         return list(self.session.run(self.output_names, feeds))
-
-
-@dataclass
-class BuiltEngine:
-    """The engine file written into the entry's version directory, and how it was made."""
-
-    engine: str
-    file_name: str
-    path: Path
-    runner: Runner
-    tensorrt_version: str | None = None
-    compute_capability: str | None = None
-    fallback: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)  # the version dir's engine files, main first
-
-
-@dataclass(frozen=True)
-class TimingCache:
-    """TensorRT's timing cache as kept in the store: its bytes (None at first) and a saver."""
-
-    name: str
-    data: bytes | None
-    save: Callable[[bytes], None]
 
 
 @dataclass(frozen=True)

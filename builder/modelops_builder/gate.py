@@ -28,7 +28,7 @@ from modelops_contract.shapes import ShapeLabel
 
 from .engines import OrtRunner, Runner
 from .errors import BuildError
-from .export import example_inputs
+from .example_inputs import example_inputs
 from .shapes import ShapePlan, gate_points
 
 DEFAULT_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2), "int8": (1e-1, 1e-1)}

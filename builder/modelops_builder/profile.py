@@ -16,7 +16,7 @@ from modelops_contract.manifest import ProfilePoint
 from modelops_contract.request import TensorSig
 
 from .engines import Runner
-from .export import example_inputs
+from .example_inputs import example_inputs
 
 STABLE_WINDOWS = 3
 STABLE_SPREAD = 0.10
@@ -87,9 +87,3 @@ def profile(
     """A ProfilePoint per batch size (powers of two, opt and max), all at the opt shape."""
     batches = profile_batches(max_batch, opt_batch)
     return [measure(runner, inputs, batch, budget_s, dims) for batch in batches]
-
-
-def at_batch(points: list[ProfilePoint], batch: int) -> ProfilePoint | None:
-    """The point measured at `batch`, or the nearest one below it."""
-    below = [p for p in points if p.batch <= batch]
-    return max(below, key=lambda p: p.batch) if below else (points[0] if points else None)

@@ -32,9 +32,10 @@ from modelops_contract.layout import MANIFEST_NAME
 from modelops_contract.manifest import EntryFile
 from modelops_contract.staging import entry_url
 
+from .entry_paths import safe_entry_path
 from .errors import BuildError, ErrorKind
 from .seal import CHUNK, check_listed_file, hash_stream, mac_key_from_env, trusted_manifest
-from .store import Store, open_store, safe_entry_path
+from .store import Store, open_store
 
 PARTIAL_PREFIX = ".pull-"
 _DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -70,7 +70,7 @@ class ServerSink:
             OWNER_HEADER: self.request.owner,
             "Content-Type": "application/octet-stream",
         }
-        path = f"{parts.path}?keep={'1' if self.request.keep else '0'}"
+        path = f"{parts.path}?{self.request.put_query()}"
         try:
             connection.request("PUT", path, body=body, headers=headers, encode_chunked=True)
             response = connection.getresponse()
@@ -92,7 +92,8 @@ class ServerSink:
         if response.status != 200:
             reason = str(answer.get("reason") or "StoreRefused")
             message = str(answer.get("message") or f"HTTP {response.status}")
-            kind: ErrorKind = "input" if response.status in (400, 413) else "infrastructure"
+            # A tenant's own limits (size, its inbox quota) are its input; the rest is the server.
+            kind: ErrorKind = "input" if response.status in (400, 413, 507) else "infrastructure"
             raise BuildError(reason, f"the engine server refused the source: {message}", kind)
         return dict(answer)
 

@@ -18,13 +18,14 @@ import secrets
 import shutil
 import stat
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from modelops_contract.layout import MANIFEST_NAME
 from modelops_contract.manifest import EngineManifest, read_manifest
 
+from .entry_paths import safe_entry_path
 from .errors import BuildError
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,6 @@ class Store(Protocol):
     def open_file(self, digest: str, name: str) -> BinaryIO:
         """A file of an entry for reading; BuildError StoreUnavailable when it cannot be read."""
         ...
-
-
-def safe_entry_path(name: str) -> PurePosixPath:
-    """`name` as a relative path inside an entry; BuildError for anything that could leave it."""
-    rel = PurePosixPath(name)
-    if rel.is_absolute() or not rel.parts or any(p in ("", ".", "..") for p in rel.parts):
-        raise BuildError("InvalidRequest", f"unsafe file name {name!r} in a store entry")
-    return rel
 
 
 def _store_error(

@@ -16,8 +16,8 @@ from typing import Any, BinaryIO, cast
 from modelops_contract.layout import MANIFEST_NAME
 from modelops_contract.manifest import EngineManifest, read_manifest
 
+from .entry_paths import safe_entry_path
 from .errors import BuildError
-from .store import safe_entry_path
 
 MULTIPART_BYTES = 64 << 20
 

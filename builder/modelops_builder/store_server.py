@@ -6,12 +6,18 @@ three things, each only with the token the operator minted for it (modelops_cont
 - GET /entries/<digest>/<path>: a file of a complete entry, and only a file engine.json lists
   (Triton pods and validation Jobs; they check every byte themselves against the digest the
   operator pinned). Read-only: nothing here writes to the store.
-- PUT /sources/<sha256>: a source Job streams a model; the bytes are hashed as they arrive and
-  kept (?keep=1, in the inbox, for the build Job) only when their sha256 is the one in the URL;
-  the answer is a receipt the operator checks before it builds or uses a stored engine.
-- GET and DELETE /sources/<sha256>: the build Job reads (then drops) a staged source.
+- PUT /sources/<sha256>?keep=&max=&ns=&expires=: a source Job streams a model; the bytes are
+  hashed as they arrive and kept (keep=1, in the inbox, for the build Job) only when their
+  sha256 is the one in the URL; the answer is a receipt the operator checks before it builds or
+  uses a stored engine. keep, the size limit, the tenant's namespace and the expiry are all in
+  the token's scope.
+- GET and DELETE /sources/<sha256>?owner=<uid>: the build Job of that ModelDeployment reads
+  (then drops) its staged source.
 
-The inbox is a folder of files named by their sha256, swept after `inbox_ttl` seconds.
+One tenant cannot take the server down for the others (inbox.py): an upload reserves its bytes
+against its namespace's quota and the server's, and takes an upload slot of each, before a byte
+is written; it must keep sending (a read timeout) at a minimum rate, or it is cut. Staged
+sources are swept after `inbox_ttl` seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -42,15 +48,17 @@ from modelops_contract.manifest import EngineManifest
 from modelops_contract.staging import ENTRIES_PATH, OWNER_HEADER, SOURCES_PATH
 
 from .errors import BuildError
+from .inbox import Inbox, Lease, QuotaExceeded, Quotas
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 TRANSFER_KEY_ENV = integrity.TRANSFER_KEY_ENV
 CHUNK = 1 << 20
-PARTIAL = ".partial-"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _OWNER = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_NUMBER = re.compile(r"^[0-9]{1,15}$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,11 @@ class ServerConfig:
     transfer_key: bytes
     max_source_bytes: int = 20 * 1024**3
     inbox_ttl_seconds: float = 6 * 3600.0
+    quotas: Quotas = field(default_factory=Quotas)
+    # An upload that sends nothing for this long, or less than min_upload_rate bytes a second
+    # on average after the first read_timeout_seconds, is cut.
+    read_timeout_seconds: float = 30.0
+    min_upload_rate: int = 64 * 1024
 
 
 def _json_error(status: int, reason: str, message: str) -> web.Response:
@@ -77,11 +90,7 @@ class StoreServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        config.inbox.mkdir(parents=True, exist_ok=True)
-        # An inbox that outlived the previous server (a persistent volume) keeps its staged
-        # sources; uploads that restart cut short are dropped (their source Jobs send again).
-        for partial in config.inbox.glob(f"{PARTIAL}*"):
-            partial.unlink(missing_ok=True)
+        self.inbox = Inbox(config.inbox, config.quotas)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -148,30 +157,82 @@ class StoreServer:
         return response
 
     # --- staged sources -----------------------------------------------------------------------
-    def _source_path(self, sha: str) -> Path:
-        return self.config.inbox / sha
-
     async def put_source(self, request: web.Request) -> web.Response:
-        """Hash the body as it arrives; keep it only when its sha256 is the URL's."""
+        """Hash the body as it arrives; keep it only when its sha256 is the URL's. Quotas are
+        checked, and the bytes reserved, before a byte is read."""
         sha, owner = request.match_info["sha"], request.headers.get(OWNER_HEADER, "")
-        if not _HEX64.match(sha) or not _OWNER.match(owner):
-            return _json_error(400, "InvalidRequest", "want /sources/<sha256> and an owner")
-        scope = integrity.source_put_scope(sha, owner)
+        query = request.query
+        keep_text, limit_text = query.get("keep", ""), query.get("max", "")
+        namespace, expires_text = query.get("ns", ""), query.get("expires", "")
+        if not (
+            _HEX64.match(sha)
+            and _OWNER.match(owner)
+            and _NAMESPACE.match(namespace)
+            and keep_text in ("0", "1")
+            and _NUMBER.match(limit_text)
+            and _NUMBER.match(expires_text)
+        ):
+            return _json_error(
+                400,
+                "InvalidRequest",
+                "want /sources/<sha256>?keep=0|1&max=<bytes>&ns=<namespace>&expires=<unix "
+                "seconds> and an owner header",
+            )
+        keep, limit, expires = keep_text == "1", int(limit_text), int(expires_text)
+        scope = integrity.source_put_scope(
+            sha, owner, namespace, keep=keep, max_bytes=limit, expires=expires
+        )
         if not integrity.token_valid(self.config.transfer_key, scope, _bearer(request)):
             return _json_error(403, "Forbidden", "no valid token to send this source")
-        keep = request.query.get("keep") == "1"
-        self._sweep()
-        partial = self.config.inbox / f"{PARTIAL}{sha}-{secrets.token_hex(4)}"
+        if expires < time.time():
+            return _json_error(403, "TokenExpired", "the token to send this source has expired")
+        limit = min(limit, self.config.max_source_bytes)
+        length = request.content_length
+        if length is not None and length > limit:
+            return _json_error(413, "SourceTooLarge", f"over the allowed {limit} bytes")
+        reserve = (length or 0) if keep else 0
+        try:
+            with self.inbox.upload(namespace, reserve) as lease:
+                return await self._receive(request, sha, owner, lease if keep else None, limit)
+        except QuotaExceeded as exc:
+            headers = {"Retry-After": "30"} if exc.status == 429 else None
+            response = _json_error(exc.status, exc.reason, exc.message)
+            response.headers.update(headers or {})
+            return response
+
+    async def _receive(
+        self, request: web.Request, sha: str, owner: str, lease: Lease | None, limit: int
+    ) -> web.Response:
+        """Read the body (kept when there is a lease): a read timeout, a minimum rate, the
+        size limit, and every byte covered by the lease before it is written."""
+        keep, namespace = lease is not None, request.query["ns"]
+        partial = self.inbox.partial(namespace, sha, owner, secrets.token_hex(4))
         digest, size = hashlib.sha256(), 0
         out = partial.open("wb") if keep else None
+        started = time.monotonic()
+        config = self.config
         try:
-            async for chunk in request.content.iter_chunked(CHUNK):
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(
+                        request.content.readany(), config.read_timeout_seconds
+                    )
+                except TimeoutError:
+                    return _json_error(408, "UploadStalled", "no bytes arrived in time")
+                if not chunk:
+                    break
                 size += len(chunk)
-                if size > self.config.max_source_bytes:
-                    limit = self.config.max_source_bytes
-                    return _json_error(413, "SourceTooLarge", f"over the server's {limit} bytes")
+                if size > limit:
+                    return _json_error(413, "SourceTooLarge", f"over the allowed {limit} bytes")
+                elapsed = time.monotonic() - started
+                if (
+                    elapsed > config.read_timeout_seconds
+                    and size < config.min_upload_rate * elapsed
+                ):
+                    return _json_error(408, "UploadTooSlow", "the upload is below the minimum rate")
                 digest.update(chunk)
-                if out is not None:
+                if out is not None and lease is not None:
+                    lease.cover(size)  # QuotaExceeded: 507, the partial file removed below
                     await asyncio.to_thread(out.write, chunk)
             if digest.hexdigest() != sha:
                 return _json_error(
@@ -179,57 +240,54 @@ class StoreServer:
                 )
             if out is not None:
                 out.close()
-                os.replace(partial, self._source_path(sha))
+                target = self.inbox.path(namespace, sha, owner)
+                self.inbox.remove(target)  # a resend replaces the earlier copy
+                os.replace(partial, target)
+                self.inbox.kept(namespace, size)
         finally:
             if out is not None:
                 out.close()
             partial.unlink(missing_ok=True)
         receipt = integrity.token(
-            self.config.transfer_key, integrity.receipt_scope(sha, owner, kept=keep)
+            config.transfer_key, integrity.receipt_scope(sha, owner, kept=keep)
         )
-        log.info("source %s: %d bytes from owner %s (kept: %s)", sha[:12], size, owner, keep)
+        log.info("source %s: %d bytes from %s/%s, kept %s", sha[:12], size, namespace, owner, keep)
         return web.json_response({"sha256": sha, "bytes": size, "kept": keep, "receipt": receipt})
 
-    def _authorised_source(self, request: web.Request) -> str | web.Response:
-        sha = request.match_info["sha"]
-        if not _HEX64.match(sha):
-            return _json_error(404, "NotFound", "no such source")
-        scope = integrity.source_get_scope(sha)
+    def _authorised_source(self, request: web.Request) -> tuple[str, str] | web.Response:
+        sha, owner = request.match_info["sha"], request.query.get("owner", "")
+        if not _HEX64.match(sha) or not _OWNER.match(owner):
+            return _json_error(404, "NotFound", "no such source (want ?owner=<uid>)")
+        scope = integrity.source_get_scope(sha, owner)
         if not integrity.token_valid(self.config.transfer_key, scope, _bearer(request)):
             return _json_error(403, "Forbidden", "no valid token to read this source")
-        return sha
+        return sha, owner
 
     async def get_source(self, request: web.Request) -> web.StreamResponse:
-        """A staged source, for the build Job."""
-        sha = self._authorised_source(request)
-        if isinstance(sha, web.Response):
-            return sha
-        path = self._source_path(sha)
-        if not path.is_file():
-            return _json_error(404, "SourceNotStaged", f"no staged source {sha[:12]}")
+        """The source staged for one ModelDeployment, for its build Job."""
+        found = self._authorised_source(request)
+        if isinstance(found, web.Response):
+            return found
+        path = await asyncio.to_thread(self.inbox.find, *found)
+        if path is None:
+            return _json_error(404, "SourceNotStaged", f"no staged source {found[0][:12]}")
         return web.FileResponse(path)
 
     async def delete_source(self, request: web.Request) -> web.Response:
-        """Drop a staged source once the build published its engine."""
-        sha = self._authorised_source(request)
-        if isinstance(sha, web.Response):
-            return sha
-        self._source_path(sha).unlink(missing_ok=True)
-        return web.json_response({"deleted": sha})
-
-    def _sweep(self) -> None:
-        """Remove inbox files older than the TTL (staged sources no build came for)."""
-        limit = time.time() - self.config.inbox_ttl_seconds
-        for path in self.config.inbox.iterdir():
-            with contextlib.suppress(OSError):
-                if path.is_file() and path.stat().st_mtime < limit:
-                    path.unlink()
+        """Drop a ModelDeployment's staged source once its build published the engine."""
+        found = self._authorised_source(request)
+        if isinstance(found, web.Response):
+            return found
+        path = await asyncio.to_thread(self.inbox.find, *found)
+        if path is not None:
+            self.inbox.remove(path)
+        return web.json_response({"deleted": found[0]})
 
     async def _sweeper(self, _: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(min(600.0, self.config.inbox_ttl_seconds / 4))
-                await asyncio.to_thread(self._sweep)
+                self.inbox.sweep(self.config.inbox_ttl_seconds)  # a few stats: on the loop
 
         task = asyncio.create_task(loop())
         yield

@@ -25,7 +25,7 @@ from typing import Any
 
 from modelops_contract.request import BuildRequest
 
-from .engines import PLAN_FILE, BuiltEngine, TimingCache
+from .engine_files import PLAN_FILE, BuiltEngine, TimingCache
 from .errors import BuildError
 from .gpu import GpuInfo, gpu_unavailable, image_cuda_version
 from .shapes import ProfileShape

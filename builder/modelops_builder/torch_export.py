@@ -19,6 +19,7 @@ from typing import Any
 from modelops_contract.request import BuildRequest, TensorSig
 
 from .errors import BuildError
+from .example_inputs import example_inputs
 from .torch_archive import check_exported_program
 from .torch_load import load_program, load_torchscript
 
@@ -137,7 +138,6 @@ def export_program(request: BuildRequest, source: Path, dest: Path) -> None:
 
 def export_torchscript(request: BuildRequest, source: Path, dest: Path) -> None:
     """TorchScript -> ONNX at `dest` with the legacy exporter (batch 2 first, then batch 1)."""
-    from .export import example_inputs
 
     if not request.inputs:
         raise BuildError(

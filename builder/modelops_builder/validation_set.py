@@ -18,7 +18,7 @@ from modelops_contract.request import TensorSig
 from modelops_contract.validation import INPUT_PREFIX, OUTPUT_PREFIX
 
 from .errors import BuildError
-from .export import NUMPY_DTYPES
+from .example_inputs import NUMPY_DTYPES
 from .gate import Reference
 
 MAX_SAMPLES = 8

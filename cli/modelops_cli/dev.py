@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from modelops_builder.export import NUMPY_DTYPES
+from modelops_builder.example_inputs import NUMPY_DTYPES
 from modelops_builder.triton_cpu import MODEL_PY
 from modelops_contract.enums import EngineKind
 from modelops_contract.manifest import EngineManifest

@@ -82,6 +82,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def timing_cache_mac(key: bytes, name: str, data: bytes) -> str:
+    """The seal of a TensorRT timing cache: HMAC-SHA256 (MAC key) of its store-level name and
+    the sha256 of its bytes (a cache moved to another tenant's name does not verify)."""
+    return hmac.new(
+        key, f"timing-cache:{name}:{sha256_hex(data)}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
 # --- transfer tokens ----------------------------------------------------------------------------
 def token(key: bytes, scope: str) -> str:
     """The token of one scope: HMAC-SHA256 (hex) with the transfer key."""
@@ -98,14 +106,19 @@ def entry_scope(digest: str) -> str:
     return f"entry:{digest}"
 
 
-def source_put_scope(sha256: str, owner: str) -> str:
-    """Sending source `sha256` to the engine server for ModelDeployment `owner` (its uid)."""
-    return f"source-put:{sha256}:{owner}"
+def source_put_scope(
+    sha256: str, owner: str, namespace: str, *, keep: bool, max_bytes: int, expires: int
+) -> str:
+    """Sending source `sha256` for ModelDeployment `owner` (its uid) of `namespace`: kept or
+    not, at most `max_bytes`, until `expires` (Unix seconds). Every term is the operator's
+    choice: a client that changes one holds no token for it."""
+    return f"source-put:{sha256}:{owner}:{namespace}:{int(keep)}:{max_bytes}:{expires}"
 
 
-def source_get_scope(sha256: str) -> str:
-    """Reading (and removing) a staged source: the build Job in the operator's namespace."""
-    return f"source-get:{sha256}"
+def source_get_scope(sha256: str, owner: str) -> str:
+    """Reading (and removing) the source `sha256` staged for ModelDeployment `owner`: its build
+    Job only."""
+    return f"source-get:{sha256}:{owner}"
 
 
 def route_scope(namespace: str, name: str) -> str:

@@ -41,13 +41,27 @@ class StageRequest(WireModel):
     max_download_bytes: int = Field(default=20 * 1024**3, ge=1)
     server: str = Field(max_length=512, description="Base URL of the engine server.")
     owner: str = Field(max_length=128, description="The ModelDeployment's uid.")
-    token: str = Field(max_length=128, description="The source-put token of (sha256, owner).")
+    namespace: str = Field(
+        default="default", max_length=63, description="The ModelDeployment's namespace (quota)."
+    )
+    expires: int = Field(default=0, ge=0, description="When the token expires (Unix seconds).")
+    token: str = Field(
+        max_length=128,
+        description="The source-put token of (sha256, owner, namespace, keep, max bytes, expiry).",
+    )
     keep: bool = Field(description="Store the bytes for a build (else: prove access only).")
     datasets: list[StageDataSet] = Field(
         default_factory=list,
         max_length=2,
         description="int8 builds: the calibration and labelled sets, kept for the build too.",
     )
+
+    def put_query(self) -> str:
+        """The PUT's query: every term of the token's scope the URL does not carry."""
+        keep = "1" if self.keep else "0"
+        return (
+            f"keep={keep}&max={self.max_download_bytes}&ns={self.namespace}&expires={self.expires}"
+        )
 
 
 class StageSummary(WireModel):
@@ -77,6 +91,12 @@ def parse_stage_summary(text: str) -> StageSummary | None:
 def source_url(server: str, sha256: str) -> str:
     """Where the engine server keeps (and takes) the staged source `sha256`."""
     return f"{server.rstrip('/')}{SOURCES_PATH}/{sha256}"
+
+
+def staged_source_url(server: str, sha256: str, owner: str) -> str:
+    """The source `sha256` staged for ModelDeployment `owner` (its build Job reads, then drops
+    it)."""
+    return f"{source_url(server, sha256)}?owner={owner}"
 
 
 def entry_url(server: str, digest: str, path: str) -> str:

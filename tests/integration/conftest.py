@@ -79,6 +79,9 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
 
     @contextlib.asynccontextmanager
     async def running(**overrides: Any) -> AsyncIterator[Operator]:
+        # Production's watch mode (LIST, then WATCH from its resourceVersion) unless a test
+        # asks for Kubernetes 1.34's streaming lists.
+        streaming = overrides.pop("initial_streaming", False)
         namespaced = bool(overrides.pop("namespaced", False))
         options = OperatorOptions(
             settings=overrides.pop("settings", settings),
@@ -87,7 +90,9 @@ def run_operator(api: kmock.KubernetesEmulator, settings: Settings) -> RunOperat
             metrics_port=overrides.pop("metrics_port", 0),
             **overrides,
         )
-        async with operator_in_thread(options, namespaced=namespaced) as op:
+        async with operator_in_thread(
+            options, initial_streaming=streaming, namespaced=namespaced
+        ) as op:
             yield op
 
     return running

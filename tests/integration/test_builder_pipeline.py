@@ -16,6 +16,7 @@ import pytest
 
 from modelops_builder import cli
 from modelops_builder.fetch import PVC_ROOT_ENV
+from modelops_builder.job_output import TERMINATION_LOG_ENV
 from modelops_builder.pipeline import BuildResult, build
 from modelops_contract.manifest import read_manifest
 from modelops_contract.request import BuildRequest
@@ -160,7 +161,7 @@ def test_job_mode_prints_only_the_summary_and_writes_the_termination_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "termination-log"
-    monkeypatch.setenv(cli.TERMINATION_LOG_ENV, str(log))
+    monkeypatch.setenv(TERMINATION_LOG_ENV, str(log))
     request = _request(MODELS["twoio"], "onnx", "fp32", tmp_path)
     code, summary = run_job(request, capsys)
     assert code == 0

@@ -21,6 +21,7 @@ import pytest
 
 from modelops_builder import cli
 from modelops_builder.cli import EXIT_INFRA, EXIT_INPUT, EXIT_OK
+from modelops_builder.job_output import TERMINATION_LOG_ENV
 from modelops_builder.pipeline import build
 from modelops_builder.pull import PARTIAL_PREFIX
 from modelops_contract.integrity import MAC_KEY_ENV
@@ -415,7 +416,7 @@ def test_pull_from_an_unreachable_s3_store_is_infrastructure(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
     log = tmp_path / "termination-log"
-    monkeypatch.setenv(cli.TERMINATION_LOG_ENV, str(log))
+    monkeypatch.setenv(TERMINATION_LOG_ENV, str(log))
     started = time.monotonic()
     code, out, err = pull(capsys, "s3://engines/prod", "sha256:" + "1" * 64, tmp_path / "d")
     assert (code, out) == (EXIT_INFRA, "")

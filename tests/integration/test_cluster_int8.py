@@ -5,11 +5,11 @@ drops the staged files. Real engine server, real tiny model and sets on a claim 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from modelops_contract import integrity
 from modelops_contract.request import parse_summary
 from modelops_contract.staging import parse_stage_summary
 from modelops_operator.api import ModelDeployment
@@ -18,9 +18,14 @@ from modelops_operator.render.job import render_build_job
 from modelops_operator.render.source_job import render_source_job
 from modelops_operator.render.tokens import receipt_kept
 from modelops_operator.settings import Settings
-from tests.integration.test_store_server import STORE_SECRETS, TRANSFER, UID, call
+from tests.integration.test_store_server import STORE_SECRETS, UID, call
 from tests.support.builder_cases import save_model
-from tests.support.engine_store import TEST_MAC_KEY, TEST_TRANSFER_KEY, engine_server_thread
+from tests.support.engine_store import (
+    TEST_MAC_KEY,
+    TEST_TRANSFER_KEY,
+    engine_server_thread,
+    get_source,
+)
 from tests.support.int8_cases import save_set, task, trained_cnn
 from tests.support.pod_runner import pod_containers, run_container
 
@@ -70,7 +75,9 @@ def int8_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         )
         md = int8_md(model_sha, calibration_sha, held_sha)
         key = "sha256:" + "8e" * 32
-        (source,) = pod_containers(render_source_job(md, key, settings, keep=True)).values()
+        (source,) = pod_containers(
+            render_source_job(md, key, settings, keep=True, now=datetime.now(UTC))
+        ).values()
         staged = run_container(source, {"tmp": root / "src-tmp", "source": claim}, root)
         containers = pod_containers(render_build_job(md, key, settings))
         volumes = {
@@ -81,13 +88,11 @@ def int8_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         }
         built = run_container(containers["build"], volumes, root, secrets=STORE_SECRETS)
         published = run_container(containers["publish"], volumes, root, secrets=STORE_SECRETS)
-        left = {
-            sha: call(
-                f"{url}/sources/{sha}",
-                token=integrity.token(TRANSFER, integrity.source_get_scope(sha)),
-            )[0]
-            for sha in (model_sha, calibration_sha, held_sha)
-        }
+        owner = md.metadata.uid or ""
+        left = {}
+        for sha in (model_sha, calibration_sha, held_sha):
+            staged_url, token = get_source(url, sha, owner)
+            left[sha] = call(staged_url, token=token)[0]
     return {
         "settings": settings,
         "md": md,

@@ -47,7 +47,6 @@ def _variant(tmp_path: Path, edit: dict[str, object]) -> Path:
 
 @pytest.mark.triton
 def test_example_builds_serves_and_answers_then_hits_the_cache(tmp_path: Path) -> None:
-    pytest.importorskip("pytriton")
     code, out = _run(EXAMPLE, tmp_path / "store")
     assert code == EXIT_OK, out
     assert "inference ok" in out

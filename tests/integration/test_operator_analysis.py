@@ -41,7 +41,6 @@ INTERVAL, THRESHOLD = 1, 2
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A healthy and a faulty tritonserver on loopback for the whole module."""
-    pytest.importorskip("pytriton")
     with tritons(tmp_path_factory.mktemp("tritons"), healthy=0, faulty=FAIL_EVERY) as running:
         yield running
 

@@ -22,7 +22,7 @@ from modelops_operator.render.names import (
     source_job_name,
 )
 from modelops_operator.settings import Settings
-from tests.support.kubernetes_emulator import Cluster, eventually
+from tests.support.kubernetes_emulator import Cluster, eventually, rbac_call
 from tests.support.operator_flow import (
     Obj,
     RunOperator,
@@ -69,6 +69,42 @@ async def test_create_build_rollout_ready(
     # The gauge follows the status patch in the operator's own thread: wait for it.
     labels = {"namespace": "default", "modeldeployment": "resnet", "phase": "Ready"}
     await eventually(lambda: sample("modelops_deployment_phase", labels), what="the phase gauge")
+
+
+def watch_requests(cluster: Cluster, plural: str) -> list[dict[str, str]]:
+    """Query parameters of the operator's (kopf's) LISTs and WATCHes of one resource."""
+    found = []
+    for request in cluster.requests():
+        call = rbac_call(request)
+        if call is not None and call[1:] in ((plural, "list"), (plural, "watch")):
+            found.append({"verb": call[2], **{k: str(v) for k, v in request.params.items()}})
+    return found
+
+
+async def test_production_watch_mode_lists_then_watches_from_the_list(
+    cluster: Cluster, operator: Operator, store: Path, settings: Settings
+) -> None:
+    await cluster.create_md("wm", spec())
+    await build_and_serve(cluster, store, settings, "wm")
+    seen = watch_requests(cluster, "modeldeployments")
+    assert seen[0]["verb"] == "list"
+    watches = [s for s in seen if s["verb"] == "watch"]
+    assert watches, seen
+    assert all(w.get("resourceVersion", "").isdigit() for w in watches), watches
+    assert not any("sendInitialEvents" in w for w in watches)
+
+
+async def test_streaming_watch_mode_serves_too(
+    cluster: Cluster, run_operator: RunOperator, store: Path, settings: Settings
+) -> None:
+    # Kubernetes 1.34's streaming lists (kopf's initial_streaming): no LIST at all.
+    async with run_operator(initial_streaming=True):
+        await cluster.create_md("st", spec())
+        await build_and_serve(cluster, store, settings, "st")
+    seen = watch_requests(cluster, "modeldeployments")
+    assert seen, "kopf watched ModelDeployments"
+    assert all(s["verb"] == "watch" and s.get("sendInitialEvents") == "true" for s in seen)
+    assert phase(cluster, "st") == "Ready"
 
 
 async def test_serving_change_rolls_out_without_build(
@@ -209,15 +245,24 @@ async def test_scale_subresource_replicas_scale_the_deployment(
     await cluster.create_md("sc", spec(replicas=1))
     await build_and_serve(cluster, store, settings, "sc")
 
-    await cluster.update_spec("sc", {"serving": {"replicas": 3}})
+    path = r.MODELDEPLOYMENTS.path("default", "sc", "scale")
+    scaled = await cluster._send("PATCH", path, {"spec": {"replicas": 3}})
+    assert (scaled["kind"], scaled["spec"]["replicas"]) == ("Scale", 3)
+    assert cluster.md("sc")["spec"]["serving"]["replicas"] == 3
     rev = revision_name("sc", 1)
     await eventually(
         lambda: (cluster.get(r.DEPLOYMENTS, rev) or {})["spec"]["replicas"] == 3, what="3"
     )
     await eventually(lambda: cluster.md("sc")["status"]["replicas"] == 3, what="status 3")
-    status = cluster.md("sc")["status"]
-    assert status["selector"] == "modelops.dev/deployment=sc,app.kubernetes.io/name=triton"
-    assert status["observedGeneration"] == 2
+    # What an HPA or `kubectl scale` reads back through /scale: replicas and the pods' selector.
+    read = await cluster._send("GET", path)
+    assert read["status"] == {
+        "replicas": 3,
+        "selector": "modelops.dev/deployment=sc,app.kubernetes.io/name=triton",
+    }
+    # The API server counted the write through /scale as a spec change.
+    assert cluster.md("sc")["metadata"]["generation"] == 2
+    await eventually(lambda: cluster.md("sc")["status"]["observedGeneration"] == 2, what="gen 2")
     assert cluster.posts("deployments") == 1, "a replica change is no new revision"
     await cluster.ready_deployment(rev)
     await eventually(lambda: cluster.md("sc")["status"].get("readyReplicas") == 3, what="ready 3")

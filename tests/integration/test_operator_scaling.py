@@ -32,7 +32,6 @@ TARGET = 20.0  # inferences/s per replica: one sequential client is far above it
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One healthy tritonserver on loopback for the whole module."""
-    pytest.importorskip("pytriton")
     with tritons(tmp_path_factory.mktemp("tritons"), healthy=0) as running:
         yield running
 

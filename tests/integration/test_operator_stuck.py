@@ -67,9 +67,10 @@ async def job_pod(cluster: Cluster, job: str, namespace: str, status: dict[str, 
             "creationTimestamp": now(),
         },
         "spec": {"containers": [{"name": "c", "image": "x"}]},
-        "status": status,
     }
     await cluster._send("POST", r.PODS.path(namespace), body)
+    # The kubelet's and scheduler's words go through the status subresource.
+    await cluster.patch_status(r.PODS, f"{job}-x7k2p", status, namespace)
 
 
 def pending(message: str) -> dict[str, Any]:

@@ -92,7 +92,10 @@ async def test_an_idle_model_scales_to_zero_and_held_requests_wake_it(
         woke = await eventually(lambda: stage.events("WokeUp"), 30, "a WokeUp Event")
         assert "answered after" in woke[0]
         await eventually(lambda: stage.phase() == "Ready", 30, "phase Ready")
-        cold_start = stage.status()["idle"]["coldStartSeconds"]
+        # The status patch that records it follows the WokeUp Event (events go first).
+        cold_start = await eventually(
+            lambda: (stage.status().get("idle") or {}).get("coldStartSeconds"), 10, "coldStart"
+        )
         assert 0 < cold_start < 60
         scaled = condition(cluster, NAME, "ScaledToZero")
         assert (scaled["status"], scaled["reason"]) == ("False", "WokeUp")

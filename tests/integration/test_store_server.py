@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from tests.support.engine_store import (
     TEST_MAC_KEY,
     TEST_TRANSFER_KEY,
     engine_server_thread,
+    get_source,
+    put_source,
 )
 from tests.support.pod_runner import pod_containers, run_container
 from tests.support.torch_models import tiny_models
@@ -76,34 +79,33 @@ def test_a_source_is_kept_only_with_its_token_and_its_own_sha256(
     url, _ = server
     body = os.urandom(4096)
     sha = integrity.sha256_hex(body)
-    put = integrity.token(TRANSFER, integrity.source_put_scope(sha, UID))
-    where = f"{url}/sources/{sha}?keep=1"
+    where, put = put_source(url, sha, UID)
     assert call(where, "PUT", "forged", body, **{OWNER_HEADER: UID})[0] == 403
-    other = integrity.token(TRANSFER, integrity.source_put_scope(sha, "another-uid"))
+    _, other = put_source(url, sha, "another-uid")
     assert call(where, "PUT", other, body, **{OWNER_HEADER: UID})[0] == 403
     status, answer = call(where, "PUT", put, body[:-1] + b"x", **{OWNER_HEADER: UID})
     assert status == 400
     assert json.loads(answer)["reason"] == "ChecksumMismatch"
-    get = integrity.token(TRANSFER, integrity.source_get_scope(sha))
-    assert call(f"{url}/sources/{sha}", token=get)[0] == 404, "nothing of wrong bytes is kept"
+    staged, get = get_source(url, sha, UID)
+    assert call(staged, token=get)[0] == 404, "nothing of wrong bytes is kept"
     status, answer = call(where, "PUT", put, body, **{OWNER_HEADER: UID})
     assert status == 200
     receipt = json.loads(answer)
     assert (receipt["sha256"], receipt["bytes"], receipt["kept"]) == (sha, 4096, True)
     kept = integrity.receipt_scope(sha, UID, kept=True)
     assert integrity.token_valid(TRANSFER, kept, receipt["receipt"])
-    assert call(f"{url}/sources/{sha}", token=put)[0] == 403, "a put token reads nothing"
-    assert call(f"{url}/sources/{sha}", token=get) == (200, body)
-    assert call(f"{url}/sources/{sha}", "DELETE", get)[0] == 200
-    assert call(f"{url}/sources/{sha}", token=get)[0] == 404
+    assert call(staged, token=put)[0] == 403, "a put token reads nothing"
+    assert call(staged, token=get) == (200, body)
+    assert call(staged, "DELETE", get)[0] == 200
+    assert call(staged, token=get)[0] == 404
 
 
 def test_a_source_only_proving_access_is_hashed_not_kept(server: tuple[str, Path]) -> None:
     url, _ = server
     body = b"private weights"
     sha = integrity.sha256_hex(body)
-    put = integrity.token(TRANSFER, integrity.source_put_scope(sha, UID))
-    status, answer = call(f"{url}/sources/{sha}?keep=0", "PUT", put, body, **{OWNER_HEADER: UID})
+    where, put = put_source(url, sha, UID, keep=False)
+    status, answer = call(where, "PUT", put, body, **{OWNER_HEADER: UID})
     assert status == 200
     seen = json.loads(answer)
     assert seen["kept"] is False
@@ -113,16 +115,19 @@ def test_a_source_only_proving_access_is_hashed_not_kept(server: tuple[str, Path
     assert not integrity.token_valid(
         TRANSFER, integrity.receipt_scope(sha, UID, kept=True), seen["receipt"]
     )
-    get = integrity.token(TRANSFER, integrity.source_get_scope(sha))
-    assert call(f"{url}/sources/{sha}", token=get)[0] == 404
+    staged, get = get_source(url, sha, UID)
+    assert call(staged, token=get)[0] == 404
+    # keep is the token's, not the client's: the same token with keep=1 opens nothing
+    status, _ = call(where.replace("keep=0", "keep=1"), "PUT", put, body, **{OWNER_HEADER: UID})
+    assert status == 403
 
 
 def test_the_server_refuses_sources_over_its_limit(server: tuple[str, Path]) -> None:
     url, _ = server
     body = b"\0" * ((1 << 24) + 1)
     sha = integrity.sha256_hex(body)
-    put = integrity.token(TRANSFER, integrity.source_put_scope(sha, UID))
-    status, answer = call(f"{url}/sources/{sha}?keep=1", "PUT", put, body, **{OWNER_HEADER: UID})
+    where, put = put_source(url, sha, UID)
+    status, answer = call(where, "PUT", put, body, **{OWNER_HEADER: UID})
     assert status == 413
     assert json.loads(answer)["reason"] == "SourceTooLarge"
 
@@ -161,7 +166,7 @@ def cluster_build(
     )
     md = tenant_md(sha)
     key = "sha256:" + "5e" * 32
-    source_job = render_source_job(md, key, settings, keep=True)
+    source_job = render_source_job(md, key, settings, keep=True, now=datetime.now(UTC))
     (source,) = pod_containers(source_job).values()
     staged = run_container(source, {"tmp": root / "src-tmp", "source": claim}, root)
     build_job = render_build_job(md, key, settings)
@@ -216,8 +221,8 @@ def test_the_build_step_and_the_publisher_make_a_sealed_entry(
     output = cluster_build["root"] / "output"
     assert (output / BUILD_RECORD).is_file()
     sha = cluster_build["md"].spec.model.source.sha256
-    get = integrity.token(TRANSFER, integrity.source_get_scope(sha))
-    assert call(f"{cluster_build['url']}/sources/{sha}", token=get)[0] == 404
+    staged, get = get_source(cluster_build["url"], sha, UID)
+    assert call(staged, token=get)[0] == 404
 
 
 async def test_the_operator_verifies_the_entry_and_a_pod_pulls_it_pinned(

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from modelops_builder import triton_local
 from modelops_operator.api import CanarySpec
 from modelops_operator.decide.analysis import Verdict, analyse
 from modelops_operator.metrics.prometheus import Target, queries, query_figures
@@ -39,11 +40,8 @@ SPEC = CanarySpec(max_error_rate=0.01, max_p99_latency_ms=1000, failure_threshol
 
 
 def _start(repo: Path) -> Iterator[Any]:
-    triton_local = pytest.importorskip("modelops_builder.triton_local")
-    try:
-        server = triton_local.start_triton(repo)
-    except triton_local.TritonUnavailableError as exc:
-        pytest.skip(f"tritonserver unavailable: {exc}")
+    # A tritonserver that does not start (or a model it cannot load) fails the test.
+    server = triton_local.start_triton(repo)
     try:
         yield server
     finally:

@@ -1,49 +1,95 @@
 """kmock's KubernetesEmulator made faithful where the operator's correctness depends on it.
 
-A real API server assigns uid and resourceVersion, bumps resourceVersion on every write, refuses
-a write whose metadata.resourceVersion (a precondition) is not the stored one (409), refuses a
-delete whose preconditions do not match (409), and filters LISTs and WATCHes by labelSelector.
-Stock kmock does none of it; the operator tests run against this one.
+What a real API server does and stock kmock does not, all of it here:
+- every write is checked and stored under one lock: uid, creationTimestamp and a new
+  resourceVersion assigned; a PATCH whose metadata.resourceVersion is not the stored one, and
+  a DELETE whose preconditions do not match, are refused (409); a write that changes nothing
+  stores nothing and tells no watcher;
+- metadata.generation counts spec changes (never status or metadata ones) of the kinds that
+  have one; the status subresource is enforced both ways (a write to the object keeps the
+  stored status, a write to /status changes nothing else); /scale reads and writes replicas;
+- immutable fields are refused (422) and the defaults the operator reads back are filled in
+  (tests/support/apiserver_rules.py);
+- LIST returns the resourceVersion of its snapshot; a WATCH from that version replays what
+  changed since (410 Gone for a version older than the kept history), and subscribes in the
+  same step as it takes its snapshot, so no write falls between the two; equality- and
+  set-based label selectors filter both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import kmock
-from kmock._internal.k8s import KubernetesObjectConflictError
+from kmock._internal.k8s import (
+    KubernetesError,
+    KubernetesObjectConflictError,
+    KubernetesObjectNotFoundError,
+)
+
+from tests.support import apiserver_rules as rules
 
 Obj = dict[str, Any]
-_END: Obj = {"type": "END"}  # put on the event buses to end the watch streams
+_END: Obj = {"type": "END"}  # ends the watch streams (a restarting server)
+HISTORY = 20_000  # events kept for WATCH continuations (a real server's watch cache)
+selector_matches = rules.selector_matches
 
 
-def selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """An equality-based labelSelector (`a=b,c=d`), as the operator and kopf send them."""
-    for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
-            return False
-    return True
+@attrs.frozen
+class InvalidError(KubernetesError):  # type: ignore[misc]
+    """422: the server refuses the object (an immutable field changed)."""
+
+    status: int = 422
+    reason: str = "Invalid"
+
+
+@attrs.frozen
+class BadRequestError(KubernetesError):  # type: ignore[misc]
+    """400: a request the server cannot parse (a malformed labelSelector)."""
+
+    status: int = 400
+    reason: str = "BadRequest"
 
 
 def _method(request: kmock.Request) -> str:
     return str(getattr(request.method, "value", request.method)).upper()
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(eq=False)
+class _Watcher:
+    """One open WATCH: its resource and the events written since it subscribed."""
+
+    resource: Any
+    queue: asyncio.Queue[Obj] = field(default_factory=asyncio.Queue)
+
+
 class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """uid, resourceVersion, preconditions and label selectors as a real API server does."""
+    """Writes, generations, subresources, selectors and watches as a real API server does."""
 
     _counter: Any = None
+    _history: list[tuple[int, Any, Obj]] | None = None
+    _oldest: int = 0  # versions after this one are in the history
+    _watchers: set[_Watcher] | None = None
     _watch_gate: asyncio.Event | None = None
     watch_starts: int = 0
     bookmark_seconds: float = 60.0
-    # Objects shaped like a real server's (tests/support/server_shapes.py `shape_write`).
+    # Objects shaped like a real server's (tests/support/server_shapes.py `shape_write`):
+    # (plural, method, written data, user agent, stored object) -> fills in `written`.
     shape: Callable[[str, str, Obj, str, Obj | None], None] | None = None
 
+    # --- test controls ------------------------------------------------------------------------
     def hold_watches(self) -> None:
         """New WATCH requests wait (a server restarting) until `release_watches`."""
         self._watch_gate = asyncio.Event()
@@ -55,141 +101,324 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self._watch_gate = None
 
     async def end_watches(self) -> None:
-        """End every open watch stream, as a restarting API server does; clients that come
-        back with their resourceVersion are told 410 Gone (too old) and must list again."""
-        for bus in list(self._buses.values()):
-            await bus.put(_END)
+        """End every open watch stream, as a restarting API server does: its watch cache starts
+        empty, so clients that come back with their resourceVersion are told 410 Gone."""
+        async with self._lock:
+            self._history = []
+            self._oldest = self._version()
+            for watcher in self._all_watchers():
+                watcher.queue.put_nowait(_END)
 
+    # --- versions and events ------------------------------------------------------------------
     def _next_version(self) -> str:
         if self._counter is None:
             self._counter = itertools.count(1000)
-        return str(next(self._counter))
+            self._oldest = 999
+        self._last = next(self._counter)
+        return str(self._last)
+
+    def _version(self) -> int:
+        if self._counter is None:
+            self._next_version()
+        return int(getattr(self, "_last", 1000))
+
+    def _all_watchers(self) -> set[_Watcher]:
+        if self._watchers is None:
+            self._watchers = set()
+        return self._watchers
+
+    def _publish(self, resource: Any, kind: str, obj: Obj) -> None:
+        """Record and fan out one event (the caller holds the lock)."""
+        event = {"type": kind, "object": copy.deepcopy(obj)}
+        version = int(obj["metadata"]["resourceVersion"])
+        if self._history is None:
+            self._history = []
+        self._history.append((version, resource, event))
+        if len(self._history) > HISTORY:
+            dropped = self._history[: len(self._history) - HISTORY]
+            del self._history[: len(dropped)]
+            self._oldest = dropped[-1][0]
+        for watcher in self._all_watchers():
+            if watcher.resource == resource:
+                watcher.queue.put_nowait(event)
 
     def stored(self, request: kmock.Request) -> Obj | None:
         """The stored object a request names (None when absent or deleted)."""
         if request.resource is None or request.name is None:
             return None
+        return self._stored(request.resource, request.namespace, request.name)
+
+    def _stored(self, resource: Any, namespace: str | None, name: str) -> Obj | None:
         try:
-            obj = self.objects[request.resource, request.namespace, request.name]
+            obj = self.objects[resource, namespace, name]
         except KeyError:
             return None
         return None if obj.deleted else obj.last.raw  # type: ignore[no-any-return]
 
+    # --- writes -------------------------------------------------------------------------------
     async def _handle(self, request: kmock.Request) -> Any:
         method = _method(request)
-        if request.resource is not None and method in ("POST", "PATCH", "DELETE"):
-            self._check_preconditions(request, method)
-            self._stamp(request, method)
-            if self.shape is not None and isinstance(request.data, dict) and method != "DELETE":
-                agent = str(request.headers.get("User-Agent", ""))
-                self.shape(
-                    request.resource.plural, method, request.data, agent, self.stored(request)
-                )
-        return await super()._handle(request)
+        writes = request.resource is not None and method in ("POST", "PATCH", "PUT", "DELETE")
+        if writes:
+            await self._write(request, method)
+        # kmock's own serving (user reactions, then the fallbacks that read what is stored),
+        # without kmock's bookkeeping of writes, which _write does.
+        return await super(kmock.KubernetesEmulator, self)._handle(request)
 
-    def _check_preconditions(self, request: kmock.Request, method: str) -> None:
-        current = self.stored(request)
-        data = request.data if isinstance(request.data, dict) else {}
-        if method == "PATCH" and current is not None:
-            wanted = (data.get("metadata") or {}).get("resourceVersion")
-            have = (current.get("metadata") or {}).get("resourceVersion")
-            if wanted is not None and wanted != have:
-                raise KubernetesObjectConflictError(
-                    reason="Conflict",
-                    message=f"the object has been modified (resourceVersion {have}, not {wanted})",
-                )
-        if method == "DELETE" and current is not None:
-            pre = data.get("preconditions") or {}
-            meta = current.get("metadata") or {}
-            for field in ("uid", "resourceVersion"):
-                if pre.get(field) is not None and pre[field] != meta.get(field):
-                    raise KubernetesObjectConflictError(
-                        reason="Conflict", message=f"Precondition failed: {field}"
-                    )
+    async def _write(self, request: kmock.Request, method: str) -> None:
+        async with self._lock:
+            if method == "POST":
+                self._create(request)
+            elif method == "DELETE":
+                self._delete(request)
+            else:
+                self._update(request, method)
 
-    def _stamp(self, request: kmock.Request, method: str) -> None:
-        data = request.data
-        if isinstance(data, list):  # a JSON patch: stamp it last
-            data.append(
-                {
-                    "op": "replace",
-                    "path": "/metadata/resourceVersion",
-                    "value": self._next_version(),
-                }
-            )
-            return
-        if method == "DELETE" or not isinstance(data, dict):
-            return
-        meta = data.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            return
+    def _create(self, request: kmock.Request) -> None:
+        body = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
+        meta = body.setdefault("metadata", {})
+        namespace = request.namespace or meta.get("namespace")
+        name = meta.get("name")
+        if not name:
+            raise InvalidError(message="metadata.name: Required value")
+        plural = request.resource.plural
+        if self._stored(request.resource, namespace, name) is not None:
+            raise KubernetesObjectConflictError(message=f'{plural} "{name}" already exists')
+        if namespace is not None:
+            meta["namespace"] = namespace
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _now()
         meta["resourceVersion"] = self._next_version()
-        if method == "POST":
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("generation", 1)
+        meta.pop("deletionTimestamp", None)
+        if plural in rules.GENERATION:
+            meta["generation"] = 1
+        if plural in rules.STATUS:
+            body["status"] = {"phase": "Pending"} if plural == "pods" else {}
+        if self.shape is not None:
+            self.shape(plural, "POST", body, _agent(request), None)
+        body = rules.with_defaults(plural, body)
+        key = (request.resource, namespace, name)
+        try:
+            self._objects[key].create(body)
+        except KeyError:
+            self._objects[key] = body
+        self._publish(request.resource, "ADDED", body)
+
+    def _update(self, request: kmock.Request, method: str) -> None:
+        resource, plural = request.resource, request.resource.plural
+        current = self.stored(request)
+        if current is None:
+            raise KubernetesObjectNotFoundError()
+        data = request.data
+        if not isinstance(data, dict):
+            raise BadRequestError(message="only merge patches (a JSON object) are served")
+        meta = current.get("metadata") or {}
+        wanted = (data.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and str(wanted) != meta.get("resourceVersion"):
+            raise KubernetesObjectConflictError(
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion "
+                f"{meta.get('resourceVersion')}, not {wanted}); please apply your changes to the "
+                "latest version",
+            )
+        if self.shape is not None:
+            data = copy.deepcopy(data)
+            self.shape(plural, "PATCH", data, _agent(request), current)
+        subresource = request.subresource
+        if subresource == "scale":
+            if plural not in rules.SCALE:
+                raise KubernetesObjectNotFoundError()
+            written = rules.scaled(plural, current, data)
+        else:
+            if subresource not in (None, "", "status") or (
+                subresource == "status" and plural not in rules.STATUS
+            ):
+                raise KubernetesObjectNotFoundError()
+            written = rules.merge_patch(current, data) if method == "PATCH" else copy.deepcopy(data)
+            written = rules.kept_by_write(plural, current, written, subresource or None)
+        new_meta = dict(written.get("metadata") or {})
+        for fixed in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"):
+            if fixed in meta:
+                new_meta[fixed] = meta[fixed]
+        new_meta["resourceVersion"] = meta.get("resourceVersion")
+        fields = (data.get("metadata") or {}).get("managedFields")
+        if fields is not None:  # the writer's entry, whichever part it wrote
+            new_meta["managedFields"] = fields
+        new_meta.pop("generation", None)
+        if "generation" in meta:
+            new_meta["generation"] = meta["generation"]
+        written["metadata"] = new_meta
+        if plural == "services":  # an update without clusterIP keeps the allocated one
+            old_ip = rules.get_path(current, ("spec", "clusterIP"))
+            if old_ip and isinstance(written.get("spec"), dict):
+                written["spec"].setdefault("clusterIP", old_ip)
+        written = rules.with_defaults(plural, written)
+        violation = rules.immutable_violation(plural, current, written)
+        if violation is not None:
+            raise InvalidError(
+                message=f'{resource.plural} "{meta.get("name")}" is invalid: {violation}'
+            )
+        generation = rules.bumped_generation(plural, current, written)
+        if generation is not None:
+            written["metadata"]["generation"] = generation
+        if _unmanaged(written) == _unmanaged(current):
+            return  # a no-op write: no new resourceVersion, no event
+        written["metadata"]["resourceVersion"] = self._next_version()
+        obj = self._objects[resource, request.namespace, request.name]
+        if written["metadata"].get("deletionTimestamp") and not written["metadata"].get(
+            "finalizers"
+        ):
+            obj.history.append(written)
+            obj.delete()
+            self._publish(resource, "DELETED", written)
+            return
+        obj.history.append(written)
+        self._publish(resource, "MODIFIED", written)
+
+    def _delete(self, request: kmock.Request) -> None:
+        if request.name is None:
+            raise BadRequestError(message="deletecollection is not served")
+        current = self.stored(request)
+        if current is None:
+            raise KubernetesObjectNotFoundError()
+        data = request.data if isinstance(request.data, dict) else {}
+        pre = data.get("preconditions") or {}
+        meta = current.get("metadata") or {}
+        for name in ("uid", "resourceVersion"):
+            if pre.get(name) is not None and pre[name] != meta.get(name):
+                raise KubernetesObjectConflictError(
+                    reason="Conflict", message=f"Precondition failed: {name} in precondition"
+                )
+        obj = self._objects[request.resource, request.namespace, request.name]
+        if meta.get("deletionTimestamp"):
+            return  # already being deleted
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = self._next_version()
+        if meta.get("finalizers"):
+            gone["metadata"]["deletionTimestamp"] = _now()
+            obj.history.append(gone)
+            self._publish(request.resource, "MODIFIED", gone)
+            return
+        obj.history.append(gone)
+        obj.delete()
+        self._publish(request.resource, "DELETED", gone)
+
+    # --- reads --------------------------------------------------------------------------------
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        if request.subresource == "scale":
+            async with self._lock:
+                current = self.stored(request)
+            if current is None or request.resource.plural not in rules.SCALE:
+                raise KubernetesObjectNotFoundError()
+            return rules.scale_of(request.resource.plural, current)
+        return await super()._serve_fetch(request)
+
+    async def _serve_update(self, request: kmock.Request) -> Any:
+        if request.subresource == "scale":
+            async with self._lock:
+                current = self.stored(request)
+            assert current is not None  # written in _handle
+            return rules.scale_of(request.resource.plural, current)
+        return await super()._serve_update(request)
+
+    def _selector(self, request: kmock.Request) -> str:
+        selector = str(request.params.get("labelSelector") or "")
+        try:
+            rules.selector_matches(selector, {})
+        except ValueError as exc:
+            raise BadRequestError(message=str(exc)) from None
+        return selector
+
+    def _live(self, request: kmock.Request, selector: str) -> list[Obj]:
+        objs = self._KubernetesEmulator__get_objs(request, strict=False)
+        return [o.raw for o in objs if not o.deleted and _selected(o.raw, selector)]
 
     async def _serve_list(self, request: kmock.Request) -> Any:
-        payload = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        if selector:
-            payload["items"] = [
-                item
-                for item in payload["items"]
-                if selector_matches(selector, (item.get("metadata") or {}).get("labels") or {})
-            ]
-        return payload
+        selector = self._selector(request)
+        async with self._lock:
+            items = copy.deepcopy(self._live(request, selector))
+            version = str(self._version())
+        return {"kind": "List", "metadata": {"resourceVersion": version}, "items": items}
 
-    async def _serve_watch(self, request: kmock.Request) -> Any:
-        # kmock's own, plus what a real server does: label selectors, and the BOOKMARK that
-        # ends the initial events of a sendInitialEvents watch (kopf waits for it).
-        selector = request.params.get("labelSelector") or ""
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        selector = self._selector(request)
         gate = self._watch_gate
         if gate is not None:
             await gate.wait()
         self.watch_starts += 1
         yield b""
-        if request.params.get("resourceVersion") and not request.params.get("sendInitialEvents"):
-            # kmock keeps no event history: every continuation is "too old".
-            yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Gone"}}
-            return
+        since = str(request.params.get("resourceVersion") or "")
+        streaming = request.params.get("sendInitialEvents") == "true"
+        watcher = _Watcher(request.resource)
         async with self._lock:
-            objs = self._KubernetesEmulator__get_objs(request, strict=False)
-            events = [{"type": "ADDED", "object": o.raw} for o in objs if not o.deleted]
-        for event in events:
-            if _selected(event, selector):
-                yield event
-        if request.params.get("sendInitialEvents") == "true":
-            yield _bookmark(request, self._next_version())
-        assert request.resource is not None
-        events_in = aiter(self._buses[request.resource])
-        pending = asyncio.ensure_future(anext(events_in))
+            # Subscribed in the same step as the snapshot: no write falls between the two.
+            self._all_watchers().add(watcher)
+            if streaming or since in ("", "0"):
+                first = [
+                    {"type": "ADDED", "object": copy.deepcopy(o)} for o in self._live(request, "")
+                ]
+            elif not since.isdigit() or int(since) < self._oldest:
+                first = [{"type": "ERROR", "object": _gone(since)}]
+            else:
+                first = [
+                    copy.deepcopy(event)
+                    for version, resource, event in self._history or []
+                    if version > int(since) and resource == request.resource
+                ]
+            version = str(self._version())
         try:
+            for event in first:
+                if event["type"] == "ERROR":
+                    yield event
+                    return
+                if self._ours(request, event, selector):
+                    yield event
+            if streaming:
+                yield _bookmark(version)
             while True:
-                # Like a real server: a BOOKMARK every minute keeps quiet streams alive.
-                done, _ = await asyncio.wait({pending}, timeout=self.bookmark_seconds)
-                if not done:
-                    yield _bookmark(request, self._next_version(), initial=False)
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), self.bookmark_seconds)
+                except TimeoutError:
+                    # Like a real server: a BOOKMARK every minute keeps quiet streams alive.
+                    yield _bookmark(str(self._version()), initial=False)
                     continue
-                event = pending.result()
-                pending = asyncio.ensure_future(anext(events_in))
                 if event is _END:
                     return
-                meta = (event.get("object") or {}).get("metadata") or {}
-                check = self._KubernetesEmulator__check
-                namespace, name = meta.get("namespace"), meta.get("name")
-                ours = check(request, request.resource, namespace, name, False)
-                if ours and _selected(event, selector):
+                if self._ours(request, event, selector):
                     yield event
         finally:
-            pending.cancel()
+            self._all_watchers().discard(watcher)
+
+    def _ours(self, request: kmock.Request, event: Obj, selector: str) -> bool:
+        meta = (event.get("object") or {}).get("metadata") or {}
+        check = self._KubernetesEmulator__check
+        namespace, name = meta.get("namespace"), meta.get("name")
+        return bool(check(request, request.resource, namespace, name, False)) and _selected(
+            event.get("object") or {}, selector
+        )
 
 
-def _selected(event: Obj, selector: str) -> bool:
-    labels = ((event.get("object") or {}).get("metadata") or {}).get("labels") or {}
-    return not selector or selector_matches(selector, labels)
+def _agent(request: kmock.Request) -> str:
+    return str(request.headers.get("User-Agent", ""))
 
 
-def _bookmark(request: kmock.Request, version: str, *, initial: bool = True) -> Obj:
+def _unmanaged(obj: Obj) -> Obj:
+    """The object without managedFields (a write that changes only those changes nothing)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def _selected(obj: Mapping[str, Any], selector: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return not selector or rules.selector_matches(selector, labels)
+
+
+def _gone(since: str) -> Obj:
+    message = f"too old resource version: {since}"
+    return {"kind": "Status", "code": 410, "reason": "Expired", "message": message}
+
+
+def _bookmark(version: str, *, initial: bool = True) -> Obj:
     annotations = {"k8s.io/initial-events-end": "true"} if initial else {}
     return {
         "type": "BOOKMARK",

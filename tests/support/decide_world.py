@@ -180,6 +180,8 @@ class World:
         self.body = body_
         self.now = now
         self.jobs: dict[str, dict[str, Any]] = {}
+        # What each finished Job's pod left as its termination message, by Job name.
+        self.messages: dict[str, str] = {}
         self.build_jobs: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
         self.configmaps: dict[str, dict[str, Any]] = {}
@@ -234,6 +236,7 @@ class World:
             store_refusal=refusal,
             build_jobs=copy.deepcopy(self.build_jobs),
             job_pods=copy.deepcopy(self.job_pods),
+            messages=dict(self.messages),
         )
 
     def router_report(self) -> RouterReport | None:
@@ -274,6 +277,8 @@ class World:
                     store[action.kind].pop(action.name, None)
                 if action.kind == "Deployment":
                     self.pods.pop(action.name, None)
+                if action.kind == "Job":
+                    self.messages.pop(action.name, None)
                 continue
             assert isinstance(action, Apply)
             # What the k8s layer writes: the manifest with the hash of its owned fields.
@@ -320,8 +325,8 @@ class World:
         self.jobs[name]["status"] = {
             "conditions": [{"type": condition, "status": "True"}],
             "succeeded" if ok else "failed": 1,
-            "terminationMessage": summary.to_line(),
         }
+        self.messages[name] = summary.to_line()
 
     def finish_source(self, name: str, ok: bool) -> None:
         """A source Job ends: the engine server's receipt, or the fetch's failure."""
@@ -339,8 +344,8 @@ class World:
         job["status"] = {
             "conditions": [{"type": "Complete" if ok else "Failed", "status": "True"}],
             "succeeded" if ok else "failed": 1,
-            "terminationMessage": summary.to_line(),
         }
+        self.messages[name] = summary.to_line()
 
     # --- what the cluster does -----------------------------------------------------------------
     def tick(self, seconds: float) -> None:
@@ -354,7 +359,7 @@ class World:
 
     def finish_build(self, ok: bool = True, reason: str = "AccuracyGateFailed") -> None:
         """Every build Job completes; a successful one publishes its entry."""
-        for job in self.build_jobs.values():
+        for name, job in self.build_jobs.items():
             key = job["metadata"]["annotations"]["modelops.dev/engine-key"]
             if ok:
                 summary = BuildSummary(
@@ -368,7 +373,6 @@ class World:
                 job["status"] = {
                     "conditions": [{"type": "Complete", "status": "True"}],
                     "succeeded": 1,
-                    "terminationMessage": summary.to_line(),
                 }
                 self.store[key] = entry(key)
             else:
@@ -380,8 +384,8 @@ class World:
                         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
                     ],
                     "failed": 2,
-                    "terminationMessage": summary.to_line(),
                 }
+            self.messages[name] = summary.to_line()
 
     def settle(self, since: datetime | None = None) -> None:
         """Every Deployment's pods become ready (at `since`, default now)."""

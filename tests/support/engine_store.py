@@ -9,6 +9,7 @@ import contextlib
 import json
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from modelops_contract import integrity
 from modelops_contract.key import key_digest
 from modelops_contract.layout import MANIFEST_NAME
 from modelops_contract.manifest import EngineManifest
+from modelops_contract.staging import StageRequest, source_url, staged_source_url
 
 # The keys of the chart's Secret, in tests.
 TEST_MAC_KEY = "test-store-mac-key-0123456789abcdef0123"
@@ -65,14 +67,16 @@ async def engine_server(
     max_source_bytes: int = 1 << 30,
     transfer_key: str = TEST_TRANSFER_KEY,
     port: int = 0,
+    **config_options: Any,
 ) -> AsyncIterator[str]:
     """The engine server's application on 127.0.0.1 (`port`, else a free one); yields its base
-    URL."""
+    URL. `config_options`: more ServerConfig fields (quotas, timeouts)."""
     config = ServerConfig(
         store=open_store(str(store)),
         inbox=inbox,
         transfer_key=integrity.key_bytes(transfer_key),
         max_source_bytes=max_source_bytes,
+        **config_options,
     )
     runner = web.AppRunner(StoreServer(config).app())
     await runner.setup()
@@ -104,3 +108,41 @@ def engine_server_thread(store: Path, inbox: Path, **options: Any) -> Iterator[s
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+def put_source(
+    server: str,
+    sha: str,
+    owner: str,
+    *,
+    namespace: str = "team-a",
+    keep: bool = True,
+    max_bytes: int = 1 << 30,
+    expires: int | None = None,
+) -> tuple[str, str]:
+    """(URL, token) of a source PUT as the operator would mint it for a source Job."""
+    when = int(time.time()) + 3600 if expires is None else expires
+    request = StageRequest(
+        source_uri="https://example.com/m.onnx",
+        sha256=sha,
+        server=server,
+        owner=owner,
+        namespace=namespace,
+        expires=when,
+        token="",
+        keep=keep,
+        max_download_bytes=max_bytes,
+    )
+    scope = integrity.source_put_scope(
+        sha, owner, namespace, keep=keep, max_bytes=max_bytes, expires=when
+    )
+    url = f"{source_url(server, sha)}?{request.put_query()}"
+    return url, integrity.token(integrity.key_bytes(TEST_TRANSFER_KEY), scope)
+
+
+def get_source(server: str, sha: str, owner: str) -> tuple[str, str]:
+    """(URL, token) of a staged source as the operator would give its build Job."""
+    token = integrity.token(
+        integrity.key_bytes(TEST_TRANSFER_KEY), integrity.source_get_scope(sha, owner)
+    )
+    return staged_source_url(server, sha, owner), token

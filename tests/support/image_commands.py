@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 RENDER = REPO / "operator" / "modelops_operator" / "render"
 IMAGE_REPOSITORIES = {"operator": "images.test/operator", "builder": "images.test/builder"}
 KEY = "sha256:" + "ab" * 32
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 # file:// examples are for `modelops dev`: the operator refuses them (spec.model.source.uri).
 EXAMPLES = ("minimal-onnx.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml")
 
@@ -145,7 +147,7 @@ def example_models() -> list[ModelDeployment]:
 # Every pod renderer of the operator, by name: tests/images checks that this is all of them.
 POD_RENDERERS: dict[str, Callable[[ModelDeployment, Settings], Manifest]] = {
     "render_build_job": lambda md, s: render_build_job(md, KEY, s),
-    "render_source_job": lambda md, s: render_source_job(md, KEY, s, keep=True),
+    "render_source_job": lambda md, s: render_source_job(md, KEY, s, keep=True, now=NOW),
     "render_deployment": lambda md, s: render_deployment(md, 2, _engine(md), s),
     "render_router_deployment": render_router_deployment,
     "render_validation_job": lambda md, s: render_validation_job(

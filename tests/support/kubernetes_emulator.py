@@ -26,6 +26,7 @@ from modelops_operator.handlers import LoginSource, Operator, OperatorOptions, b
 from modelops_operator.k8s import resources as r
 from modelops_operator.main import watched_namespaces
 from modelops_operator.render.common import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
+from tests.support.apiserver_rules import SCALE, STATUS
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -38,9 +39,9 @@ ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 def declare_resources(api: kmock.KubernetesEmulator) -> None:
     """Every resource the operator and kopf touch, with verbs (kmock declares none by default)."""
     for res in r.ALL:
-        subresources = ["status", "scale"] if res is r.MODELDEPLOYMENTS else []
-        if res is r.DEPLOYMENTS or res is r.JOBS:
-            subresources = ["status"]
+        subresources = [
+            name for name, kinds in (("status", STATUS), ("scale", SCALE)) if res.plural in kinds
+        ]
         api.resources[
             f"{res.group}/{res.version}/{res.plural}" if res.group else f"v1/{res.plural}"
         ] = {
@@ -148,13 +149,9 @@ class Cluster:
         return await self._send("POST", r.MODELDEPLOYMENTS.path(namespace), body)
 
     async def update_spec(self, name: str, spec_patch: Obj, namespace: str = "default") -> Obj:
-        """Merge-patch the spec and bump generation (kmock does not)."""
-        current = self.get(r.MODELDEPLOYMENTS, name, namespace)
-        assert current is not None
-        # The API server bumps resourceVersion (tests.support.apiserver); generation is ours.
-        meta = {"generation": int(current["metadata"].get("generation", 1)) + 1}
+        """Merge-patch the spec (the API server bumps metadata.generation)."""
         path = r.MODELDEPLOYMENTS.path(namespace, name)
-        return await self._send("PATCH", path, {"metadata": meta, "spec": spec_patch})
+        return await self._send("PATCH", path, {"spec": spec_patch})
 
     async def delete_md(self, name: str, namespace: str = "default") -> None:
         """DELETE a ModelDeployment (a finalizer, if any, holds it until removed)."""
@@ -171,9 +168,14 @@ class Cluster:
         return await self._send("PATCH", res.path(namespace, name, "status"), {"status": status})
 
     async def finish_job(
-        self, name: str, summary: Obj, ok: bool = True, namespace: str = "default"
+        self, name: str, summary: Obj | str, ok: bool = True, namespace: str = "default"
     ) -> Obj:
-        """The Job controller's final status, with its pod's termination message on it."""
+        """A Job's end as the cluster shows it: its pod terminated with the summary as its
+        container's termination message (the kubelet's), then the Job controller's status."""
+        message = (
+            summary if isinstance(summary, str) else json.dumps(summary, separators=(",", ":"))
+        )
+        await self.job_pod(name, message, ok=ok, namespace=namespace)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         cond = "Complete" if ok else "Failed"
         status = {
@@ -181,9 +183,58 @@ class Cluster:
             "active": 0,
             "conditions": [{"type": cond, "status": "True", "lastTransitionTime": now}],
             "completionTime": now,
-            "terminationMessage": json.dumps(summary, separators=(",", ":")),
         }
         return await self.patch_status(r.JOBS, name, status, namespace)
+
+    async def job_pod(
+        self, job_name: str, message: str, *, ok: bool = True, namespace: str = "default"
+    ) -> Obj:
+        """The pod a Job made (its template's labels, the Job as controller owner), terminated
+        with `message` as its last container's termination message."""
+        job = self.get(r.JOBS, job_name, namespace)
+        assert job is not None, f"no Job {job_name}"
+        template = job["spec"]["template"]
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job_name,
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{job_name}-{uuid.uuid4().hex[:5]}",
+                "namespace": namespace,
+                "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                "ownerReferences": [owner],
+            },
+            "spec": template["spec"],
+        }
+        created = await self._send("POST", r.PODS.path(namespace), pod)
+        containers = template["spec"]["containers"]
+        statuses = [
+            {
+                "name": c["name"],
+                "ready": False,
+                "restartCount": 0,
+                "state": {
+                    "terminated": {
+                        "exitCode": 0 if ok else 1,
+                        "reason": "Completed" if ok else "Error",
+                        "finishedAt": now,
+                        **({"message": message} if i == len(containers) - 1 else {}),
+                    }
+                },
+            }
+            for i, c in enumerate(containers)
+        ]
+        status = {"phase": "Succeeded" if ok else "Failed", "containerStatuses": statuses}
+        name = created["metadata"]["name"]
+        return await self.patch_status(r.PODS, name, status, namespace)
 
     async def ready_deployment(self, name: str, namespace: str = "default") -> Obj:
         """The Deployment controller's status once every replica is up to date and ready."""
@@ -236,21 +287,22 @@ class Cluster:
                 f"{deployment}-{index}", namespace, labels=labels, ownerReferences=[owner]
             ),
             "spec": dep["spec"]["template"]["spec"],
-            "status": {
-                "phase": "Running",
-                "podIP": ip,
-                "podIPs": [{"ip": ip}],
-                "conditions": [
-                    {"type": "Ready", "status": flag, "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
-                ],
-                "containerStatuses": [
-                    {"name": c["name"], "ready": ready, "restartCount": 0, "state": {"running": {}}}
-                    for c in dep["spec"]["template"]["spec"]["containers"]
-                ],
-            },
         }
-        return await self._send("POST", r.PODS.path(namespace), body)
+        await self._send("POST", r.PODS.path(namespace), body)
+        status = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [
+                {"type": "Ready", "status": flag, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+            ],
+            "containerStatuses": [
+                {"name": c["name"], "ready": ready, "restartCount": 0, "state": {"running": {}}}
+                for c in dep["spec"]["template"]["spec"]["containers"]
+            ],
+        }
+        return await self.patch_status(r.PODS, f"{deployment}-{index}", status, namespace)
 
     async def finish_validation(
         self, name: str, ok: bool = True, message: str = "", namespace: str = "default"
@@ -353,7 +405,7 @@ def stream_initial_events(registry: kopf.OperatorRegistry) -> None:
 
 @contextlib.asynccontextmanager
 async def operator_in_thread(
-    options: OperatorOptions, *, initial_streaming: bool = True, namespaced: bool = False
+    options: OperatorOptions, *, initial_streaming: bool = False, namespaced: bool = False
 ) -> AsyncIterator[Operator]:
     """The whole kopf operator in its own thread and event loop, stopped and checked on exit.
     `namespaced`: it watches its settings' namespaces as `modelops operator` does (kopf then

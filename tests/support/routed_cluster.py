@@ -126,16 +126,7 @@ async def run_validation_job(
         timeout=120,
     )
     message = log.read_text()
-    ok = result.returncode == 0
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: Obj = {
-        "succeeded" if ok else "failed": 1,
-        "active": 0,
-        "conditions": [{"type": "Complete" if ok else "Failed", "status": "True"}],
-        "completionTime": now,
-        "terminationMessage": message,
-    }
-    await cluster.patch_status(r.JOBS, job_name, status)
+    await cluster.finish_job(job_name, message, ok=result.returncode == 0)
     return message
 
 

@@ -122,6 +122,8 @@ class ZeroStage:
     stage: Stage
     kubelet: Kubelet
     router: FedRouter
+    operator: Any  # the running Operator (benchmarks time its steps)
+    scrapes: list[tuple[float, str]]  # (monotonic time, pod IP) of every metrics read
 
     @property
     def cluster(self) -> Cluster:
@@ -156,6 +158,14 @@ async def zero_stage(
     port = free_port()
     feed = f"http://127.0.0.1:{port}/routes/default/{NAME}"
     metrics: dict[str, str] = {}
+    scrapes: list[tuple[float, str]] = []
+    by_ip = metrics_by_ip(metrics)
+
+    def metrics_url(pod: Mapping[str, Any]) -> str:
+        scrapes.append((time.monotonic(), str((pod.get("status") or {}).get("podIP") or "")))
+        del scrapes[:-10_000]
+        return by_ip(pod)
+
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(engine_server(store, workdir / "inbox"))
@@ -166,10 +176,10 @@ async def zero_stage(
         token = route_token(routed, "default", NAME)
         router = await stack.enter_async_context(fed_router(proxies, feed, token))
         metrics[ROUTER_IP] = router.figures_url
-        await stack.enter_async_context(
+        operator = await stack.enter_async_context(
             start_operator(
                 settings=routed,
-                metrics_url=metrics_by_ip(metrics),
+                metrics_url=metrics_url,
                 metrics_host="127.0.0.1",
                 metrics_port=port,
             )
@@ -191,7 +201,7 @@ async def zero_stage(
         await run_validation_job(cluster, job, {POD_IP: kubelet.server}, store, workdir)
         await eventually(lambda: runs(stage, {1: 100}), 30, "router runs r1 100%")
         await cluster.update_spec(NAME, {"scaling": {"idleSeconds": idle_seconds}})
-        yield ZeroStage(stage, kubelet, router)
+        yield ZeroStage(stage, kubelet, router, operator, scrapes)
 
 
 async def _stop_task(stop: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -144,3 +145,29 @@ def test_operator_and_builder_compute_the_same_key_with_shapes() -> None:
     settings = Settings(namespaces=[])
     request = build_request(spec, settings, engine_key=None)
     assert compute_key(request, PLAN) == desired_key(spec, settings)
+
+
+# Fixed vectors: the material below is written out by hand (sorted keys, compact JSON), and
+# its sha256 was checked with `sha256sum`; a change of either side of the key breaks them.
+MATERIAL = (
+    '{"builder":"0.1.0","engine":"tensorrt","format":"onnx","gpu":"NVIDIA-H100-80GB-HBM3",'
+    '"model":"' + "a" * 64 + '","precision":"fp16","profile":{"inputs":[{"dataType":"FP32",'
+    '"dims":[3,224,224],"name":"x"}],"max":32,"min":1,"opt":8,"shapes":[]},"tensorrt":"11.4.0"}'
+)
+VECTORS = [
+    ({}, "32e1e9b453dac653d12f7d75ffb41eb76ac1ea8a946356382358d6e7196e9477"),
+    ({"engine": "onnxruntime"}, "0733f55c74e496478da4a2fce19d3f22f4692cc26428f95a96f8d11fe21316f4"),
+    (
+        {"shapes": [{"name": "x", "max": [3, 256, 256]}]},
+        "52d34aba4daca53654760cbcf891387c0200139d436a9e149c16d20d7ac450fb",
+    ),
+]
+
+
+def test_the_key_is_the_sha256_of_its_written_out_material() -> None:
+    assert hashlib.sha256(MATERIAL.encode()).hexdigest() == VECTORS[0][1]
+
+
+@pytest.mark.parametrize(("change", "digest"), VECTORS)
+def test_engine_key_fixed_vectors(change: dict[str, Any], digest: str) -> None:
+    assert engine_key(**(BASE | change), builder_version="0.1.0") == f"sha256:{digest}"

@@ -8,7 +8,8 @@ import pytest
 from modelops_builder import engines
 from modelops_builder.engines import plan_engine
 from modelops_builder.errors import BuildError
-from modelops_builder.export import example_inputs, reconcile
+from modelops_builder.example_inputs import example_inputs
+from modelops_builder.export import reconcile
 from modelops_builder.fetch import split_s3
 from modelops_builder.gate import compare, gate_batches, tolerances
 from modelops_builder.profile import profile_batches

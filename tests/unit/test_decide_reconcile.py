@@ -194,9 +194,9 @@ def test_a_forged_source_summary_without_a_valid_receipt_proves_nothing() -> Non
     name = next(iter(world.jobs))
     world.finish_source(name, ok=True)
     # Any pod in the tenant's namespace can say "ok": only the engine server's receipt counts.
-    summary = json.loads(world.jobs[name]["status"]["terminationMessage"])
+    summary = json.loads(world.messages[name])
     summary["receipt"] = receipt("cd" * 32)  # a receipt for other bytes
-    world.jobs[name]["status"]["terminationMessage"] = json.dumps(summary)
+    world.messages[name] = json.dumps(summary)
     plan = world.step()
     assert not world.deployments
     assert conds(plan.status)["EngineBuilt"][0] == "False"

@@ -32,24 +32,33 @@ WRONG = ValidationSummary(
 )
 
 
+Seen = tuple[dict[str, Any], str | None]  # a Job, and the termination message its pod left
+
+
 def job(
     condition: str | None = None,
     summary: ValidationSummary | str | None = None,
     deleting: bool = False,
     failed_message: str | None = None,
-) -> dict[str, Any]:
-    """A validation Job of revision 2, as the k8s layer hands it over."""
+) -> Seen:
+    """A validation Job of revision 2 and its pod's termination message, as observed."""
     status: dict[str, Any] = {}
     if condition:
         status["conditions"] = [{"type": condition, "status": "True"}]
         if failed_message is not None:
             status["conditions"][0]["message"] = failed_message
-    if summary is not None:
-        status["terminationMessage"] = summary if isinstance(summary, str) else summary.to_line()
+    message = summary if isinstance(summary, str) or summary is None else summary.to_line()
     meta: dict[str, Any] = {"name": "resnet-validate-r2"}
     if deleting:
         meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
-    return {"metadata": meta, "spec": {"backoffLimit": 0}, "status": status}
+    return {"metadata": meta, "spec": {"backoffLimit": 0}, "status": status}, message
+
+
+def view(seen: dict[str, Seen]) -> ValidationView:
+    """view_validation of revision 2 over these Jobs and their messages."""
+    jobs = {name: j for name, (j, _) in seen.items()}
+    messages = {name: m for name, (_, m) in seen.items() if m is not None}
+    return view_validation(jobs, messages, "resnet", 2)
 
 
 CASES = [
@@ -100,19 +109,19 @@ CASES = [
 @pytest.mark.parametrize(
     ("jobs", "state", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
-def test_view_validation(jobs: dict[str, Any], state: str, message: str) -> None:
-    seen = view_validation(jobs, "resnet", 2)
+def test_view_validation(jobs: dict[str, Seen], state: str, message: str) -> None:
+    seen = view(jobs)
     assert (seen.state, seen.message) == (state, message)
 
 
 def test_only_a_passed_summary_counts_as_passed() -> None:
-    seen = view_validation({"resnet-validate-r2": job("Complete", PASSED)}, "resnet", 2)
+    seen = view({"resnet-validate-r2": job("Complete", PASSED)})
     assert seen.summary == PASSED
 
 
 def test_a_summary_without_a_reason_does_not_say_none() -> None:
     bare = ValidationSummary(ok=False, message="pods unreachable")
-    seen = view_validation({"resnet-validate-r2": job("Failed", bare)}, "resnet", 2)
+    seen = view({"resnet-validate-r2": job("Failed", bare)})
     assert seen.state == ValidationState.FAILED
     assert "None" not in seen.message
     assert "pods unreachable" in seen.message

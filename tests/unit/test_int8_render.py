@@ -3,6 +3,7 @@ credentials and claims; the build Job reads them from the engine server only."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from modelops_contract import integrity
@@ -25,6 +26,9 @@ INT8 = {
 VALIDATION = {"source": {"uri": "pvc://held-out/held.npz", "sha256": HELD}, "minAccuracy": 0.9}
 
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 def _stage(job: dict[str, Any]) -> tuple[StageRequest, dict[str, Any]]:
     (container,) = pod(job)["containers"]
     return StageRequest.model_validate_json(container["args"][2]), container
@@ -32,14 +36,21 @@ def _stage(job: dict[str, Any]) -> tuple[StageRequest, dict[str, Any]]:
 
 def test_the_source_job_of_a_build_sends_both_sets_with_their_own_tokens() -> None:
     md = make_md(build=INT8, validation=VALIDATION)
-    request, container = _stage(render_source_job(md, KEY, PVC, keep=True))
+    request, container = _stage(render_source_job(md, KEY, PVC, keep=True, now=NOW))
     assert [(d.source_uri, d.sha256) for d in request.datasets] == [
         ("s3://sets/cal.npz", CAL),
         ("pvc://held-out/held.npz", HELD),
     ]
     transfer = KEYS["transfer_key"].encode()
     for data in request.datasets:
-        scope = integrity.source_put_scope(data.sha256, UID)
+        scope = integrity.source_put_scope(
+            data.sha256,
+            UID,
+            "ml",
+            keep=True,
+            max_bytes=data.max_download_bytes,
+            expires=request.expires,
+        )
         assert integrity.token_valid(transfer, scope, data.token)
     env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in container["env"]}
     # The model's Secret under MODELOPS_SOURCE_*, the calibration set's under MODELOPS_DATA0_*.
@@ -52,7 +63,7 @@ def test_the_source_job_of_a_build_sends_both_sets_with_their_own_tokens() -> No
     assert not any(name.startswith("MODELOPS_DATA1_") for name in env)  # pvc: no Secret
     claims = {
         v["persistentVolumeClaim"]["claimName"]
-        for v in pod(render_source_job(md, KEY, PVC, keep=True))["volumes"]
+        for v in pod(render_source_job(md, KEY, PVC, keep=True, now=NOW))["volumes"]
         if "persistentVolumeClaim" in v
     }
     assert claims == {"held-out"}
@@ -62,14 +73,14 @@ def test_the_source_job_of_a_build_sends_both_sets_with_their_own_tokens() -> No
 
 def test_a_store_hit_proves_model_access_only() -> None:
     md = make_md(build=INT8, validation=VALIDATION)
-    request, container = _stage(render_source_job(md, KEY, PVC, keep=False))
+    request, container = _stage(render_source_job(md, KEY, PVC, keep=False, now=NOW))
     assert request.datasets == []
     assert not any(e["name"].startswith("MODELOPS_DATA") for e in container["env"])
 
 
 def test_a_labelled_set_of_an_fp32_build_is_not_sent() -> None:
     md = make_md(build={"engine": "onnxruntime"}, validation=VALIDATION)
-    request, _ = _stage(render_source_job(md, KEY, PVC, keep=True))
+    request, _ = _stage(render_source_job(md, KEY, PVC, keep=True, now=NOW))
     assert request.datasets == []
 
 
@@ -82,13 +93,13 @@ def test_the_build_job_reads_the_sets_from_the_engine_server_only() -> None:
     calibration = request.calibration.data
     assert calibration is not None
     assert calibration.staged_source is not None
-    assert calibration.staged_source.url.endswith(f"/sources/{CAL}")
+    assert calibration.staged_source.url.endswith(f"/sources/{CAL}?owner={UID}")
     assert request.labelled_set is not None
     assert request.labelled_set.staged_source is not None
     transfer = KEYS["transfer_key"].encode()
     for data in (calibration, request.labelled_set):
         assert data.staged_source is not None
-        scope = integrity.source_get_scope(data.sha256)
+        scope = integrity.source_get_scope(data.sha256, UID)
         assert integrity.token_valid(transfer, scope, data.staged_source.token)
     # No tenant credential and no tenant claim reach the build Job.
     assert not any(
@@ -184,3 +195,34 @@ def test_modelops_dev_shows_int8_against_fp32() -> None:
     assert "3,072 KiB vs 12,288 KiB (0.25x)" in text
     assert "throughput 3.50x" in text
     assert "random inputs" in text
+
+
+def test_the_source_step_of_a_build_needs_every_data_sets_own_receipt() -> None:
+    from modelops_contract.staging import StageSummary
+    from modelops_operator.decide.source import source_proof
+
+    md = make_md(build=INT8, validation=VALIDATION)
+    transfer = KEYS["transfer_key"].encode()
+
+    def receipt(sha: str, uid: str = UID) -> str:
+        return integrity.token(transfer, integrity.receipt_scope(sha, uid, kept=True))
+
+    model = md.spec.model.source.sha256
+    whole = StageSummary(
+        ok=True,
+        sha256=model,
+        receipt=receipt(model),
+        dataset_receipts={CAL: receipt(CAL), HELD: receipt(HELD)},
+    )
+    assert source_proof(md, whole, PVC, True, "t") is not None
+    for broken in (
+        {CAL: receipt(CAL)},  # the labelled set never arrived
+        {CAL: receipt(CAL), HELD: receipt(CAL)},  # another file's receipt
+        {CAL: receipt(CAL), HELD: receipt(HELD, "another-uid")},  # another tenant's
+    ):
+        summary = whole.model_copy(update={"dataset_receipts": broken})
+        assert source_proof(md, summary, PVC, True, "t") is None
+    # A store hit proves model access only: no set needed.
+    seen = integrity.token(transfer, integrity.receipt_scope(model, UID, kept=False))
+    hit = StageSummary(ok=True, sha256=model, receipt=seen)
+    assert source_proof(md, hit, PVC, False, "t") is not None

@@ -83,8 +83,8 @@ UIDS = st.from_regex(r"[0-9a-f-]{8,36}", fullmatch=True)
 def test_each_token_opens_exactly_its_scope(a: str, b: str, uid: str, other_uid: str) -> None:
     scopes = {
         integrity.entry_scope(a),
-        integrity.source_put_scope(a, uid),
-        integrity.source_get_scope(a),
+        integrity.source_put_scope(a, uid, "ml", keep=True, max_bytes=1, expires=2),
+        integrity.source_get_scope(a, uid),
         integrity.receipt_scope(a, uid, kept=True),
         integrity.receipt_scope(a, uid, kept=False),
     }
@@ -105,3 +105,60 @@ def test_each_token_opens_exactly_its_scope(a: str, b: str, uid: str, other_uid:
         )
     assert not integrity.token_valid(KEY, integrity.entry_scope(a), None)
     assert not integrity.token_valid(KEY, integrity.entry_scope(a), "")
+
+
+# Fixed vectors, each checked outside Python with
+# `printf '%s' SCOPE_OR_BYTES | openssl dgst -sha256 -hmac kkkk...` (32 times "k"): the scope
+# strings and the MAC's canonical bytes are a format the engine server, the builder and the
+# operator share, so they are pinned, not recomputed.
+VECTOR_KEY = b"k" * 32
+SHA = "ab" * 32
+TOKEN_VECTORS = [
+    (integrity.receipt_scope(SHA, "uid-1", kept=True), f"receipt:kept:{SHA}:uid-1"),
+    (integrity.receipt_scope(SHA, "uid-1", kept=False), f"receipt:seen:{SHA}:uid-1"),
+    (integrity.entry_scope("cd" * 32), "entry:" + "cd" * 32),
+    (
+        integrity.source_put_scope(SHA, "uid-1", "ml", keep=True, max_bytes=1024, expires=99),
+        f"source-put:{SHA}:uid-1:ml:1:1024:99",
+    ),
+    (integrity.source_get_scope(SHA, "uid-1"), f"source-get:{SHA}:uid-1"),
+    (integrity.route_scope("ml", "resnet"), "route:ml/resnet"),
+]
+
+
+@pytest.mark.parametrize(("scope", "written"), TOKEN_VECTORS)
+def test_scope_formats_are_fixed(scope: str, written: str) -> None:
+    assert scope == written
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        (
+            f"receipt:kept:{SHA}:uid-1",
+            "d6d18883a6e9c231b328652e45a0ae452a7820dd5b7ebb070edb5879845ac9ba",
+        ),
+        ("entry:" + "cd" * 32, "86775da4b82a68f6f70fed907684e7d795fa20933f5cca5d2c8688e6d4ed86b3"),
+        ("route:ml/resnet", "893a035fea870daee099e2feb899d644b8b0295bf7def58f6a49cdbfdefd7e03"),
+    ],
+)
+def test_token_fixed_vectors(scope: str, expected: str) -> None:
+    assert integrity.token(VECTOR_KEY, scope) == expected
+    assert integrity.token_valid(VECTOR_KEY, scope, expected)
+
+
+def test_manifest_mac_fixed_vector() -> None:
+    manifest = {"key": "sha256:" + "0" * 64, "engine": "onnxruntime", "files": []}
+    canonical = b'{"engine":"onnxruntime","files":[],"key":"sha256:' + b"0" * 64 + b'"}'
+    mac = "a0f70d579dda60c3b0b00896a17da0b1e14a1a9d5ca5690f3c892b0f8bd1dde6"
+    assert integrity.canonical_bytes({**manifest, "mac": "ignored"}) == canonical
+    assert integrity.manifest_mac(VECTOR_KEY, manifest) == mac
+    published = integrity.signed_manifest_bytes(manifest, VECTOR_KEY)
+    assert published == (
+        b'{\n  "engine": "onnxruntime",\n  "files": [],\n  "key": "sha256:'
+        + b"0" * 64
+        + b'",\n  "mac": "'
+        + mac.encode()
+        + b'"\n}\n'
+    )
+    assert integrity.verify_manifest(published, VECTOR_KEY)["mac"] == mac

@@ -4,6 +4,7 @@ who gets which credential, which volume, which token."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,6 +31,9 @@ def pod(obj: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 def containers(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     spec = pod(job)
     return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
@@ -37,7 +41,7 @@ def containers(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # --- the source Job: the tenant's namespace, the tenant's credentials, nothing of the store -----
 def test_source_job_identity_and_owner() -> None:
-    job = render_source_job(make_md(), KEY, PVC, keep=True)
+    job = render_source_job(make_md(), KEY, PVC, keep=True, now=NOW)
     meta = job["metadata"]
     assert (meta["name"], meta["namespace"]) == ("bert-source-ababababab", "ml")
     assert meta["ownerReferences"][0]["uid"] == UID
@@ -48,16 +52,25 @@ def test_source_job_identity_and_owner() -> None:
 
 
 def test_source_job_holds_the_tenants_credentials_and_one_token() -> None:
-    job = render_source_job(make_md(), KEY, PVC, keep=False)
+    job = render_source_job(make_md(), KEY, PVC, keep=False, now=NOW)
     (container,) = pod(job)["containers"]
     assert container["args"][:2] == ["stage", "--request"]
     request = StageRequest.model_validate_json(container["args"][2])
     assert (request.sha256, request.owner, request.keep) == ("cd" * 32, UID, False)
     assert request.server == PVC.store_server
     transfer = KEYS["transfer_key"].encode()
-    assert integrity.token_valid(
-        transfer, integrity.source_put_scope("cd" * 32, UID), request.token
+    scope = integrity.source_put_scope(
+        "cd" * 32,
+        UID,
+        "ml",
+        keep=False,
+        max_bytes=request.max_download_bytes,
+        expires=request.expires,
     )
+    assert integrity.token_valid(transfer, scope, request.token)
+    # the token expires: after the longest a source Job may wait and run, within 10 minutes
+    lifetime = PVC.stuck_seconds + PVC.build_deadline_seconds
+    assert NOW.timestamp() + lifetime < request.expires <= NOW.timestamp() + lifetime + 1200
     # The token opens one door: sending this source for this ModelDeployment, nothing else.
     assert not integrity.token_valid(
         transfer, integrity.entry_scope(KEY.removeprefix("sha256:")), request.token
@@ -72,7 +85,7 @@ def test_source_job_holds_the_tenants_credentials_and_one_token() -> None:
 
 def test_source_job_mounts_a_pvc_source_read_only() -> None:
     md = make_md(model={"source": {"uri": "pvc://models/bert/m.onnx", "sha256": "cd" * 32}})
-    spec = pod(render_source_job(md, KEY, PVC, keep=True))
+    spec = pod(render_source_job(md, KEY, PVC, keep=True, now=NOW))
     assert {
         "name": "source",
         "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
@@ -112,9 +125,9 @@ def test_build_step_sees_neither_the_store_nor_any_credential() -> None:
     request = BuildRequest.model_validate_json(build["args"][1])
     assert request.engine_key == KEY
     assert request.staged_source is not None
-    assert request.staged_source.url.endswith("/sources/" + "cd" * 32)
+    assert request.staged_source.url.endswith("/sources/" + "cd" * 32 + f"?owner={UID}")
     transfer = KEYS["transfer_key"].encode()
-    scope = integrity.source_get_scope("cd" * 32)
+    scope = integrity.source_get_scope("cd" * 32, UID)
     assert integrity.token_valid(transfer, scope, request.staged_source.token)
     assert "s3-reader" not in json.dumps(job), "the tenant's Secret never reaches the build"
     assert build["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -178,4 +191,5 @@ def test_jobs_are_idempotent(engine: str) -> None:
     gpu = {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}} if engine == "tensorrt" else {}
     md = make_md(build={"engine": engine, **gpu})
     assert render_build_job(md, KEY, PVC) == render_build_job(md, KEY, PVC)
-    assert render_source_job(md, KEY, PVC, keep=True) == render_source_job(md, KEY, PVC, keep=True)
+    source = render_source_job(md, KEY, PVC, keep=True, now=NOW)
+    assert source == render_source_job(md, KEY, PVC, keep=True, now=NOW)

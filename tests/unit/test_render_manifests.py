@@ -97,6 +97,9 @@ def test_revision_deployment_runs_triton() -> None:
     assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
+    # Ready within a second of Triton's own readiness: a wake from zero and every rollout step
+    # wait for it (a 10 s startup period cost up to 10 s each time).
+    assert (startup["periodSeconds"], triton["readinessProbe"]["periodSeconds"]) == (1, 1)
     mounts = {m["mountPath"]: m for m in triton["volumeMounts"]}
     engine = mounts["/models/bert/1"]
     assert engine == {"name": "engine", "mountPath": "/models/bert/1", "readOnly": True}

@@ -3,8 +3,10 @@
 Copied beside the ONNX graph into `repository/<model>/1/` by the builder; Triton's python stub
 imports it (`triton_python_backend_utils` exists only there). All requests of one `execute` call
 (a dynamic batch) are concatenated into one ONNX Runtime run when their shapes agree, and the
-outputs are split back per request. A failure is reported to the requests it concerns as a
-`TritonError` response; nothing here raises out of `execute`, so the stub never dies.
+outputs are split back per request. A failure of some requests is reported to those as a
+`TritonError` response; when every request of the call fails, `execute` raises (Triton then
+answers each with the error and counts it as failed). Triton catches what `execute` raises, so
+the stub stays up either way.
 
 Settings, from the environment first, then from config.pbtxt `parameters`:
 - MODELOPS_ORT_THREADS / `ort_intra_op_threads`: ONNX Runtime intra-op threads (0 = ORT's default,
@@ -121,9 +123,10 @@ class TritonPythonModel:
                 responses[index] = response
         failed = [r for r in responses if isinstance(r, _ErrorResponse)]
         if failed and len(failed) == len(responses):
-            # Triton 2.51's python backend counts a per-response error as a success in
-            # nv_inference_request_failure; raising makes it count, so canary analysis sees a
-            # model that fails every request. Partial failures stay per request (isolated).
+            # Triton's python backend counts a request answered with an error response as a
+            # success (nv_inference_request_success, not nv_inference_request_failure); raising
+            # makes it count as failed, so canary analysis sees a model that fails every
+            # request. Partial failures stay per request (isolated).
             raise pb_utils.TritonModelException(failed[0].message)
         return [r.response if isinstance(r, _ErrorResponse) else r for r in responses]
 

@@ -220,6 +220,12 @@ class HistoryEntry(WireModel):
     state: RevisionState = Field(description="What became of it.")
     reason: Text1024 | None = Field(default=None, description="Why, e.g. a rollback.")
     time: str = Field(max_length=64, description="RFC 3339 time of the last change.")
+    signature: str | None = Field(
+        default=None,
+        max_length=12,
+        description="Digest of its engine's inputs, outputs and max batch (the value "
+        "spec.rollout.acceptSignature names).",
+    )
 
 
 class RolloutProgress(WireModel):

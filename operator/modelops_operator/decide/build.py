@@ -45,7 +45,8 @@ _REASON = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
-    """The engine key of a spec (builder.key.engine_key over the fields that shape the engine)."""
+    """The engine key of a spec (modelops_contract.key.engine_key over the fields that shape the
+    engine); the builder's side of the same mapping is modelops_builder.pipeline.compute_key."""
     return engine_key(
         model_sha256=spec.model.source.sha256,
         format=str(spec.model.format),
@@ -94,10 +95,9 @@ def short_key(key: str) -> str:
     return key[:19]
 
 
-def job_summary(job: Mapping[str, Any] | None) -> BuildSummary | None:
-    """The builder's summary from the termination message the k8s layer attached."""
-    message = ((job or {}).get("status") or {}).get("terminationMessage")
-    return parse_summary(message) if isinstance(message, str) else None
+def job_summary(message: str | None) -> BuildSummary | None:
+    """The builder's summary from its pod's termination message."""
+    return parse_summary(message) if message is not None else None
 
 
 def job_failure(job: Mapping[str, Any], summary: BuildSummary | None) -> tuple[str, str]:
@@ -210,7 +210,8 @@ def _look(md: ModelDeployment, key: str, observed: Observed, settings: Settings)
     name = build_job_name(md.metadata.namespace or "default", md.metadata.name, key)
     job = observed.build_jobs.get(name)
     stale = _stale_jobs(observed, name, namespace)
-    return _Look(name, namespace, job, job_state(job), job_summary(job), stale)
+    summary = job_summary(observed.messages.get(name)) if job is not None else None
+    return _Look(name, namespace, job, job_state(job), summary, stale)
 
 
 def _waiting(

@@ -81,7 +81,7 @@ def _restage(
     the failed build Job goes so that a new one starts; None when it lost nothing (or too
     often: it then fails as any build)."""
     limit = settings.build_backoff_limit
-    staging = next_staging(observed.build_jobs[name], limit)
+    staging = next_staging(observed.build_jobs[name], observed.messages.get(name), limit)
     if staging is None:
         return None
     source = decide_source(

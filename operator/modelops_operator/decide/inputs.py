@@ -28,8 +28,8 @@ class ObserveKeys:
 class Observed:
     """Children the ModelDeployment controls, as the API server returned them.
 
-    jobs: build Jobs by name; a terminated pod's termination message is attached by the k8s
-    layer as job["status"]["terminationMessage"] (validation Jobs likewise, in validation_jobs).
+    jobs: source Jobs by name (validation Jobs in validation_jobs). messages: the termination
+    message a finished Job's pod left (what its program wrote: its summary), by Job name.
     deployments: revision Deployments by name; pods: each one's pods. router, router_config and
     router_pods: the traffic router's Deployment, ConfigMap and pods. configmaps: names of the
     ConfigMaps. services: the Services by name (service: the ModelDeployment's own). routes:
@@ -60,6 +60,7 @@ class Observed:
     store_refusal: str | None = None
     build_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     job_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    messages: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ def start_candidate(
         number,
         key=None if facts.pinned else facts.key,
         generation=None if facts.pinned else facts.generation,
+        signature=None if facts.pinned or not build.manifest else signature_digest(build.manifest),
         state=RevisionState.ROLLING_OUT,
         reason=reason,
         time=facts.now,
@@ -203,7 +204,9 @@ def step_candidate(facts: Facts, lineage: Lineage, build: BuildOutcome, desired:
     # A promote request makes the rest of the rollout one 100% step.
     immediate = at_once or steering.promotes(number)
     weight = None if immediate else steering.weight_of(number)
-    validation = view_validation(facts.observed.validation_jobs, facts.name, number)
+    validation = view_validation(
+        facts.observed.validation_jobs, facts.observed.messages, facts.name, number
+    )
     step = step_rollout(
         StepInput(
             spec=spec.rollout,

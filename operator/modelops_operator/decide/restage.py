@@ -34,19 +34,19 @@ def staging_of(job: Mapping[str, Any] | None) -> int:
     return int(raw) if isinstance(raw, str) and raw.isdigit() else 0
 
 
-def lost_source(job: Mapping[str, Any] | None) -> bool:
-    """The build Job failed because the engine server no longer held its staged source."""
+def lost_source(job: Mapping[str, Any] | None, message: str | None) -> bool:
+    """The build Job failed because the engine server no longer held its staged source
+    (`message`: its pod's termination message, the builder's summary)."""
     if job_state(job) != JobState.FAILED:
         return False
-    message = ((job or {}).get("status") or {}).get("terminationMessage")
-    summary = parse_summary(message) if isinstance(message, str) else None
+    summary = parse_summary(message) if message is not None else None
     return summary is not None and not summary.ok and summary.reason == LOST_SOURCE
 
 
-def next_staging(job: Mapping[str, Any] | None, limit: int) -> int | None:
+def next_staging(job: Mapping[str, Any] | None, message: str | None, limit: int) -> int | None:
     """The staging to run for a build Job that lost its source; None when it did not, or when
     `limit` stagings after the first were already made (the build then fails as any other)."""
-    if not lost_source(job):
+    if not lost_source(job, message):
         return None
     staging = staging_of(job) + 1
     return staging if staging <= limit else None

@@ -70,9 +70,8 @@ def _component(job: Mapping[str, Any]) -> str:
     return str(((job.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT, ""))
 
 
-def _summary(job: Mapping[str, Any] | None) -> StageSummary | None:
-    message = ((job or {}).get("status") or {}).get("terminationMessage")
-    return parse_stage_summary(message) if isinstance(message, str) else None
+def _summary(message: str | None) -> StageSummary | None:
+    return parse_stage_summary(message) if message is not None else None
 
 
 def source_proof(
@@ -115,7 +114,7 @@ def decide_source(
     name = source_job_name(md.metadata.name, key)
     job = observed.jobs.get(name)
     stale = stale_source_jobs(observed, name)
-    summary = _summary(job)
+    summary = _summary(observed.messages.get(name)) if job is not None else None
     proof = source_proof(md, summary, settings, keep, rfc3339(now))
     why = "for the build" if keep else "to prove this ModelDeployment can read it"
     phase = job_phase(
@@ -142,7 +141,7 @@ def decide_source(
             return SourceOutcome(access=access, actions=stale)
         case Absent():
             message = f"Job {name} is fetching the source {why}"  # the same while it runs
-            manifest = render_source_job(md, key, settings, keep=keep, staging=staging)
+            manifest = render_source_job(md, key, settings, keep=keep, now=now, staging=staging)
             return _waiting(message, (*stale, Apply(manifest)), settings.reconcile_interval_seconds)
         case Terminating():
             message = f"waiting for the old source Job {name} to be deleted"

@@ -39,16 +39,17 @@ class ValidationView:
 
 
 def view_validation(
-    jobs: Mapping[str, Mapping[str, Any]], md_name: str, revision: int
+    jobs: Mapping[str, Mapping[str, Any]], messages: Mapping[str, str], md_name: str, revision: int
 ) -> ValidationView:
-    """Read the validation Job of `revision` (its termination message carries the summary)."""
-    job = jobs.get(validation_job_name(md_name, revision))
+    """Read the validation Job of `revision` (its pod's termination message: the summary)."""
+    name = validation_job_name(md_name, revision)
+    job = jobs.get(name)
     state = job_state(job)
     if job is None or state == JobState.ABSENT:
         return ValidationView(ValidationState.ABSENT)
     if state in (JobState.RUNNING, JobState.TERMINATING):
         return ValidationView(ValidationState.RUNNING)
-    text = (job.get("status") or {}).get("terminationMessage")
+    text = messages.get(name)
     summary = parse_validation_summary(text) if isinstance(text, str) else None
     if state == JobState.SUCCEEDED and summary is not None and summary.ok:
         return ValidationView(ValidationState.PASSED, summary, figures(summary))

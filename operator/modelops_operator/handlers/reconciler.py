@@ -25,10 +25,10 @@ from ..k8s.resources import MODELDEPLOYMENTS
 from ..observability import Health, OperatorMetrics, log_ref
 from ..settings import Settings
 from .accounting import count_plan
-from .daemons import Daemons
 from .route_feed import RouteFeed
 from .scheduler import Scheduler
 from .telemetry import Telemetry
+from .telemetry_tasks import TelemetryTasks
 from .tracked import Body, Key, Tracked, TrackedObjects
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Reconciler:
     observer: Observer
     applier: Applier
     telemetry: Telemetry
-    daemons: Daemons
+    telemetry_tasks: TelemetryTasks
     routes: RouteFeed
     metrics: OperatorMetrics
     health: Health
@@ -133,7 +133,14 @@ class Reconciler:
             activity=fed.activity,
         )
         plan = reconcile(parsed, observed, ctx)
-        applied = await self.applier.apply(body, observed, plan)
+
+        def published() -> None:
+            # The status is written: routers get the new table now, not after the Events.
+            if not tracked.forgotten:
+                tracked.status = dict(plan.status)
+                self.routes.notify(key)
+
+        applied = await self.applier.apply(body, observed, plan, published)
         self._log(key, plan, applied)
         count_plan(self.metrics, key, plan, applied)
         valid = isinstance(parsed, ModelDeployment)  # invalid: decide wrote Failed + why
@@ -144,7 +151,7 @@ class Reconciler:
         self.routes.notify(key)
         revision = plan.status.get("revision") or {}
         wanted = revision.get("current") is not None or revision.get("candidate") is not None
-        self.daemons.ensure(key, wanted)
+        self.telemetry_tasks.ensure(key, wanted)
         # The first pass of an object lands anywhere in the interval: objects created or
         # resumed together spread out at once, not only after many jittered passes.
         interval = self.settings.reconcile_interval_seconds

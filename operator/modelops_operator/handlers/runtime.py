@@ -25,13 +25,13 @@ from ..metrics.deployments import Deployment
 from ..observability import Health, OperatorMetrics
 from ..render.names import label_value
 from ..settings import Settings
-from .daemons import Daemons
 from .demand_feed import DemandFeed
 from .pods import MetricsUrl, default_metrics_url
 from .reconciler import Reconciler
 from .route_feed import RouteFeed
 from .scheduler import Scheduler
 from .telemetry import Telemetry
+from .telemetry_tasks import TelemetryTasks
 from .tracked import Body, Key, TrackedObjects
 
 # A kopf login function: (**kopf kwargs) -> kopf.ConnectionInfo | None.
@@ -77,14 +77,14 @@ class Operator:
             self.observer, self.settings, options.metrics_url, self.latest, self.trigger
         )
         self.demand = DemandFeed(self.routes, lambda: self.leading, self.telemetry.note_demand)
-        self.daemons = Daemons(self.telemetry.run)
+        self.telemetry_tasks = TelemetryTasks(self.telemetry.run)
         self.runner = Reconciler(
             settings=self.settings,
             client=self.client,
             observer=self.observer,
             applier=Applier(self.client, self.events, self.cache),
             telemetry=self.telemetry,
-            daemons=self.daemons,
+            telemetry_tasks=self.telemetry_tasks,
             routes=self.routes,
             metrics=self.metrics,
             health=self.health,
@@ -125,7 +125,7 @@ class Operator:
         return getattr(self._connection, "default_namespace", None)
 
     async def close(self) -> None:
-        """Stop reconciling, stop the daemons, close the HTTP sessions."""
+        """Stop reconciling, stop the telemetry tasks, close the HTTP sessions."""
         await self.stop_leading()
         await self.telemetry.close()
         await self.client.close()
@@ -148,7 +148,7 @@ class Operator:
     async def stop_leading(self) -> None:
         """No more reconciles or telemetry here (another replica leads, or the process stops)."""
         await self.scheduler.stop()
-        await self.daemons.stop_all()
+        await self.telemetry_tasks.stop_all()
         self.metrics.forget_all()
         self.health.last_reconcile = None  # a standby's liveness does not wait for reconciles
         # What this process wrote is history once another replica writes: a standby's route
@@ -174,7 +174,7 @@ class Operator:
         key = (namespace, name)
         self.objects.forget(key)
         self.telemetry.forget(key)
-        self.daemons.stop(key)
+        self.telemetry_tasks.stop(key)
         self.scheduler.cancel(key)
         self.metrics.forget(namespace, name)
         self.health.objects = len(self.objects)

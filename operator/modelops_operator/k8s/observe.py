@@ -189,8 +189,11 @@ class Observer:
         router_pods = pods_of(router, pod_items) if router is not None else []
         if keys.desired and await self._tamper_reports(deployments, pods):
             desired = await self._store.read(keys.desired)
-        for job in [*jobs_all.values(), *build_jobs.values()]:
-            self._attach_message(job)
+        messages = {
+            n: message
+            for n, job in [*jobs_all.items(), *build_jobs.items()]
+            if (message := self._message(job)) is not None
+        }
         running = [*jobs.items(), *build_jobs.items()]
         job_pods = {n: self._job_pods(j) for n, j in running if not job_finished(j)}
         return Observed(
@@ -211,6 +214,7 @@ class Observer:
             store_refusal=desired.refusal,
             build_jobs=build_jobs,
             job_pods=job_pods,
+            messages=messages,
         )
 
     async def _tamper_reports(
@@ -246,21 +250,19 @@ class Observer:
                 }
         return found
 
-    def _attach_message(self, job: JsonDict) -> None:
-        status = dict(job.get("status") or {})
-        job["status"] = status  # a copy: the cached object stays as the watch delivered it
-        if status.get("terminationMessage") or not job_finished(job):
-            return
+    def _message(self, job: JsonDict) -> str | None:
+        """The termination message a finished Job's pod left (kept per Job uid once read)."""
+        if not job_finished(job):
+            return None
         meta = job.get("metadata") or {}
         uid = str(meta.get("uid") or meta.get("name"))
         message = self._messages.get(uid)
         if message is None:
             pods = self._cache.kind(PODS).owned(str(meta.get("uid"))) if meta.get("uid") else []
             message = termination_message(pods, meta.get("uid"))
-            if message is None:
-                return
-            self._messages[uid] = message
-        status["terminationMessage"] = message
+            if message is not None:
+                self._messages[uid] = message
+        return message
 
 
 async def _none() -> None:

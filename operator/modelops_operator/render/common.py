@@ -65,11 +65,6 @@ def owner_labels(md_name: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_DEPLOYMENT: label_value(md_name)}
 
 
-def owner_selector(md_name: str) -> str:
-    """labelSelector string matching every object owned by the ModelDeployment."""
-    return ",".join(f"{k}={v}" for k, v in sorted(owner_labels(md_name).items()))
-
-
 def pod_selector(md_name: str) -> str:
     """status.selector: the Triton pods of every revision (never the router's), for /scale."""
     return f"{LABEL_DEPLOYMENT}={label_value(md_name)},{LABEL_NAME}={TRITON_APP}"

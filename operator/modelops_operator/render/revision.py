@@ -41,7 +41,11 @@ CONFIG_KEY = "config.pbtxt"
 # kubelet's SIGKILL never lands before Triton is done.
 EXIT_TIMEOUT_SECONDS = 30
 GRACE_MARGIN_SECONDS = 5
-STARTUP_PERIOD_SECONDS = 10
+# A pod is Ready at most a second after Triton loaded its engine: a scale-to-zero wake and
+# every rollout step wait for it (kubelet probes the local port; a GET per second is nothing).
+STARTUP_PERIOD_SECONDS = 1
+READY_PERIOD_SECONDS = 1
+READY_FAILURES = 10  # out of the Service after 10 s of failed checks
 GPU_RESOURCE = "nvidia.com/gpu"
 PULL_CONTAINER = "pull-engine"
 
@@ -239,7 +243,7 @@ def render_deployment(
         ],
         # Startup waits for the engine to load (ready), then liveness takes over.
         "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECONDS, startup_failures),
-        "readinessProbe": _probe("/v2/health/ready", 5, 3),
+        "readinessProbe": _probe("/v2/health/ready", READY_PERIOD_SECONDS, READY_FAILURES),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "resources": triton_resources(spec, settings),
         "securityContext": container_security_context(),

@@ -10,6 +10,7 @@ only proves that this ModelDeployment can read the source.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ from .names import label_value, source_job_name
 from .tokens import source_put_token
 
 ANNOTATION_KEEP = "modelops.dev/keep"
+# A source Job's token outlives the Job's longest wait and run by this much.
+TOKEN_SLACK_SECONDS = 600
+TOKEN_ROUNDING_SECONDS = 600
 RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -67,28 +71,40 @@ def source_claim(uri: str) -> str | None:
     return urlsplit(uri).netloc or None
 
 
-def stage_request(md: ModelDeployment, settings: Settings, *, keep: bool) -> StageRequest:
-    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment;
-    for a build also the data sets it reads (calibration, labelled set)."""
+def token_expiry(now: datetime, settings: Settings) -> int:
+    """When a source Job's token expires (Unix seconds): after the longest a source Job may wait
+    and run, rounded up to 10 minutes (so renders within one window agree)."""
+    lifetime = settings.stuck_seconds + settings.build_deadline_seconds + TOKEN_SLACK_SECONDS
+    return -(-int(now.timestamp() + lifetime) // TOKEN_ROUNDING_SECONDS) * TOKEN_ROUNDING_SECONDS
+
+
+def stage_request(
+    md: ModelDeployment, settings: Settings, *, keep: bool, now: datetime
+) -> StageRequest:
+    """What the source Job does: fetch spec.model.source, send it for this ModelDeployment (for
+    a build also the data sets it reads: calibration, labelled set), each with a token for
+    exactly that (kept or not, its size limit, its namespace, until it expires)."""
     source = md.spec.model.source
-    owner = md.metadata.uid or ""
-    datasets = [
-        StageDataSet(
-            source_uri=data.uri,
-            sha256=data.sha256,
-            token=source_put_token(settings, data.sha256, owner),
-        )
-        for data in (build_datasets(md.spec) if keep else [])
-    ]
-    return StageRequest(
+    unsigned = StageRequest(
         source_uri=source.uri,
         sha256=source.sha256,
         server=settings.store_server,
-        owner=owner,
-        token=source_put_token(settings, source.sha256, owner),
+        owner=md.metadata.uid or "",
+        namespace=md.metadata.namespace or "default",
+        expires=token_expiry(now, settings),
+        token="",
         keep=keep,
-        datasets=datasets,
     )
+    datasets = []
+    for data in build_datasets(md.spec) if keep else []:
+        unsigned_set = StageDataSet(source_uri=data.uri, sha256=data.sha256, token="")
+        terms = unsigned.model_copy(
+            update={"sha256": data.sha256, "max_download_bytes": unsigned_set.max_download_bytes}
+        )
+        token = source_put_token(settings, terms)
+        datasets.append(unsigned_set.model_copy(update={"token": token}))
+    token = source_put_token(settings, unsigned)
+    return unsigned.model_copy(update={"token": token, "datasets": datasets})
 
 
 def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
@@ -113,12 +129,19 @@ def dataset_env(md: ModelDeployment, keep: bool) -> list[dict[str, Any]]:
 
 
 def render_source_job(
-    md: ModelDeployment, key: str, settings: Settings, *, keep: bool, staging: int = 0
+    md: ModelDeployment,
+    key: str,
+    settings: Settings,
+    *,
+    keep: bool,
+    now: datetime,
+    staging: int = 0,
 ) -> dict[str, Any]:
-    """Job `<name>-source-<digest>` in the ModelDeployment's namespace; `staging` counts the
-    stagings of this source before (the engine server lost the earlier ones)."""
+    """Job `<name>-source-<digest>` in the ModelDeployment's namespace (its token expires a
+    deadline after `now`); `staging` counts the stagings of this source before (the engine
+    server lost the earlier ones)."""
     name = md.metadata.name
-    request = stage_request(md, settings, keep=keep)
+    request = stage_request(md, settings, keep=keep, now=now)
     labels = {
         LABEL_NAME: SOURCE_APP,
         LABEL_COMPONENT: "source",

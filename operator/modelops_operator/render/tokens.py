@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from modelops_contract import integrity
 from modelops_contract.key import key_digest
+from modelops_contract.staging import StageRequest
 
 from ..settings import Settings
 
@@ -25,14 +26,23 @@ def entry_token(settings: Settings, engine_key: str) -> str:
     return _token(settings, integrity.entry_scope(key_digest(engine_key)))
 
 
-def source_put_token(settings: Settings, sha256: str, owner_uid: str) -> str:
-    """Sends source `sha256` for the ModelDeployment `owner_uid`."""
-    return _token(settings, integrity.source_put_scope(sha256, owner_uid))
+def source_put_token(settings: Settings, request: StageRequest) -> str:
+    """Sends source `request.sha256` for one ModelDeployment, within the request's terms
+    (keep, size limit, namespace, expiry)."""
+    scope = integrity.source_put_scope(
+        request.sha256,
+        request.owner,
+        request.namespace,
+        keep=request.keep,
+        max_bytes=request.max_download_bytes,
+        expires=request.expires,
+    )
+    return _token(settings, scope)
 
 
-def source_get_token(settings: Settings, sha256: str) -> str:
-    """Reads (and drops) the staged source `sha256`."""
-    return _token(settings, integrity.source_get_scope(sha256))
+def source_get_token(settings: Settings, sha256: str, owner_uid: str) -> str:
+    """Reads (and drops) the source `sha256` staged for ModelDeployment `owner_uid`."""
+    return _token(settings, integrity.source_get_scope(sha256, owner_uid))
 
 
 def route_token(settings: Settings, namespace: str, name: str) -> str:

@@ -22,7 +22,7 @@ STOP_SECONDS = 1.0  # a look in progress (a scrape) may finish; then it is cance
 Body = Callable[[str, str, Awaitable[Any]], Awaitable[None]]
 
 
-class Daemons:
+class TelemetryTasks:
     """Running tasks by key, each with its own stop flag."""
 
     def __init__(self, body: Body) -> None:
