@@ -42,8 +42,9 @@ from tests.support.image_recipe import IMAGES, Image, Recipe, build_venv
 # A new dependency layer (first run, or a requirements file changed) takes minutes to install.
 pytestmark = pytest.mark.timeout(1200)
 PROBE = Path(__file__).with_name("parse_probe.py")
-# Executables a container of the image runs that come from its base image, not the package.
-BASE_TOOLS = {"builder": {"sh"}, "operator": set()}
+# Executables a container of the image runs that come from its base image, not the package
+# (none today: every container runs a console script or `python -m` of the package).
+BASE_TOOLS: dict[str, set[str]] = {"builder": set(), "operator": set()}
 # The packages whose every module each image must import, less the modules that run elsewhere:
 # `modelops dev` (a laptop command: the operator image has no torch) and the python-backend
 # model that `modelops dev` gives Triton (Triton provides triton_python_backend_utils).
