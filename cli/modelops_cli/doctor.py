@@ -36,6 +36,7 @@ from .doctor_checks import (
     rbac_finding,
     reach_finding,
     traffic_allowed,
+    version_findings,
 )
 from .doctor_cni import PLUGIN_NAMESPACES, cni_finding
 
@@ -59,6 +60,7 @@ class Install:
     key_secret: str
     store_claim: str | None
     images: dict[str, str]
+    app_version: str | None
 
 
 def read_install(deployment: Obj, release: str, namespace: str) -> Install:
@@ -80,6 +82,9 @@ def read_install(deployment: Obj, release: str, namespace: str) -> Install:
             "triton": str(env.get("MODELOPS_TRITON_IMAGE")),
             "router": str(env.get("MODELOPS_ROUTER_IMAGE")),
         },
+        app_version=((deployment.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version"
+        ),
     )
 
 
@@ -219,6 +224,7 @@ class Doctor:
                     PODS, name, {"app.kubernetes.io/instance": self.release}
                 )
         findings += image_findings(install.images, pods)
+        findings += version_findings(install.images, install.app_version)
         findings.append(cni_finding(await self.plugin_daemonsets()))
         return findings
 
