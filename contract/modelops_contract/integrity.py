@@ -126,6 +126,11 @@ def route_scope(namespace: str, name: str) -> str:
     return f"route:{namespace}/{name}"
 
 
+def triton_admin_scope(namespace: str, name: str) -> str:
+    """Calling the admin APIs of ModelDeployment `namespace/name`'s Triton pods."""
+    return f"triton-admin:{namespace}/{name}"
+
+
 def receipt_scope(sha256: str, owner: str, *, kept: bool) -> str:
     """What a receipt certifies: the server got `sha256`'s bytes for `owner` (and kept them)."""
     return f"receipt:{'kept' if kept else 'seen'}:{sha256}:{owner}"

@@ -71,6 +71,7 @@ class Kubelet:
     starts: int = 0
     marks: dict[str, float] = field(default_factory=dict)  # step -> monotonic time, last wake
     _pod: str | None = None
+    _stopping: set[asyncio.Task[None]] = field(default_factory=set)
 
     def wanted(self) -> int:
         dep = self.cluster.get(r.DEPLOYMENTS, self.deployment)
@@ -89,6 +90,7 @@ class Kubelet:
         finally:
             if self.server is not None:
                 await asyncio.to_thread(self.server.stop, 10.0)
+            await asyncio.gather(*self._stopping)
 
     async def start_pod(self) -> None:
         """Container start (tritonserver loads the model), Ready, into the Service."""
@@ -112,7 +114,10 @@ class Kubelet:
         await self.cluster.ready_deployment(self.deployment)
         server, self.server = self.server, None
         self.metrics.pop(POD_IP, None)
-        await asyncio.to_thread(server.stop, 10.0)
+        # The old container stops on its own time, as a kubelet's does: a new pod never waits.
+        task = asyncio.create_task(asyncio.to_thread(server.stop, 10.0))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
 
 @dataclass

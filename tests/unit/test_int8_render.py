@@ -226,3 +226,51 @@ def test_the_source_step_of_a_build_needs_every_data_sets_own_receipt() -> None:
     seen = integrity.token(transfer, integrity.receipt_scope(model, UID, kept=False))
     hit = StageSummary(ok=True, sha256=model, receipt=seen)
     assert source_proof(md, hit, PVC, False, "t") is not None
+
+
+def test_status_shows_the_int8_figures_and_the_random_calibration_warning() -> None:
+    from modelops_contract.quantization import BaselineFigures, BaselineShape, QuantizationReport
+    from modelops_contract.request import AccuracyReport, BuildSummary
+    from modelops_operator.api import EngineStatus
+    from modelops_operator.decide.build import engine_from_summary
+
+    kept = [f"/layers.{i}/LayerNorm (LayerNormalization)" for i in range(12)]
+    summary = BuildSummary(
+        ok=True,
+        key="sha256:" + "a" * 64,
+        precision="int8",
+        accuracy=AccuracyReport(
+            max_abs_error=0.2, max_rel_error=0.3, metric="agreement", agreement=0.995, samples=128
+        ),
+        quantization=QuantizationReport(
+            method="minmax",
+            calibration="builder",
+            samples=128,
+            quantized_nodes=40,
+            kept_float=kept,
+            warning="calibrated on the builder's random inputs: random inputs calibrate poorly",
+        ),
+        baseline=BaselineFigures(
+            runtime="onnxruntime fp32 (CPUExecutionProvider)",
+            engine_bytes=25,
+            baseline_bytes=100,
+            size_ratio=0.25,
+            shapes=[
+                BaselineShape(
+                    shape="opt", batch=8, p50_ms=4.0, throughput=2.0e3, throughput_ratio=3.1
+                )
+            ],
+        ),
+    )
+    status = engine_from_summary(summary)
+    wire = EngineStatus.model_validate(status.to_wire())  # what the status subresource keeps
+    assert wire.accuracy is not None
+    assert (wire.accuracy.metric, wire.accuracy.agreement) == ("agreement", 0.995)
+    assert wire.quantization is not None
+    assert wire.quantization.warning is not None
+    assert "random inputs calibrate poorly" in wire.quantization.warning
+    assert wire.quantization.kept_float is not None
+    assert len(wire.quantization.kept_float) == 8
+    assert wire.quantization.kept_float[-1] == "... 5 more (engine.json)"
+    assert wire.baseline is not None
+    assert (wire.baseline.size_ratio, wire.baseline.throughput_ratio) == (0.25, 3.1)
