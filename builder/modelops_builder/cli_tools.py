@@ -209,7 +209,15 @@ def serve_store_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def timing_cache_main(argv: list[str]) -> int:
+    """`modelops-build timing-cache`: the tenant's sealed TensorRT timing cache for a build."""
+    from .timing_cache import fetch_main
+
+    return fetch_main(argv)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {
+    "timing-cache": timing_cache_main,
     "pull": pull_main,
     "validate": validate_main,
     "stage": stage_main,

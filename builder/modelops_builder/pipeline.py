@@ -204,7 +204,8 @@ def produce(
     out.mkdir(parents=True, exist_ok=True)
     cache = None
     if plan.engine == "tensorrt":
-        name = timing_cache_name(plan, request)
+        # The operator names a cluster build's cache (its tenant's); else the GPU's and version's.
+        name = request.timing_cache or timing_cache_name(plan, request)
         found = timing_cache / Path(name).name if timing_cache is not None else None
         data = found.read_bytes() if found is not None and found.is_file() else None
         target = out / TIMING_CACHE_OUTPUT

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import stat
 import urllib.error
@@ -25,6 +24,7 @@ from modelops_contract.manifest import EngineManifest, summary_of
 from modelops_contract.request import BuildRequest, BuildSummary
 from modelops_contract.validation import VALIDATION_SET_NAME
 
+from . import timing_cache
 from .errors import BuildError
 from .pipeline import TIMING_CACHE_OUTPUT
 from .seal import (
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # The only engine files a build may hand over (engines.py and tensorrt_engine.py write them).
 ENGINE_FILE_NAMES = frozenset({"model.onnx", "model.onnx.data", "model.plan"})
-_TIMING_CACHE_NAME = re.compile(r"^_timing_cache/[A-Za-z0-9_.-]+-trt[0-9.]+\.cache$")
 
 
 def _copy_regular(source: Path, dest: Path) -> None:
@@ -113,18 +112,15 @@ def import_output(out: Path, staging: Path, record: EngineManifest) -> None:
         _copy_regular(out / relative, staging / relative)
 
 
-def _keep_timing_cache(store: Store, out: Path, record: EngineManifest) -> None:
+def _keep_timing_cache(store: Store, out: Path, request: BuildRequest, mac_key: bytes) -> None:
+    """The build's new timing cache, sealed, under the name the request (the operator) chose:
+    nothing of the build's own choosing names it (timing_cache.py)."""
     cache = out / TIMING_CACHE_OUTPUT
-    if record.engine != "tensorrt" or not cache.is_file() or cache.is_symlink():
-        return
-    # The name pipeline.timing_cache_name gives, from the record's GPU and TensorRT version.
-    gpu = re.sub(r"[^A-Za-z0-9_.-]+", "_", record.gpu_product or "gpu")
-    name = f"_timing_cache/{gpu}-trt{record.tensorrt_version}.cache"
-    if not _TIMING_CACHE_NAME.match(name):
-        log.warning("timing cache name %r refused", name)
+    if request.timing_cache is None or not cache.exists():
         return
     try:
-        store.write_blob(name, cache.read_bytes())
+        check_output_file(TIMING_CACHE_OUTPUT, cache.lstat())
+        timing_cache.keep(store, request.timing_cache, cache.read_bytes(), mac_key)
     except BuildError as exc:  # a lost timing cache only slows the next build
         log.warning("timing cache not saved: %s", exc)
 
@@ -174,7 +170,7 @@ def publish_output(request: BuildRequest, out: Path) -> BuildSummary:
         existing = None
     if existing is not None:
         log.info("a complete entry for %s checks out: kept", key)
-        _keep_timing_cache(store, out, record)  # the build ran: its timings still help
+        _keep_timing_cache(store, out, request, mac_key)  # the build ran: its timings help
         _drop_staged_source(request)
         return summary_of(existing, uri, cached=True)
     staging = store.stage(digest)
@@ -187,6 +183,6 @@ def publish_output(request: BuildRequest, out: Path) -> BuildSummary:
     finally:
         if not published:
             store.discard(staging)
-    _keep_timing_cache(store, out, record)
+    _keep_timing_cache(store, out, request, mac_key)
     _drop_staged_source(request)
     return summary_of(EngineManifest.model_validate_json(raw), uri, cached=False)

@@ -90,14 +90,17 @@ def pod_row(pod: Obj, now: datetime) -> Obj:
     }
 
 
+def _entry(status: Obj, number: int) -> Obj:
+    return next((h for h in status.get("history") or [] if h["revision"] == number), {})
+
+
 def _revision_state(number: int, status: Obj) -> str:
     revision = status.get("revision") or {}
     if number == revision.get("candidate"):
         return "candidate"
     if number == revision.get("current"):
         return "current"
-    entry = next((h for h in status.get("history") or [] if h["revision"] == number), None)
-    return str(entry["state"]) if entry else "unknown"
+    return str(_entry(status, number).get("state") or "unknown")
 
 
 def revisions(snapshot: Snapshot) -> list[Obj]:
@@ -137,6 +140,7 @@ def revisions(snapshot: Snapshot) -> list[Obj]:
                     ANNOTATION_MANIFEST_SHA256, ""
                 )[:12]
                 or None,
+                "signature": _entry(status, number).get("signature"),
                 "validation": checked,
                 "pods": sorted(pods, key=lambda p: p["name"]),
             }

@@ -70,7 +70,7 @@ def _revision(node: Tree, row: Obj) -> None:
     head = node.add(
         f"[bold]revision {row['revision']}[/] [{style}]{escape(row['state'])}[/]"
         f"  weight {weight}  {row['ready']}/{row['desired']} ready"
-        f"  engine.json {_short(row['engineJson'], 8)}"
+        f"  sig {_short(row['signature'])}"
     )
     checked = row["validation"]
     if checked is not None:

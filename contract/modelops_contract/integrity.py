@@ -82,6 +82,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def timing_cache_mac(key: bytes, name: str, data: bytes) -> str:
+    """The seal of a TensorRT timing cache: HMAC-SHA256 (MAC key) of its store-level name and
+    the sha256 of its bytes (a cache moved to another tenant's name does not verify)."""
+    return hmac.new(
+        key, f"timing-cache:{name}:{sha256_hex(data)}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
 # --- transfer tokens ----------------------------------------------------------------------------
 def token(key: bytes, scope: str) -> str:
     """The token of one scope: HMAC-SHA256 (hex) with the transfer key."""
@@ -116,6 +124,11 @@ def source_get_scope(sha256: str, owner: str) -> str:
 def route_scope(namespace: str, name: str) -> str:
     """Reading the route table of ModelDeployment `namespace/name` (its router's agent)."""
     return f"route:{namespace}/{name}"
+
+
+def triton_admin_scope(namespace: str, name: str) -> str:
+    """Calling the admin APIs of ModelDeployment `namespace/name`'s Triton pods."""
+    return f"triton-admin:{namespace}/{name}"
 
 
 def receipt_scope(sha256: str, owner: str, *, kept: bool) -> str:

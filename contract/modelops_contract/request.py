@@ -95,6 +95,14 @@ class BuildRequest(WireModel):
         description="Cluster builds: the bytes come from the engine server (sha256 checked "
         "again); sourceUri only names them.",
     )
+    timing_cache: str | None = Field(
+        default=None,
+        pattern=r"^_timing_cache/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9_.-]+-trt[0-9.]+\.cache$",
+        max_length=256,
+        description="Cluster TensorRT builds: the store-level name of the tenant's sealed "
+        "timing cache (_timing_cache/<namespace>/<gpu>-trt<version>.cache), chosen by the "
+        "operator; the publisher keeps the new one under it, never under a name of the build's.",
+    )
 
     @field_validator("shapes")
     @classmethod

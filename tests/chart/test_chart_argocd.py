@@ -58,6 +58,15 @@ def _health(obj: dict[str, Any]) -> dict[str, Any]:
         ),
         (
             {
+                "phase": "Idle",
+                "observedGeneration": 1,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Idle"}],
+            },
+            1,
+            "Healthy",
+        ),
+        (
+            {
                 "phase": "RolledBack",
                 "observedGeneration": 2,
                 "conditions": [

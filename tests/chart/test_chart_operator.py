@@ -188,17 +188,20 @@ def test_routes_service_is_the_url_the_operator_hands_to_routers(helm: Helm) -> 
 def test_network_policy_selects_the_operator(helm: Helm) -> None:
     files = [CHART / "ci" / "networkpolicy-servicemonitor-values.yaml"]
     manifests = helm.template(files)
-    policy = one(manifests, "NetworkPolicy")
+    policy = one(manifests, "NetworkPolicy", FULLNAME)
     pod_labels = one(manifests, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
-    assert {53, 443, 6443, 8002} <= egress_ports
+    assert {53, 443, 6443, 8002, 8405} <= egress_ports
     values = load_values(files)["networkPolicy"]
     router_from = policy["spec"]["ingress"][0]["from"][0]
     assert router_from["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "modelops-router"
+        "app.kubernetes.io/name": "modelops-router",
+        "app.kubernetes.io/managed-by": "modelops",
+    }
+    assert router_from["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
     }
     assert policy["spec"]["ingress"][1]["from"] == values["metricsFrom"]
-    assert {8002, 8405} <= egress_ports
     assert policy["spec"]["egress"][-1] == values["extraEgress"][0]

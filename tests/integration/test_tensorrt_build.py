@@ -215,11 +215,12 @@ def test_build_engine_hands_the_profile_to_tensorrt(tmp_path: Path) -> None:
 def test_a_cluster_build_starts_from_the_stores_timing_cache_and_its_publisher_keeps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Split as in the build Job: the build step reads the store's timing caches from a folder
-    (copied there read-only) and leaves the new one in its output; the publishing step, the only
-    one with the store, writes it back beside the entry it seals."""
+    """Split as in the build Job: the init container copies the tenant's sealed timing cache
+    into a folder, the build step starts from it and leaves the new one in its output; the
+    publishing step, the only one with the store, seals it back under the request's name."""
     from modelops_builder.fetch import PVC_ROOT_ENV
     from modelops_builder.publish import publish_output
+    from modelops_builder.timing_cache import fetch_main
     from modelops_contract.integrity import MAC_KEY_ENV
     from tests.support.engine_store import TEST_MAC_KEY
 
@@ -229,16 +230,18 @@ def test_a_cluster_build_starts_from_the_stores_timing_cache_and_its_publisher_k
     store = tmp_path / "store"
     request = trt_request(source, sha, store, sourceUri=f"pvc://src/{source.name}")
     key = pipeline.compute_key(request, plan_engine(request))
-    request = request.model_copy(update={"engine_key": key})
+    name = "_timing_cache/ml/NVIDIA_H100_80GB_HBM3-trt11.4.0.106.cache"
+    request = request.model_copy(update={"engine_key": key, "timing_cache": name})
     for run in ("first", "second"):
-        out = tmp_path / f"out-{run}"
-        caches = store / "_timing_cache"
-        pipeline.produce(request, out, timing_cache=caches if caches.is_dir() else None)
+        out, caches = tmp_path / f"out-{run}", tmp_path / f"caches-{run}"
+        assert fetch_main(["--request", request.model_dump_json(), "--into", str(caches)]) == 0
+        pipeline.produce(request, out, timing_cache=caches)
         assert (out / pipeline.TIMING_CACHE_OUTPUT).is_file()
         summary = publish_output(request, out)
         assert summary.ok
         assert summary.cached is (run == "second")
-    (cache,) = _cache_files(store)
+    cache = store / name
+    assert (store / f"{name}.mac").is_file()
     # The second build started from the first one's cache: one more entry in it.
     assert read_cache(cache.read_bytes()) == {"device": state.device, "entries": 2}
 

@@ -71,6 +71,7 @@ class Kubelet:
     starts: int = 0
     marks: dict[str, float] = field(default_factory=dict)  # step -> monotonic time, last wake
     _pod: str | None = None
+    _stopping: set[asyncio.Task[None]] = field(default_factory=set)
 
     def wanted(self) -> int:
         dep = self.cluster.get(r.DEPLOYMENTS, self.deployment)
@@ -89,6 +90,7 @@ class Kubelet:
         finally:
             if self.server is not None:
                 await asyncio.to_thread(self.server.stop, 10.0)
+            await asyncio.gather(*self._stopping)
 
     async def start_pod(self) -> None:
         """Container start (tritonserver loads the model), Ready, into the Service."""
@@ -112,7 +114,10 @@ class Kubelet:
         await self.cluster.ready_deployment(self.deployment)
         server, self.server = self.server, None
         self.metrics.pop(POD_IP, None)
-        await asyncio.to_thread(server.stop, 10.0)
+        # The old container stops on its own time, as a kubelet's does: a new pod never waits.
+        task = asyncio.create_task(asyncio.to_thread(server.stop, 10.0))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
 
 @dataclass
@@ -122,6 +127,8 @@ class ZeroStage:
     stage: Stage
     kubelet: Kubelet
     router: FedRouter
+    operator: Any  # the running Operator (benchmarks time its steps)
+    scrapes: list[tuple[float, str]]  # (monotonic time, pod IP) of every metrics read
 
     @property
     def cluster(self) -> Cluster:
@@ -156,6 +163,14 @@ async def zero_stage(
     port = free_port()
     feed = f"http://127.0.0.1:{port}/routes/default/{NAME}"
     metrics: dict[str, str] = {}
+    scrapes: list[tuple[float, str]] = []
+    by_ip = metrics_by_ip(metrics)
+
+    def metrics_url(pod: Mapping[str, Any]) -> str:
+        scrapes.append((time.monotonic(), str((pod.get("status") or {}).get("podIP") or "")))
+        del scrapes[:-10_000]
+        return by_ip(pod)
+
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(engine_server(store, workdir / "inbox"))
@@ -166,10 +181,10 @@ async def zero_stage(
         token = route_token(routed, "default", NAME)
         router = await stack.enter_async_context(fed_router(proxies, feed, token))
         metrics[ROUTER_IP] = router.figures_url
-        await stack.enter_async_context(
+        operator = await stack.enter_async_context(
             start_operator(
                 settings=routed,
-                metrics_url=metrics_by_ip(metrics),
+                metrics_url=metrics_url,
                 metrics_host="127.0.0.1",
                 metrics_port=port,
             )
@@ -191,7 +206,7 @@ async def zero_stage(
         await run_validation_job(cluster, job, {POD_IP: kubelet.server}, store, workdir)
         await eventually(lambda: runs(stage, {1: 100}), 30, "router runs r1 100%")
         await cluster.update_spec(NAME, {"scaling": {"idleSeconds": idle_seconds}})
-        yield ZeroStage(stage, kubelet, router)
+        yield ZeroStage(stage, kubelet, router, operator, scrapes)
 
 
 async def _stop_task(stop: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -103,7 +103,10 @@ ROLLING = md(
     },
     metrics={"inferencesPerSecond": 12.5, "p99LatencyMs": 3.2, "errorRate": 0.0},
     lastScale={"from": 2, "to": 4, "reason": "queueTime 9100us > 5000us", "time": stamp(60)},
-    history=[{"revision": 1, "state": "Serving", "time": stamp(300)}],
+    history=[
+        {"revision": 1, "state": "Serving", "time": stamp(300), "signature": "0123456789ab"},
+        {"revision": 2, "state": "RollingOut", "time": stamp(30), "signature": "ba9876543210"},
+    ],
     validation={"revision": 2, "passed": True, "maxAbsError": 1e-7},
 )
 
@@ -132,7 +135,8 @@ def test_describe_and_tree_of_a_canary() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     for expected in (
         "ml/m  RollingOut  gen 2  age 10m",
-        "revision 2 candidate  weight 25%  1/1 ready  engine.json abababab…",
+        "revision 2 candidate  weight 25%  1/1 ready  sig ba9876543210",
+        "revision 1 current  weight 75%  3/3 ready  sig 0123456789ab",
         "validation: passed (max abs err 1e-07)",
         "passes 1 failures 0/3",
         "steered: pause 2",
@@ -158,7 +162,12 @@ def test_tree_of_an_idle_model_deployment() -> None:
 
 
 def test_list_shows_weights_and_the_newest_decision() -> None:
-    assert last_decision(ROLLING) == "scaled 2->4"
+    assert last_decision(ROLLING) == "r2 RollingOut"  # newer than the scaling, 60s ago
+    older = {
+        **ROLLING,
+        "status": {**ROLLING["status"], "history": ROLLING["status"]["history"][:1]},
+    }
+    assert last_decision(older) == "scaled 2->4"
     assert last_decision(md(history=[{"revision": 3, "state": "RolledBack", "time": "t"}])) == (
         "r3 RolledBack"
     )

@@ -103,6 +103,12 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
     ),
     ("idle-seconds-0", changed(spec__scaling={**SCALING, "idleSeconds": 0}), "idleSeconds", True),
     (
+        "cold-start-timeout-over-the-router-timeouts",
+        changed(spec__scaling={**SCALING, "coldStartTimeoutSeconds": 301}),
+        "coldStartTimeoutSeconds",
+        True,
+    ),
+    (
         "cold-start-timeout-0",
         changed(spec__scaling={**SCALING, "coldStartTimeoutSeconds": 0}),
         "coldStartTimeoutSeconds",

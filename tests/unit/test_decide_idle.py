@@ -214,10 +214,13 @@ def test_idle_sleeps_once_the_router_holds_and_shows_idle_0_of_0() -> None:
 def test_a_held_request_wakes_it_and_it_gets_weight_only_with_a_ready_pod() -> None:
     world = sleeping_world()
     world.tick(5)
+    version = world.status()["traffic"]["version"]
     plan = look(world, Activity(held_since=world.now, last_request=world.now))
     assert world.replicas() == {"resnet-r1": 1}
     assert any("0 -> 1 replicas: a request is waiting" in e.message for e in plan.events)
-    assert weights(world) == {1: 0}, "no weight before a pod is Ready: the router holds"
+    assert weights(world) == {}, "no weight before a pod is Ready: the router holds"
+    assert world.status()["traffic"]["version"] == version, "the wake writes no new table"
+    assert [a.manifest["kind"] for a in plan.changes] == ["Deployment"]
     assert world.status()["phase"] == "Idle"
     world.settle()
     look(world, Activity(last_request=world.now))

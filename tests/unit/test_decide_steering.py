@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from modelops_operator.api import ModelDeployment
@@ -138,6 +140,10 @@ def test_promote_skips_the_remaining_steps_once_ready() -> None:
     assert "StepPromoted" not in [r for p in world.plans for r in reasons(p)]
     assert plan.status["revision"]["current"] == 2
     assert weights(world) == {1: 0, 2: 100}
+    # Each revision records its engine's signature digest (the same I/O here).
+    signatures = {h["revision"]: h["signature"] for h in plan.status["history"]}
+    assert signatures[1] == signatures[2]
+    assert re.fullmatch(r"[0-9a-f]{12}", signatures[1])
 
 
 def test_promote_naming_another_revision_keeps_the_steps() -> None:

@@ -195,3 +195,82 @@ def test_modelops_dev_shows_int8_against_fp32() -> None:
     assert "3,072 KiB vs 12,288 KiB (0.25x)" in text
     assert "throughput 3.50x" in text
     assert "random inputs" in text
+
+
+def test_the_source_step_of_a_build_needs_every_data_sets_own_receipt() -> None:
+    from modelops_contract.staging import StageSummary
+    from modelops_operator.decide.source import source_proof
+
+    md = make_md(build=INT8, validation=VALIDATION)
+    transfer = KEYS["transfer_key"].encode()
+
+    def receipt(sha: str, uid: str = UID) -> str:
+        return integrity.token(transfer, integrity.receipt_scope(sha, uid, kept=True))
+
+    model = md.spec.model.source.sha256
+    whole = StageSummary(
+        ok=True,
+        sha256=model,
+        receipt=receipt(model),
+        dataset_receipts={CAL: receipt(CAL), HELD: receipt(HELD)},
+    )
+    assert source_proof(md, whole, PVC, True, "t") is not None
+    for broken in (
+        {CAL: receipt(CAL)},  # the labelled set never arrived
+        {CAL: receipt(CAL), HELD: receipt(CAL)},  # another file's receipt
+        {CAL: receipt(CAL), HELD: receipt(HELD, "another-uid")},  # another tenant's
+    ):
+        summary = whole.model_copy(update={"dataset_receipts": broken})
+        assert source_proof(md, summary, PVC, True, "t") is None
+    # A store hit proves model access only: no set needed.
+    seen = integrity.token(transfer, integrity.receipt_scope(model, UID, kept=False))
+    hit = StageSummary(ok=True, sha256=model, receipt=seen)
+    assert source_proof(md, hit, PVC, False, "t") is not None
+
+
+def test_status_shows_the_int8_figures_and_the_random_calibration_warning() -> None:
+    from modelops_contract.quantization import BaselineFigures, BaselineShape, QuantizationReport
+    from modelops_contract.request import AccuracyReport, BuildSummary
+    from modelops_operator.api import EngineStatus
+    from modelops_operator.decide.build import engine_from_summary
+
+    kept = [f"/layers.{i}/LayerNorm (LayerNormalization)" for i in range(12)]
+    summary = BuildSummary(
+        ok=True,
+        key="sha256:" + "a" * 64,
+        precision="int8",
+        accuracy=AccuracyReport(
+            max_abs_error=0.2, max_rel_error=0.3, metric="agreement", agreement=0.995, samples=128
+        ),
+        quantization=QuantizationReport(
+            method="minmax",
+            calibration="builder",
+            samples=128,
+            quantized_nodes=40,
+            kept_float=kept,
+            warning="calibrated on the builder's random inputs: random inputs calibrate poorly",
+        ),
+        baseline=BaselineFigures(
+            runtime="onnxruntime fp32 (CPUExecutionProvider)",
+            engine_bytes=25,
+            baseline_bytes=100,
+            size_ratio=0.25,
+            shapes=[
+                BaselineShape(
+                    shape="opt", batch=8, p50_ms=4.0, throughput=2.0e3, throughput_ratio=3.1
+                )
+            ],
+        ),
+    )
+    status = engine_from_summary(summary)
+    wire = EngineStatus.model_validate(status.to_wire())  # what the status subresource keeps
+    assert wire.accuracy is not None
+    assert (wire.accuracy.metric, wire.accuracy.agreement) == ("agreement", 0.995)
+    assert wire.quantization is not None
+    assert wire.quantization.warning is not None
+    assert "random inputs calibrate poorly" in wire.quantization.warning
+    assert wire.quantization.kept_float is not None
+    assert len(wire.quantization.kept_float) == 8
+    assert wire.quantization.kept_float[-1] == "... 5 more (engine.json)"
+    assert wire.baseline is not None
+    assert (wire.baseline.size_ratio, wire.baseline.throughput_ratio) == (0.25, 3.1)

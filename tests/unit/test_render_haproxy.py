@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from modelops_operator.api import RouteTable
 from modelops_operator.render.haproxy import (
     MAX_REUSE,
     SLOTS,
@@ -17,7 +18,13 @@ from modelops_operator.render.haproxy import (
     slot_name,
 )
 from modelops_operator.render.hold import HOLD_LUA
-from modelops_operator.render.router import haproxy_text
+from modelops_operator.render.router import (
+    haproxy_text,
+    render_router_configmap,
+    render_router_deployment,
+)
+from tests.support.decide_world import SETTINGS
+from tests.support.render_cases import make_md
 
 HAPROXY = shutil.which("haproxy")
 needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="the haproxy binary is not installed")
@@ -168,3 +175,12 @@ def test_haproxy_loads_the_hold_action_without_warnings(tmp_path: Path) -> None:
     lua.write_text(HOLD_LUA.replace("core.register_action", "core.register_actionz", 1))
     broken = check(render_haproxy_config(RouterConfig(lua_file=str(lua))), tmp_path)
     assert broken.returncode != 0
+
+
+def test_router_pods_are_ready_within_a_second_of_haproxy_and_the_table() -> None:
+    pod = render_router_deployment(make_md(), SETTINGS)["spec"]["template"]["spec"]
+    periods = {c["name"]: c["readinessProbe"]["periodSeconds"] for c in pod["containers"]}
+    assert periods == {"haproxy": 1, "agent": 1}
+    data = render_router_configmap(make_md(), RouteTable())["data"]
+    assert data["hold.lua"] == HOLD_LUA
+    assert "lua-load /usr/local/etc/modelops/hold.lua" in data["haproxy.cfg"]

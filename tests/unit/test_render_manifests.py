@@ -3,12 +3,15 @@ test_render_jobs.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
 import pytest
 
 from modelops_contract.manifest import EngineManifest
+from modelops_operator.render.haproxy import RouterConfig, render_haproxy_config
 from modelops_operator.render.revision import render_revision, serving_hash
 from modelops_operator.render.service import render_service
 from modelops_operator.settings import Settings
@@ -97,6 +100,9 @@ def test_revision_deployment_runs_triton() -> None:
     assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
+    # Ready within a second of Triton's own readiness: a wake from zero and every rollout step
+    # wait for it (a 10 s startup period cost up to 10 s each time).
+    assert (startup["periodSeconds"], triton["readinessProbe"]["periodSeconds"]) == (1, 1)
     mounts = {m["mountPath"]: m for m in triton["volumeMounts"]}
     engine = mounts["/models/bert/1"]
     assert engine == {"name": "engine", "mountPath": "/models/bert/1", "readOnly": True}
@@ -184,3 +190,24 @@ def test_triton_pods_drain_before_sigterm_within_their_grace_period(drain: int) 
         assert triton["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(drain)]}}}
     # SIGKILL comes only after the drain and Triton's own exit timeout have both run out.
     assert spec["terminationGracePeriodSeconds"] > drain + exit_timeout
+
+
+def test_finding_7_triton_admin_apis_need_each_deployments_own_key() -> None:
+    """Fixed vector: the key is the HMAC of triton-admin:<namespace>/<name> (transfer key)."""
+    keyed = Settings(store_pvc="engines", transfer_key="t" * 48)
+    expected = hmac.new(b"t" * 48, b"triton-admin:ml/bert", hashlib.sha256).hexdigest()
+    _, deployment = render_revision(make_md(), 2, manifest(), keyed)
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    rule = f"model-repository,shared-memory,trace,logging:modelops-triton-admin={expected}"
+    assert f"--http-restricted-api={rule}" in args
+    assert f"--grpc-restricted-protocol={rule}" in args
+    other = make_md()
+    other.metadata.name = "gpt"
+    _, theirs = render_revision(other, 2, manifest(), keyed)
+    assert expected not in json.dumps(theirs)
+    # Every client-facing frontend drops both spellings of the key before routing.
+    config = render_haproxy_config(RouterConfig())
+    for frontend in ("http", "grpc", "metrics"):
+        block = config.split(f"frontend {frontend}\n", 1)[1].split("\n\n", 1)[0]
+        assert "http-request del-header modelops-triton-admin" in block
+        assert "http-request del-header triton-grpc-protocol-modelops-triton-admin" in block

@@ -6,13 +6,18 @@ import asyncio
 from typing import Any
 
 from modelops_operator.api import MetricsStatus
+from modelops_operator.api.routes import DemandEvent, DemandReport
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.scale_recommend import ScaleDecision
+from modelops_operator.decide.traffic import RouterReport
+from modelops_operator.handlers.activity import ActivityLog
 from modelops_operator.handlers.pods import default_metrics_url, pod_ready
+from modelops_operator.handlers.router_watch import RouterReading
 from modelops_operator.handlers.telemetry import (
     Telemetry,
     _State,
 )
+from modelops_operator.metrics.router import RevisionCounts, RouterSample
 from tests.support.decide_world import SETTINGS
 
 
@@ -63,3 +68,52 @@ def test_results_are_taken_once_and_forgotten_with_the_resource() -> None:
     telemetry.forget(key)
     assert key not in telemetry._states
     asyncio.run(telemetry.close())
+
+
+def _reading(ready_pods: int, counts: list[float]) -> RouterReading:
+    samples = {
+        f"router-{i}": RouterSample(counts={1: RevisionCounts(requests=c)})
+        for i, c in enumerate(counts)
+    }
+    return RouterReading(RouterReport(ready_pods, ready_pods, ()), samples)
+
+
+def test_a_request_is_seen_when_router_counts_move_and_unknown_is_never_quiet() -> None:
+    log = ActivityLog()
+    log.count(_reading(2, [5, 7]))
+    assert log.last_request is not None  # the first reading is the starting point
+    log.last_request = None
+    log.count(_reading(2, [5, 7]))
+    assert log.last_request is None, "same counts: no request"
+    log.count(_reading(2, [5, 8]))
+    assert log.last_request is not None
+    log.last_request = None
+    log.count(_reading(2, [13]))  # one ready router pod not read, the same total
+    assert log.last_request is not None, "unknown counts as activity"
+
+
+def test_held_requests_wake_at_once_and_their_reports_are_taken_once() -> None:
+    triggered: list[tuple[str, str]] = []
+
+    async def trigger(namespace: str, name: str) -> None:
+        triggered.append((namespace, name))
+
+    telemetry = Telemetry(None, SETTINGS, default_metrics_url, lambda key: None, trigger)  # type: ignore[arg-type]
+    key = ("ml", "resnet")
+
+    async def reports() -> None:
+        await telemetry.note_demand(key, DemandReport(event=DemandEvent.HELD, seconds=1.0))
+        await telemetry.note_demand(key, DemandReport(event=DemandEvent.HELD, seconds=0.2))
+        await telemetry.note_demand(key, DemandReport(event=DemandEvent.SERVED, seconds=3.5))
+        await telemetry.note_demand(key, DemandReport(event=DemandEvent.TIMED_OUT, count=2))
+
+    asyncio.run(reports())
+    assert triggered == [key] * 4
+    activity = telemetry.take(key).activity
+    assert activity.held_since is not None
+    assert activity.last_request is not None
+    assert (activity.last_request - activity.held_since).total_seconds() >= 1.0  # the oldest
+    assert (activity.served, activity.timed_out) == ((3.5,), 2)
+    again = telemetry.take(key).activity
+    assert (again.held_since, again.served, again.timed_out) == (None, (), 0)
+    assert again.last_request == activity.last_request

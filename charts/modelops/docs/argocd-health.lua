@@ -49,9 +49,10 @@ elseif phase == "RolledBack" or phase == "Degraded" or (degraded ~= nil and degr
   -- The previous revision may still serve, but the desired one (from Git) does not.
   hs.status = "Degraded"
   hs.message = text(degraded, phase)
-elseif phase == "Ready" and ready ~= nil and ready.status == "True" then
+elseif (phase == "Ready" or phase == "Idle") and ready ~= nil and ready.status == "True" then
+  -- Idle: scaled to zero (minReplicas 0); the router holds the next request while a pod starts.
   hs.status = "Healthy"
-  hs.message = text(ready, "Ready")
+  hs.message = text(ready, phase)
 else
   -- Pending, Building, RollingOut, or Ready not yet confirmed by its condition.
   hs.status = "Progressing"

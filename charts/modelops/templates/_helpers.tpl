@@ -143,3 +143,64 @@ matchNames:
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the NetworkPolicies are rendered: networkPolicy.enabled auto follows the
+     cluster (networking.k8s.io/v1 NetworkPolicy served: every Kubernetes since 1.7, and what
+     `helm template` assumes); whether the CNI enforces them is `modelops doctor`'s check. */}}
+{{- define "modelops.networkPolicyOn" -}}
+{{- $value := toString .Values.networkPolicy.enabled }}
+{{- if eq $value "auto" }}
+{{- if .Capabilities.APIVersions.Has "networking.k8s.io/v1" }}true{{ end }}
+{{- else if eq $value "true" }}true
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy peers: the pods labelled (index . 1) in every watched namespace, each matched
+     by kubernetes.io/metadata.name (set by the API server: a tenant cannot forge it). In
+     clusterWide mode every namespace: tenants there can forge the pod labels (docs/security.md). */}}
+{{- define "modelops.watchedPeers" -}}
+{{- $root := index . 0 }}
+{{- $pods := index . 1 }}
+{{- if $root.Values.clusterWide }}
+- namespaceSelector: {}
+  podSelector:
+    matchLabels:
+      {{- toYaml $pods | nindent 6 }}
+{{- else }}
+{{- range $ns := include "modelops.watchNamespaces" $root | fromJsonArray }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ $ns }}
+  podSelector:
+    matchLabels:
+      {{- toYaml $pods | nindent 6 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A NetworkPolicy peer: the pods labelled (index . 1) in the release namespace only. */}}
+{{- define "modelops.releasePeer" -}}
+{{- $root := index . 0 }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ $root.Release.Namespace }}
+  podSelector:
+    matchLabels:
+      {{- toYaml (index . 1) | nindent 6 }}
+{{- end }}
+
+{{/* The engine server's pod labels. */}}
+{{- define "modelops.engineServerLabels" -}}
+app.kubernetes.io/name: {{ include "modelops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: engine-server
+{{- end }}
+
+{{/* Egress to DNS (any resolver: cluster DNS runs where the cluster puts it). */}}
+{{- define "modelops.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}

@@ -4,6 +4,7 @@ from modelops_contract.enums import DataType, EngineKind, ModelFormat, Precision
 
 from .base import API_VERSION, GROUP, KIND, PLURAL, SINGULAR, VERSION
 from .conditions import find_condition, is_true, set_condition
+from .engine_figures import BaselineStatus, QuantizationStatus
 from .enums import RolloutStrategy, ScalingMetric
 from .errors import format_validation_error
 from .resource import ModelDeployment, ObjectMeta
@@ -33,7 +34,6 @@ from .spec import (
 from .status import (
     HISTORY_LIMIT,
     AccuracyFigures,
-    BaselineStatus,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -45,7 +45,6 @@ from .status import (
     MetricsStatus,
     ModelDeploymentStatus,
     Phase,
-    QuantizationStatus,
     RevisionState,
     RevisionStatus,
     RolloutProgress,

@@ -99,10 +99,11 @@ class ScalingSpec(WireModel):
         description="With minReplicas 0: no request through the router for this long scales "
         "the serving revision to 0 pods.",
     )
+    # At most the router's client and server timeouts (300 s): a longer hold would be cut.
     cold_start_timeout_seconds: int = Field(
         default=120,
         ge=1,
-        le=3600,
+        le=300,
         description="With minReplicas 0: how long the router holds a request while a pod "
         "starts; then 503 (HTTP) or UNAVAILABLE (gRPC) saying the model is waking up.",
     )

@@ -12,6 +12,7 @@ from modelops_contract.shapes import MAX_DIMS
 from modelops_contract.wire import WireModel
 
 from .base import cut_to
+from .engine_figures import BaselineStatus, QuantizationStatus
 
 HISTORY_LIMIT = 10
 # Free text: cut, never rejected (base.cut_to).
@@ -89,31 +90,6 @@ class AccuracyFigures(WireModel):
         default=None, description="fp32's accuracy on the same labelled set."
     )
     samples: int | None = Field(default=None, ge=0, description="Points the task gate judged.")
-
-
-class QuantizationStatus(WireModel):
-    """How an int8 engine was calibrated and what stayed in higher precision."""
-
-    method: str | None = Field(default=None, max_length=16, description="Calibration method.")
-    calibration: str | None = Field(
-        default=None, max_length=256, description="sha256:<hex> of the set, or builder."
-    )
-    samples: int | None = Field(default=None, ge=0, description="Calibration samples.")
-    kept_float: list[Annotated[str, Field(max_length=300)]] | None = Field(
-        default=None, max_length=8, description="Nodes kept in float (all in engine.json)."
-    )
-    warning: str | None = Field(default=None, max_length=512, description="E.g. random inputs.")
-
-
-class BaselineStatus(WireModel):
-    """The engine against the fp32 graph of the same source."""
-
-    size_ratio: float | None = Field(default=None, description="Engine bytes / fp32 bytes.")
-    throughput_ratio: float | None = Field(
-        default=None, description="Throughput / fp32's at the opt shape and batch."
-    )
-    fp32_latency_ms: float | None = Field(default=None, description="fp32 p50 at the opt shape.")
-    fp32_throughput: float | None = Field(default=None, description="fp32 at the opt shape.")
 
 
 class LatencyFigures(WireModel):
@@ -220,6 +196,12 @@ class HistoryEntry(WireModel):
     state: RevisionState = Field(description="What became of it.")
     reason: Text1024 | None = Field(default=None, description="Why, e.g. a rollback.")
     time: str = Field(max_length=64, description="RFC 3339 time of the last change.")
+    signature: str | None = Field(
+        default=None,
+        max_length=12,
+        description="Digest of its engine's inputs, outputs and max batch (the value "
+        "spec.rollout.acceptSignature names).",
+    )
 
 
 class RolloutProgress(WireModel):

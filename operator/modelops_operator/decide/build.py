@@ -12,22 +12,20 @@ from typing import Any
 from modelops_contract.key import engine_key, int8_material
 from modelops_contract.layout import entry_uri
 from modelops_contract.manifest import EngineManifest, summary_of
-from modelops_contract.quantization import BaselineFigures, QuantizationReport
 from modelops_contract.request import BuildSummary, parse_summary
 
 from ..api import (
     AccuracyFigures,
-    BaselineStatus,
     ConditionStatus,
     EngineStatus,
     LatencyFigures,
     ModelDeployment,
     ModelDeploymentSpec,
-    QuantizationStatus,
     ShapeStatus,
     SourceAccess,
     find_condition,
 )
+from ..api.engine_figures import baseline_status, quantization_status
 from ..render.job import ANNOTATION_REPLACES, build_request, render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
@@ -59,34 +57,6 @@ def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
         tensorrt_version=settings.tensorrt_version,
         shapes=[s.to_wire() for s in spec.build.shapes or []],
         calibration=int8_material(build_request(spec, settings, engine_key=None)),
-    )
-
-
-def quantization_status(report: QuantizationReport | None) -> QuantizationStatus | None:
-    """status.engine.quantization of an int8 build (at most 8 kept nodes named)."""
-    if report is None:
-        return None
-    kept = report.kept_float
-    shown = kept if len(kept) <= 8 else [*kept[:7], f"... {len(kept) - 7} more (engine.json)"]
-    return QuantizationStatus(
-        method=report.method,
-        calibration=report.calibration,
-        samples=report.samples,
-        kept_float=[k[:300] for k in shown] or None,
-        warning=report.warning,
-    )
-
-
-def baseline_status(figures: BaselineFigures | None) -> BaselineStatus | None:
-    """status.engine.baseline: the opt shape's ratios against fp32."""
-    if figures is None:
-        return None
-    opt = next((s for s in figures.shapes if s.shape == "opt"), None)
-    return BaselineStatus(
-        size_ratio=figures.size_ratio,
-        throughput_ratio=opt.throughput_ratio if opt else None,
-        fp32_latency_ms=opt.p50_ms if opt else None,
-        fp32_throughput=opt.throughput if opt else None,
     )
 
 

@@ -46,10 +46,12 @@ def upsert(
     state: RevisionState,
     reason: str | None,
     time: str,
+    signature: str | None = None,
 ) -> list[HistoryEntry]:
     """History with the revision's entry set (added when new), oldest dropped beyond 10."""
     old = next((e for e in history if e.revision == revision), None)
     entry = HistoryEntry(
+        signature=signature if signature is not None else (old.signature if old else None),
         revision=revision,
         engine_key=key if key is not None else (old.engine_key if old else ""),
         generation=generation if generation is not None else (old.generation if old else 0),

@@ -160,6 +160,7 @@ def start_candidate(
         number,
         key=None if facts.pinned else facts.key,
         generation=None if facts.pinned else facts.generation,
+        signature=None if facts.pinned or not build.manifest else signature_digest(build.manifest),
         state=RevisionState.ROLLING_OUT,
         reason=reason,
         time=facts.now,

@@ -83,9 +83,14 @@ def plan_traffic(facts: Facts, moved: Moved) -> TrafficPlan:
         status = TrafficStatus(mode=mode, version=old.version if old else 0, applied=None)
         return TrafficPlan(status, True, (), frozenset())
     serving = split(lineage.current, lineage.candidate, moved.canary_weight)
-    weights = with_draining(
-        {} if dormant(facts, moved) else serving, _running(facts, moved.targets)
-    )
+    running = _running(facts, moved.targets)
+    if dormant(facts, moved):
+        # Scale to zero: the router holds its requests; it stays in the table (weight 0) only
+        # while it has pods to drain, so a wake changes no table before its pod is Ready.
+        serving = {}
+        view = facts.revisions.get(lineage.current) if lineage.current is not None else None
+        running = [n for n in running if n != lineage.current or (view and view.replicas > 0)]
+    weights = with_draining(serving, running)
     status = next_status(mode, old, weights, None, hold_seconds(facts))
     synced = router_synced(mode, status, report)
     status = status.model_copy(update={"applied": applied_note(mode, status, report)})

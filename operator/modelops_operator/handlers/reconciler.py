@@ -133,7 +133,14 @@ class Reconciler:
             activity=fed.activity,
         )
         plan = reconcile(parsed, observed, ctx)
-        applied = await self.applier.apply(body, observed, plan)
+
+        def published() -> None:
+            # The status is written: routers get the new table now, not after the Events.
+            if not tracked.forgotten:
+                tracked.status = dict(plan.status)
+                self.routes.notify(key)
+
+        applied = await self.applier.apply(body, observed, plan, published)
         self._log(key, plan, applied)
         count_plan(self.metrics, key, plan, applied)
         valid = isinstance(parsed, ModelDeployment)  # invalid: decide wrote Failed + why

@@ -15,13 +15,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from ..api import MetricsStatus, ModelDeployment, TrafficMode
-from ..api.routes import DemandEvent, DemandReport
+from ..api.routes import DemandReport
 from ..decide.analysis import Analysis, Verdict, analyse, analyse_clients
 from ..decide.body import parse_body
 from ..decide.canary_steps import is_immediate
@@ -36,6 +36,7 @@ from ..metrics.scrape import MetricsTracker, Missing, MissingReason, ScrapeGates
 from ..observability import log_ref
 from ..render.common import ANNOTATION_ROLLBACK_TO
 from ..settings import Settings
+from .activity import ActivityLog
 from .pods import MetricsUrl, Pod, PodSource, ready_revision_pods
 from .router_watch import RouterReading, read_router
 
@@ -46,7 +47,6 @@ FIRST = asyncio.FIRST_COMPLETED
 IDLE_SECONDS = 60.0  # nothing to watch: a poke (every reconcile) wakes the daemon sooner
 NO_PODS_RETRY_SECONDS = 5.0  # a candidate without ready pods: pod events poke sooner
 ROUTER_SECONDS = 2.0  # router pods are read this often, and after every reconcile
-MAX_REPORTS = 100  # served hold times kept between two reconciles
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,7 @@ class _State:
     router: RouterReport | None = None  # the newest reading, kept until the next one
     router_base: dict[str, RouterSample] = field(default_factory=dict)  # at the last analysis
     router_reading: RouterReading | None = None
-    # Scale to zero: the newest request the router counted, what it holds and reported.
-    last_request: datetime | None = None
-    router_counts: float | None = None
-    held_since: datetime | None = None
-    served: list[float] = field(default_factory=list)
-    timed_out: int = 0
+    activity: ActivityLog = field(default_factory=ActivityLog)  # scale to zero
 
 
 @dataclass(frozen=True)
@@ -126,27 +121,14 @@ class Telemetry:
         if state is None:
             return Fed()
         analyses = dict([state.analysis]) if state.analysis is not None else {}
-        activity = Activity(
-            state.last_request, state.held_since, tuple(state.served), state.timed_out
-        )
-        fed = Fed(analyses, state.scale, state.metrics, state.router, activity)
+        fed = Fed(analyses, state.scale, state.metrics, state.router, state.activity.take())
         state.analysis, state.scale, state.metrics = None, None, None
-        state.held_since, state.served, state.timed_out = None, [], 0
         return fed
 
     async def note_demand(self, key: Key, report: DemandReport) -> None:
         """A router's report of held requests (scale to zero): kept for the next reconcile,
         which is asked for at once (a held request wakes the revision)."""
-        state = self._states.setdefault(key, _State())
-        now = datetime.now(UTC)
-        state.last_request = now
-        if report.event == DemandEvent.HELD:
-            since = now - timedelta(seconds=report.seconds)
-            state.held_since = min(since, state.held_since or since)
-        elif report.event == DemandEvent.SERVED:
-            state.served = [*state.served[-(MAX_REPORTS - 1) :], report.seconds]
-        else:
-            state.timed_out += report.count
+        self._states.setdefault(key, _State()).activity.note(report)
         logger.info(
             "router reports %s request (%.3f s)", report.event, report.seconds, extra=log_ref(*key)
         )
@@ -279,20 +261,8 @@ class Telemetry:
         reading = await read_router(self._pods, self._session, namespace, name, self._url, slot)
         changed = state.router != reading.report
         state.router, state.router_reading = reading.report, reading
-        self._count_requests(state, reading)
+        state.activity.count(reading)
         return changed
-
-    @staticmethod
-    def _count_requests(state: _State, reading: RouterReading) -> None:
-        """The newest moment a request went through the router: when its counts moved, or now
-        while some ready router pod could not be read (unknown is never idle)."""
-        counts = sum(
-            c.requests for sample in reading.samples.values() for c in sample.counts.values()
-        )
-        unknown = len(reading.samples) < max(1, reading.report.ready_pods)
-        if unknown or state.router_counts is None or counts != state.router_counts:
-            state.last_request = datetime.now(UTC)
-        state.router_counts = None if unknown else counts
 
     async def _scale(self, key: Key, md: ModelDeployment, state: _State) -> bool:
         """Read the serving pods: status.metrics always, a scaling decision with spec.scaling."""

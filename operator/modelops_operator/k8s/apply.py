@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -101,13 +101,24 @@ class Applier:
         self._events = events
         self._cache = cache
 
-    async def apply(self, body: Mapping[str, Any], observed: Observed, plan: Plan) -> Applied:
-        """Every action in order; then the status, only when it differs from the body's."""
+    async def apply(
+        self,
+        body: Mapping[str, Any],
+        observed: Observed,
+        plan: Plan,
+        on_status: Callable[[], None] | None = None,
+    ) -> Applied:
+        """Every write in order; then the status, only when it differs from the body's; then
+        `on_status` (the route feed publishes the new table) and the plan's Events.
+
+        Events come last: they are reports, and a route table or a wake must not wait for
+        them (the recorder logs a failed Event and goes on)."""
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace") or "default", meta.get("name", "")
         log = log_ref(namespace, name)
         done = Applied()
         status = plan.status
+        events: list[Emit] = []
         for action in plan.actions:
             if isinstance(action, Apply):
                 try:
@@ -121,14 +132,18 @@ class Applier:
             elif isinstance(action, Delete):
                 await self._delete(action.namespace or namespace, action, done, log)
             elif isinstance(action, Emit):
-                await self._events.emit(body, action.type, action.reason, action.message)
-                done.events.append(action.reason)
+                events.append(action)
         old = body.get("status") or {}
         patch = status_patch(old, status)
         if patch:
             await self._client.patch_status(MODELDEPLOYMENTS, namespace, name, patch)
             done.status_patched = True
             logger.debug("status patched: %s", sorted(patch), extra=log)
+        if on_status is not None:
+            on_status()
+        for event in events:
+            await self._events.emit(body, event.type, event.reason, event.message)
+            done.events.append(event.reason)
         return done
 
     async def _rejected(

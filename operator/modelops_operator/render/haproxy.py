@@ -20,6 +20,9 @@ change without a reload and without dropping a connection.
   hold action (render/hold.py, `lua_file`) keeps the request until one is, and tells the agent.
 - gRPC calls that fail in a trailers-only response (status in the headers) are counted per slot
   in the `grpc_errors` stick table: HTTP/2 says 200 for them, and the router must still see them.
+- The header that opens Triton's admin APIs (render/revision.py, ADMIN_HEADER) is dropped from
+  every client request, HTTP and gRPC (its `triton-grpc-protocol-` metadata key), before
+  anything else sees it: clients never reach those APIs through the router.
 - Port 8002 forwards Triton's metrics of the revision the agent marks as stable.
 - Port 8404 is HAProxy's own Prometheus exporter (`/metrics`) and `/healthz`.
 """
@@ -27,6 +30,8 @@ change without a reload and without dropping a connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .revision import ADMIN_HEADER, GRPC_ADMIN_HEADER
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 STATS_PORT = 8404
@@ -94,16 +99,19 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "",
         "frontend http",
         f"  bind {bind}:{config.http_port}",
+        *_drop_admin_key(),
         *_hold("http", config),
         "  default_backend http",
         "",
         "frontend grpc",
         f"  bind {bind}:{config.grpc_port} proto h2",
+        *_drop_admin_key(),
         *_hold("grpc", config),
         "  default_backend grpc",
         "",
         "frontend metrics",
         f"  bind {bind}:{config.metrics_port}",
+        *_drop_admin_key(),
         "  default_backend metrics",
         "",
         "frontend stats",
@@ -133,6 +141,11 @@ def render_haproxy_config(config: RouterConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _drop_admin_key() -> list[str]:
+    """Drop the header (HTTP) and metadata key (gRPC) that open Triton's admin APIs."""
+    return [f"  http-request del-header {name}" for name in (ADMIN_HEADER, GRPC_ADMIN_HEADER)]
 
 
 def _hold(backend: str, config: RouterConfig) -> list[str]:

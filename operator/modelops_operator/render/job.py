@@ -11,6 +11,7 @@ so nothing the build step wrote is imported or run with the key.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from modelops_contract import integrity
@@ -228,6 +229,7 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     )
     update: dict[str, Any] = {
         "staged_source": staged,
+        "timing_cache": timing_cache_name(md, settings),
         "labelled_set": _staged(settings, request.labelled_set, owner),
     }
     if request.calibration is not None:
@@ -247,20 +249,31 @@ def build_job_labels(md: ModelDeployment, key: str) -> dict[str, str]:
     }
 
 
-def _timing_cache_step(md: ModelDeployment, settings: Settings) -> list[dict[str, Any]]:
-    """TensorRT: copy the store's timing cache (store read-only, no user file) for the build."""
+def timing_cache_name(md: ModelDeployment, settings: Settings) -> str | None:
+    """The store-level name of this tenant's TensorRT timing cache for the spec's GPU and the
+    chart's TensorRT (None: no TensorRT, or an s3 store, which keeps no cache)."""
     if str(md.spec.build.engine) != "tensorrt" or settings.store_uri:
+        return None
+    product = md.spec.build.gpu.product if md.spec.build.gpu else "gpu"
+    gpu = re.sub(r"[^A-Za-z0-9_.-]+", "_", product)
+    namespace = md.metadata.namespace or "default"
+    return f"_timing_cache/{namespace}/{gpu}-trt{settings.tensorrt_version}.cache"
+
+
+def _timing_cache_step(request: BuildRequest, settings: Settings) -> list[dict[str, Any]]:
+    """TensorRT: copy the tenant's sealed timing cache (store read-only, checked with the MAC
+    key, nothing of the user's run yet) for the build step."""
+    if request.timing_cache is None:
         return []
+    request_json = request.model_dump_json(by_alias=True, exclude_none=True)
     return [
         {
             "name": "timing-cache",
             "image": settings.builder_image,
-            "command": [
-                "sh",
-                "-c",
-                f"cp {settings.store_mount_path}/_timing_cache/*.cache "
-                f"{CACHE_DIR}/ 2>/dev/null; true",
-            ],
+            "command": list(PUBLISH_COMMAND),
+            "args": ["timing-cache", "--request", request_json, "--into", CACHE_DIR],
+            # No writable /tmp or HOME: it reads the store and writes the cache folder only.
+            "env": [_mac_key_env(settings)],
             "securityContext": container_security_context(),
             "volumeMounts": [
                 {"name": "store", "mountPath": settings.store_mount_path, "readOnly": True},
@@ -268,6 +281,15 @@ def _timing_cache_step(md: ModelDeployment, settings: Settings) -> list[dict[str
             ],
         }
     ]
+
+
+def _mac_key_env(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": integrity.MAC_KEY_ENV,
+        "valueFrom": {
+            "secretKeyRef": {"name": settings.store_key_secret, "key": integrity.SECRET_MAC_KEY}
+        },
+    }
 
 
 def render_build_job(
@@ -319,7 +341,7 @@ def render_build_job(
         {"name": "publish-tmp", "emptyDir": {"sizeLimit": _output()}},
         *store_volumes,
     ]
-    init = _timing_cache_step(md, settings)
+    init = _timing_cache_step(request, settings)
     if tensorrt:
         # The builder refuses to build with any other TensorRT: Triton could not load the plan.
         env.append({"name": EXPECTED_TENSORRT_ENV, "value": settings.tensorrt_version})
@@ -345,15 +367,7 @@ def render_build_job(
         "args": ["publish", "--request", request_json, "--from", OUTPUT_DIR],
         "env": [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108
-            {
-                "name": integrity.MAC_KEY_ENV,
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": settings.store_key_secret,
-                        "key": integrity.SECRET_MAC_KEY,
-                    }
-                },
-            },
+            _mac_key_env(settings),
         ],
         "resources": PUBLISH_RESOURCES,
         "securityContext": container_security_context(),

@@ -30,7 +30,7 @@ from .common import (
     triton_labels,
 )
 from .names import label_value, revision_name
-from .tokens import entry_token, transfer_key_fingerprint
+from .tokens import entry_token, transfer_key_fingerprint, triton_admin_key
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_ROOT = "/models"
@@ -41,9 +41,22 @@ CONFIG_KEY = "config.pbtxt"
 # kubelet's SIGKILL never lands before Triton is done.
 EXIT_TIMEOUT_SECONDS = 30
 GRACE_MARGIN_SECONDS = 5
-STARTUP_PERIOD_SECONDS = 10
+# A pod is Ready at most a second after Triton loaded its engine: a scale-to-zero wake and
+# every rollout step wait for it (kubelet probes the local port; a GET per second is nothing).
+STARTUP_PERIOD_SECONDS = 1
+READY_PERIOD_SECONDS = 1
+READY_FAILURES = 10  # out of the Service after 10 s of failed checks
 GPU_RESOURCE = "nvidia.com/gpu"
 PULL_CONTAINER = "pull-engine"
+# Triton's APIs that change or expose the server rather than serve it: loading and unloading
+# models, shared-memory regions (a client could map memory), tracing and log settings. They
+# answer only requests carrying ADMIN_HEADER with the ModelDeployment's admin key, which the
+# operator derives from its transfer key (render/tokens.py); the router drops the header from
+# every client request (render/haproxy.py). Names as tritonserver's --help lists them.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ADMIN_HEADER = "modelops-triton-admin"
+# Over gRPC, Triton reads the key from this metadata key instead (checked on tritonserver 2.51).
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
 
 
 def _quantities(values: dict[str, Any] | None) -> dict[str, str]:
@@ -102,6 +115,8 @@ def serving_hash(spec: ModelDeploymentSpec, settings: Settings) -> str:
         "puller": settings.builder_image,
         # The pods' entry tokens are made with the transfer key: a new key, new pods.
         "tokens": transfer_key_fingerprint(settings),
+        # Pods of a release without the admin restriction are replaced by restricted ones.
+        "restricted": list(RESTRICTED_APIS),
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -178,8 +193,18 @@ def _engine_source(
     return {"name": "engine", "emptyDir": {}}, mount, [pull]
 
 
-def triton_args() -> list[str]:
-    """tritonserver's command line: explicit ports, metrics with summary latencies."""
+def restricted_api_args(admin_key: str) -> list[str]:
+    """--http-restricted-api and --grpc-restricted-protocol: RESTRICTED_APIS need ADMIN_HEADER
+    set to `admin_key` ("" without a transfer key: a renderer called without settings)."""
+    if not admin_key:
+        return []
+    rule = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={admin_key}"
+    return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
+
+def triton_args(admin_key: str) -> list[str]:
+    """tritonserver's command line: explicit ports, metrics with summary latencies, the admin
+    APIs behind the ModelDeployment's admin key."""
     return [
         f"--model-repository={MODEL_ROOT}",
         "--model-control-mode=none",
@@ -189,6 +214,7 @@ def triton_args() -> list[str]:
         "--allow-metrics=true",
         "--metrics-config=summary_latencies=true",
         f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
+        *restricted_api_args(admin_key),
     ]
 
 
@@ -230,7 +256,7 @@ def render_deployment(
         "name": "triton",
         "image": settings.triton_image,
         "command": ["tritonserver"],
-        "args": triton_args(),
+        "args": triton_args(triton_admin_key(settings, md.metadata.namespace, name)),
         "env": [{"name": "HOME", "value": "/tmp"}],  # noqa: S108 - root filesystem is read-only
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -239,7 +265,7 @@ def render_deployment(
         ],
         # Startup waits for the engine to load (ready), then liveness takes over.
         "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECONDS, startup_failures),
-        "readinessProbe": _probe("/v2/health/ready", 5, 3),
+        "readinessProbe": _probe("/v2/health/ready", READY_PERIOD_SECONDS, READY_FAILURES),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "resources": triton_resources(spec, settings),
         "securityContext": container_security_context(),

@@ -123,7 +123,9 @@ def render_router_deployment(md: ModelDeployment, settings: Settings) -> dict[st
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
             {"name": "stats", "containerPort": STATS_PORT, "protocol": "TCP"},
         ],
-        "readinessProbe": _http_probe("/healthz", "stats"),
+        # Checked every second: a new router pod takes clients (and a first deploy is Ready)
+        # within a second of HAProxy listening.
+        "readinessProbe": _http_probe("/healthz", "stats", period=1),
         "livenessProbe": _http_probe("/healthz", "stats", failures=6),
         "lifecycle": _pre_stop(settings.drain_seconds),
         "resources": ROUTER_RESOURCES,

@@ -3,8 +3,9 @@
 Each token opens one door of the engine server for one thing: an entry's files (Triton pods and
 validation Jobs of a ModelDeployment that proved it can read the source), sending one source for
 one ModelDeployment (its source Job), reading a staged source (the build Job), reading one route
-table (its router's agent). Without the transfer key (a renderer called without settings) the
-token is empty and opens nothing.
+table (its router's agent), calling the admin APIs of one ModelDeployment's Triton pods.
+Without the transfer key (a renderer called without settings) the token is empty and opens
+nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def source_get_token(settings: Settings, sha256: str, owner_uid: str) -> str:
 def route_token(settings: Settings, namespace: str, name: str) -> str:
     """Reads the route table of ModelDeployment `namespace/name` from the operator's feed."""
     return _token(settings, integrity.route_scope(namespace, name))
+
+
+def triton_admin_key(settings: Settings, namespace: str, name: str) -> str:
+    """Opens the admin APIs of ModelDeployment `namespace/name`'s Triton pods (render/revision.py):
+    each ModelDeployment its own, so a tenant that reads its pods' args learns only its own."""
+    return _token(settings, integrity.triton_admin_scope(namespace, name))
 
 
 def receipt_valid(settings: Settings, receipt: str | None, sha256: str, owner_uid: str) -> bool:

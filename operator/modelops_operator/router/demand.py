@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 HELD_EVERY_SECONDS = 0.5  # held reports are coalesced: HAProxy repeats them while it holds
-ATTEMPTS = 3
+ATTEMPTS = 6
 
 # Sends one report to the operator; True once it was accepted.
 DemandSink = Callable[[DemandReport], Awaitable[bool]]
@@ -32,8 +32,10 @@ DemandSink = Callable[[DemandReport], Awaitable[bool]]
 
 def operator_sink(url: str, session: aiohttp.ClientSession, token: str | None) -> DemandSink:
     """POST reports to the operator's `/routes/<namespace>/<name>/demand` with the router's
-    token; a non-leader replica answers 503 and the next attempt reaches another one."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    token. A standby replica answers 503; every report is a connection of its own, so the
+    operator's Service (per-connection balancing) sends the next attempt to any replica,
+    not back to the same standby."""
+    headers = {"Connection": "close", **({"Authorization": f"Bearer {token}"} if token else {})}
 
     async def send(report: DemandReport) -> bool:
         body = report.model_dump_json(by_alias=True)
@@ -96,7 +98,7 @@ class DemandRelay:
                 del self.forwarded[:-100]
                 logger.info("reported %s (%.3f s) to the operator", report.event, report.seconds)
                 return
-            await asyncio.sleep(0.1 * (attempt + 1))
+            await asyncio.sleep(0.05 * (attempt + 1))
         if report.event == DemandEvent.HELD:
             self.last_held = -HELD_EVERY_SECONDS  # the next poke tries again at once
         logger.warning("the operator did not take the %s report", report.event)
