@@ -35,6 +35,7 @@ from .doctor_checks import (
     rbac_finding,
     reach_finding,
     traffic_allowed,
+    version_findings,
 )
 
 SAR = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False)
@@ -56,6 +57,7 @@ class Install:
     key_secret: str
     store_claim: str | None
     images: dict[str, str]
+    app_version: str | None
 
 
 def read_install(deployment: Obj, release: str, namespace: str) -> Install:
@@ -77,6 +79,9 @@ def read_install(deployment: Obj, release: str, namespace: str) -> Install:
             "triton": str(env.get("MODELOPS_TRITON_IMAGE")),
             "router": str(env.get("MODELOPS_ROUTER_IMAGE")),
         },
+        app_version=((deployment.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version"
+        ),
     )
 
 
@@ -216,6 +221,7 @@ class Doctor:
                     PODS, name, {"app.kubernetes.io/instance": self.release}
                 )
         findings += image_findings(install.images, pods)
+        findings += version_findings(install.images, install.app_version)
         return findings
 
 

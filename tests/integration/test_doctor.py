@@ -74,6 +74,8 @@ async def test_a_healthy_install_passes_every_check(api: Any, cluster: Cluster, 
         ("store key", f"{RELEASE}-store-key"),
         ("store reachable", "ml"),
     } <= checks
+    versions = {f.where: f.level for f in findings if f.check == "image version"}
+    assert versions == {"operator": "ok", "builder": "ok"}
     console = Console(record=True, width=200)
     assert render(findings, RELEASE, SYSTEM, console) == 0
     assert "every check passed" in console.export_text()
@@ -200,3 +202,34 @@ async def test_an_image_that_cannot_be_pulled_is_reported_with_the_kubelets_word
     console = Console(record=True, width=200)
     assert render(await doctor(api), RELEASE, SYSTEM, console) == 1
     assert "fix:" in console.export_text()
+
+
+async def test_an_operator_image_the_cluster_cannot_pull_says_how_to_build_it(
+    api: Any, cluster: Cluster, helm: Helm
+) -> None:
+    """A release pointed at a registry without the image: the operator's pod waits in
+    ImagePullBackOff, and the finding says to build and push it (hack/build-images.sh)."""
+    ref = "registry.example.com/ml/operator:0.0.9"
+    await healthy(
+        api, cluster, helm,
+        "images.operator.repository=registry.example.com/ml/operator",
+        "images.operator.tag=0.0.9",
+    )  # fmt: skip
+    waiting = {"reason": "ErrImagePull", "message": f'pull access denied for "{ref}"'}
+    stuck = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mo-abc", "labels": {"app.kubernetes.io/instance": RELEASE}},
+        "spec": {"containers": [{"name": "operator", "image": ref}]},
+        "status": {
+            "containerStatuses": [{"name": "operator", "image": ref, "state": {"waiting": waiting}}]
+        },
+    }
+    await create(cluster, stuck, SYSTEM)
+    findings = await doctor(api)
+    pulled = failures(findings)[("image", f"{SYSTEM}/mo-abc")]
+    assert f"{ref}: ErrImagePull: pull access denied" in pulled.detail
+    assert "hack/build-images.sh REGISTRY" in pulled.fix
+    (version,) = [f for f in findings if (f.check, f.where) == ("image version", "operator")]
+    assert version.level == "warn"
+    assert "hack/build-images.sh REGISTRY 0.1.0" in version.fix
