@@ -20,5 +20,4 @@ echo "== CRD drift";   .venv/bin/modelops crd --check
 echo "== ruff";        .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy";        .venv/bin/mypy --strict operator/modelops_operator builder/modelops_builder contract/modelops_contract cli/modelops_cli
 echo "== layering";    .venv/bin/lint-imports
-echo "== hadolint";    .venv/bin/hadolint operator/Dockerfile builder/Dockerfile
 echo "== pytest";      .venv/bin/python -m pytest "$@"

@@ -3,9 +3,10 @@
 It reads the release's operator Deployment (its env is the install's configuration), then
 checks: the CRD against this modelops's, each watched namespace, the operator's RBAC there
 (SubjectAccessReviews for its ServiceAccount), the engine server and the store claim, whether
-NetworkPolicies let each watched namespace reach the engine server, the store key Secret, and
-the images (well-formed references; no modelops pod failing to pull one). Exit 1 when a check
-fails. It needs the rights of an administrator of the install (create subjectaccessreviews).
+NetworkPolicies let each watched namespace reach the engine server, the store key Secret, the
+images (well-formed references; no modelops pod failing to pull one), and whether the network
+plugin enforces NetworkPolicies at all (doctor_cni.py). Exit 1 when a check fails. It needs
+the rights of an administrator of the install (create subjectaccessreviews).
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ from .doctor_checks import (
     rbac_finding,
     reach_finding,
     traffic_allowed,
+    version_findings,
 )
+from .doctor_cni import PLUGIN_NAMESPACES, cni_finding
 
 SAR = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
+DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
 Obj = dict[str, Any]
 
 
@@ -56,6 +60,7 @@ class Install:
     key_secret: str
     store_claim: str | None
     images: dict[str, str]
+    app_version: str | None
 
 
 def read_install(deployment: Obj, release: str, namespace: str) -> Install:
@@ -77,6 +82,9 @@ def read_install(deployment: Obj, release: str, namespace: str) -> Install:
             "triton": str(env.get("MODELOPS_TRITON_IMAGE")),
             "router": str(env.get("MODELOPS_ROUTER_IMAGE")),
         },
+        app_version=((deployment.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version"
+        ),
     )
 
 
@@ -216,7 +224,21 @@ class Doctor:
                     PODS, name, {"app.kubernetes.io/instance": self.release}
                 )
         findings += image_findings(install.images, pods)
+        findings += version_findings(install.images, install.app_version)
+        findings.append(cni_finding(await self.plugin_daemonsets()))
         return findings
+
+    async def plugin_daemonsets(self) -> list[Obj] | None:
+        """The DaemonSets of the namespaces network plugins live in (None: not readable)."""
+        found: list[Obj] = []
+        for name in PLUGIN_NAMESPACES:
+            try:
+                found += await self.client.list(DAEMONSETS, name)
+            except NotFoundError:
+                continue
+            except ApiError:
+                return None
+        return found
 
 
 def _all(verdicts: list[bool | None]) -> bool | None:

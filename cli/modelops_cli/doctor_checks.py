@@ -210,13 +210,60 @@ def reach_finding(where: str, ingress: bool | None, egress: bool | None, server:
     return Finding("store reachable", where, "warn", detail)
 
 
+# The images built from this repository (hack/build-images.sh); the others come from NVIDIA and
+# HAProxy. The router agent runs the operator image.
+PROJECT_IMAGES = ("operator", "builder")
+BUILD_AND_PUSH = (
+    "build it and push it to a registry the nodes can pull from: hack/build-images.sh REGISTRY "
+    "(docs/install.md, Images), then helm upgrade with the --set flags it prints"
+)
+PULL_FIX = "check the name and tag, the registry's reach from the nodes, images.pullSecrets"
+
+
+def repository(ref: str) -> str:
+    """REPOSITORY of REPOSITORY[:TAG][@DIGEST] (a registry port is not a tag)."""
+    name = ref.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def tag(ref: str) -> str | None:
+    """TAG of REPOSITORY[:TAG][@DIGEST], None when there is none."""
+    last = ref.split("@", 1)[0].rpartition("/")[2]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def version_findings(images: Mapping[str, str], app_version: str | None) -> list[Finding]:
+    """The project's images are the chart's appVersion: the operator's tag is it, the builder's
+    is <appVersion>-ngc<YY.MM>. Another version runs code the chart's CRD and RBAC were not
+    made for (a digest alone cannot be told)."""
+    if not app_version:
+        return [Finding("image version", "operator", "warn", "the Deployment has no appVersion")]
+    out = []
+    for role, wanted in (("operator", app_version), ("builder", f"{app_version}-ngc")):
+        found = tag(images.get(role, ""))
+        if found is None or (found == wanted if role == "operator" else found.startswith(wanted)):
+            detail = f"{found or 'pinned by digest'} (chart appVersion {app_version})"
+            out.append(Finding("image version", role, "ok", detail))
+            continue
+        detail = f"{images[role]} is not the chart's appVersion {app_version}"
+        fix = (
+            f"build and push version {app_version}: hack/build-images.sh REGISTRY {app_version} "
+            f"(docs/install.md, Images), or leave images.{role}.tag at the chart's default"
+        )
+        out.append(Finding("image version", role, "warn", detail, fix))
+    return out
+
+
 def image_findings(images: Mapping[str, str], pods: Sequence[Obj]) -> list[Finding]:
-    """Each image reference is well formed, and no pod of modelops fails to pull one."""
+    """Each image reference is well formed, and no pod of modelops fails to pull one; a pull
+    failure of the project's own images says how to build and push them."""
     out = []
     for role, ref in sorted(images.items()):
         if not IMAGE.match(ref):
             fix = "set images.* in the chart's values to REPOSITORY[:TAG][@sha256:DIGEST]"
             out.append(Finding("image", role, "fail", f"{ref!r} is not an image reference", fix))
+    ours = {repository(images[role]) for role in PROJECT_IMAGES if role in images}
     for pod in pods:
         status, meta = pod.get("status") or {}, pod.get("metadata") or {}
         for container in [
@@ -227,10 +274,9 @@ def image_findings(images: Mapping[str, str], pods: Sequence[Obj]) -> list[Findi
             if waiting.get("reason") in PULL_FAILURES:
                 where = f"{meta.get('namespace')}/{meta.get('name')}"
                 words = waiting.get("message", "")
-                detail = f"{container.get('image', '?')}: {waiting['reason']}: {words}"
-                fix = (
-                    "check the name and tag, the registry's reach from the nodes, imagePullSecrets"
-                )
+                image = str(container.get("image", "?"))
+                detail = f"{image}: {waiting['reason']}: {words}"
+                fix = BUILD_AND_PUSH if repository(image) in ours else PULL_FIX
                 out.append(Finding("image", where, "fail", detail.strip(), fix))
     if not any(f.level == "fail" for f in out):
         out.append(Finding("image", "all", "ok", ", ".join(sorted(images.values()))))

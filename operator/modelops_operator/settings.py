@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     build_deadline_seconds: int = Field(
         default=3600, ge=60, description="activeDeadlineSeconds of a build Job."
     )
+    build_max_concurrent: int = Field(
+        default=8,
+        ge=0,
+        description="Build Jobs running at once in all (0: no cap); the others wait in a queue "
+        "fair between namespaces.",
+    )
+    build_max_per_namespace: int = Field(
+        default=2, ge=0, description="Build Jobs running at once for one namespace (0: no cap)."
+    )
     triton_startup_seconds: int = Field(
         default=600, ge=30, description="How long a Triton pod may take to load its engine."
     )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from modelops_operator.settings import Settings
 from tests.support.chart import (
     K8S_VERSIONS,
-    REPO,
     Helm,
     Manifest,
     find,
@@ -94,54 +91,16 @@ def test_pss_checker_rejects(mutate: Any, expected: str) -> None:
 
 
 def _operator_rendered_workloads() -> list[Manifest]:
-    """The build Job and the Triton revision objects the operator creates, rendered with the
-    Settings the default chart values configure."""
-    from modelops_contract.manifest import EngineManifest
-    from modelops_operator.api import ModelDeployment
-    from modelops_operator.render import job as job_mod
-    from modelops_operator.render import revision as rev_mod
-    from modelops_operator.render.router import render_router_deployment
-    from modelops_operator.render.source_job import render_source_job
-    from modelops_operator.render.validation_job import render_validation_job
+    """Every pod the operator renders for the examples (build and source Jobs, Triton revision,
+    router, validation Job), with the Settings the default chart values configure."""
+    from tests.support.image_commands import operator_workloads
 
     settings = Settings(
         store_pvc="modelops-engines",
         store_mac_key="test-store-mac-key-0123456789abcdef0123",
         transfer_key="test-transfer-key-0123456789abcdef01234",
     )
-    out: list[Manifest] = []
-    # file:// examples are for `modelops dev`: the operator refuses them (spec.model.source.uri).
-    for example in ("minimal-onnx.yaml", "torchscript-gpu.yaml", "canary-autoscaling.yaml"):
-        body = yaml.safe_load((REPO / "examples" / example).read_text())
-        body["metadata"].update(namespace="ml", uid="0f6c5a5e-1111-2222-3333-444455556666")
-        body["metadata"].setdefault("generation", 1)
-        body["metadata"].setdefault("resourceVersion", "1")
-        md = ModelDeployment.from_body(body)
-        key = "sha256:" + "ab" * 32
-        out.append(job_mod.render_build_job(md, key, settings))
-        now = datetime(2026, 1, 1, tzinfo=UTC)
-        out.append(render_source_job(md, key, settings, keep=True, now=now))
-        tensorrt = str(md.spec.build.engine) == "tensorrt"
-        engine = EngineManifest(
-            key=key,
-            engine=str(md.spec.build.engine),
-            precision=str(md.spec.build.precision),
-            serving_backend="tensorrt_plan" if tensorrt else "onnxruntime",
-            model_name="model",
-            model_file="model.plan" if tensorrt else "model.onnx",
-            gpu_product=md.spec.build.gpu.product if tensorrt and md.spec.build.gpu else None,
-            inputs=[{"name": "input", "data_type": "FP32", "dims": [16]}],
-            outputs=[{"name": "logits", "data_type": "FP32", "dims": [4]}],
-            max_batch_size=8,
-            opt_batch_size=4,
-            source_sha256="cd" * 32,
-            format="onnx",
-            created_at="2025-01-01T00:00:00Z",
-        )
-        out.extend(rev_mod.render_revision(md, 2, engine, settings))
-        out.append(render_router_deployment(md, settings))
-        out.append(render_validation_job(md, 2, engine, ["10.0.0.1:8001"], settings))
-    return out
+    return operator_workloads(settings)
 
 
 def test_operator_rendered_pods_are_restricted() -> None:

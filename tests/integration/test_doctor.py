@@ -9,15 +9,17 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from modelops_cli.doctor import diagnose, render
+from modelops_cli.doctor import DAEMONSETS, Doctor, diagnose, render
 from modelops_cli.doctor_checks import Finding
+from modelops_cli.doctor_cni import cni_finding
 from modelops_operator.k8s import resources as r
-from modelops_operator.k8s.client import Credentials
+from modelops_operator.k8s.client import Credentials, KubeClient
 from tests.support.chart import Helm
 from tests.support.chart_cluster import (
     PVCS,
     Installed,
     create,
+    create_namespace,
     declare_chart_resources,
     helm_install,
 )
@@ -74,6 +76,8 @@ async def test_a_healthy_install_passes_every_check(api: Any, cluster: Cluster, 
         ("store key", f"{RELEASE}-store-key"),
         ("store reachable", "ml"),
     } <= checks
+    versions = {f.where: f.level for f in findings if f.check == "image version"}
+    assert versions == {"operator": "ok", "builder": "ok"}
     console = Console(record=True, width=200)
     assert render(findings, RELEASE, SYSTEM, console) == 0
     assert "every check passed" in console.export_text()
@@ -200,3 +204,92 @@ async def test_an_image_that_cannot_be_pulled_is_reported_with_the_kubelets_word
     console = Console(record=True, width=200)
     assert render(await doctor(api), RELEASE, SYSTEM, console) == 1
     assert "fix:" in console.export_text()
+
+
+async def test_an_operator_image_the_cluster_cannot_pull_says_how_to_build_it(
+    api: Any, cluster: Cluster, helm: Helm
+) -> None:
+    """A release pointed at a registry without the image: the operator's pod waits in
+    ImagePullBackOff, and the finding says to build and push it (hack/build-images.sh)."""
+    ref = "registry.example.com/ml/operator:0.0.9"
+    await healthy(
+        api, cluster, helm,
+        "images.operator.repository=registry.example.com/ml/operator",
+        "images.operator.tag=0.0.9",
+    )  # fmt: skip
+    waiting = {"reason": "ErrImagePull", "message": f'pull access denied for "{ref}"'}
+    stuck = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mo-abc", "labels": {"app.kubernetes.io/instance": RELEASE}},
+        "spec": {"containers": [{"name": "operator", "image": ref}]},
+        "status": {
+            "containerStatuses": [{"name": "operator", "image": ref, "state": {"waiting": waiting}}]
+        },
+    }
+    await create(cluster, stuck, SYSTEM)
+    findings = await doctor(api)
+    pulled = failures(findings)[("image", f"{SYSTEM}/mo-abc")]
+    assert f"{ref}: ErrImagePull: pull access denied" in pulled.detail
+    assert "hack/build-images.sh REGISTRY" in pulled.fix
+    (version,) = [f for f in findings if (f.check, f.where) == ("image version", "operator")]
+    assert version.level == "warn"
+    assert "hack/build-images.sh REGISTRY 0.1.0" in version.fix
+
+
+async def plugin_finding(api: Any) -> Finding:
+    """The doctor's NetworkPolicy enforcement check, reading the emulator's DaemonSets."""
+    credentials = Credentials(server=str(api.url).rstrip("/"))
+
+    async def connect() -> Credentials:
+        return credentials
+
+    client = KubeClient(connect, retries=0, user_agent="modelops-doctor")
+    try:
+        return cni_finding(await Doctor(client, RELEASE, SYSTEM).plugin_daemonsets())
+    finally:
+        await client.close()
+
+
+async def test_finding_7_a_network_plugin_that_ignores_policies_fails(
+    api: Any, cluster: Cluster
+) -> None:
+    api.resources["apps/v1/daemonsets"] = {
+        "namespaced": True, "kind": "DaemonSet", "singular": "daemonset",
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        "shortnames": [], "categories": [], "subresources": [],
+    }  # fmt: skip
+    # Before any plugin is known: a warning to check by hand, not a pass.
+    assert (await plugin_finding(api)).level == "warn"
+    for namespace in ("kube-system", "kube-flannel"):
+        if namespace not in cluster.namespaces:
+            await create_namespace(cluster, namespace)
+
+    def daemonset(name: str, container: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": container, "image": f"{name}:1"}]},
+                },
+            },
+        }
+
+    await cluster._send(
+        "POST", DAEMONSETS.path("kube-flannel"), daemonset("kube-flannel-ds", "kube-flannel")
+    )
+    finding = await plugin_finding(api)
+    assert finding.level == "fail"
+    assert "flannel" in finding.detail
+    assert "finding 7" in finding.fix
+    # Calico's node agent beside it (canal-like): enforced.
+    await cluster._send(
+        "POST", DAEMONSETS.path("kube-system"), daemonset("calico-node", "calico-node")
+    )
+    finding = await plugin_finding(api)
+    assert finding.level == "ok"
+    assert "Calico" in finding.detail

@@ -152,7 +152,10 @@ async def test_build_failure_first_revision_is_failed(
     assert built["reason"] == "AccuracyGateFailed"
     assert "atol" in built["message"]
     assert cluster.names(r.DEPLOYMENTS) == [], "a failed build rolls nothing out"
-    assert any(e["type"] == "Warning" for e in cluster.events("bad"))
+    # The Event is posted beside the status write, not before it: wait for it too.
+    await eventually(
+        lambda: any(e["type"] == "Warning" for e in cluster.events("bad")), what="Warning Event"
+    )
 
 
 async def test_build_failure_with_older_revision_is_degraded(

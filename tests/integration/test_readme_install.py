@@ -20,6 +20,7 @@ themselves run in test_second_namespace.py and test_store_server.py.
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,38 @@ def option(argv: list[str], *names: str) -> str:
 def test_the_readme_says_what_the_test_runs() -> None:
     verbs = [argv[:2] for argv in commands()]
     assert verbs == [
+        ["hack/build-images.sh", "registry.example.com/ml"],
         ["helm", "install"],
         ["modelops", "doctor"],
         ["kubectl", "apply"],
         ["kubectl", "wait"],
         ["kubectl", "get"],
     ]
+
+
+def built_images(build: list[str]) -> set[str]:
+    """The image references `hack/build-images.sh REGISTRY` pushes (its --plan)."""
+    proc = subprocess.run(
+        [str(REPO / build[0]), "--plan", *build[1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return {line.split("\t")[2] for line in proc.stdout.splitlines()}
+
+
+def images_of(helm: Helm, release: str, namespace: str, sets: list[str]) -> set[str]:
+    """The operator's and builder's references the chart renders with `sets`."""
+    args = ["template", release, str(REPO / "charts" / "modelops"), "--namespace", namespace]
+    result = helm.run(*args, *(item for value in sets for item in ("--set", value)))
+    assert result.returncode == 0, result.stderr
+    for doc in yaml.safe_load_all(result.stdout):
+        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == release:
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            return {container["image"], env["MODELOPS_BUILDER_IMAGE"]}
+    raise AssertionError("no operator Deployment rendered")
 
 
 def column(obj: dict[str, Any], path: str) -> Any:
@@ -113,11 +140,16 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
     api: Any, cluster: Cluster, helm: Helm, run_operator: RunOperator, store: Path, tmp_path: Path
 ) -> None:
     declare_chart_resources(api)
-    install, check, apply, wait, get = commands()
+    build, install, check, apply, wait, get = commands()
     # helm install modelops charts/modelops -n modelops-system --create-namespace --set ...
     assert "--create-namespace" in install
     release, namespace = install[2], option(install, "-n", "--namespace")
     sets = [install[i + 1] for i, arg in enumerate(install) if arg == "--set"]
+    # hack/build-images.sh REGISTRY pushed the images the --set flags name (no Docker here:
+    # its --plan says which; tests/chart/test_build_images.py runs the rest).
+    pushed = built_images(build)
+    installed_images = images_of(helm, release, namespace, sets)
+    assert installed_images == pushed
     installed = await helm_install(helm, cluster, release, namespace, *sets)
     watched = option(apply, "-n", "--namespace")
     assert watched in cluster.namespaces, "the chart creates the namespace the README uses"
@@ -207,7 +239,7 @@ async def test_without_the_namespace_the_readme_apply_fails_as_on_a_real_cluster
     not to create namespaces, `kubectl apply -n ml` fails (and a real `helm install` fails
     before, naming the namespace: templates/namespaces.yaml, which needs a live cluster)."""
     declare_chart_resources(api)
-    install, _, apply, _, _ = commands()
+    _, install, _, apply, _, _ = commands()
     release, namespace = install[2], option(install, "-n", "--namespace")
     sets = [install[i + 1] for i, arg in enumerate(install) if arg == "--set"]
     with pytest.raises(NamespaceNotFoundError, match='namespaces "ml" not found'):

@@ -13,17 +13,14 @@ What a real API server does and stock kmock does not, all of it here:
 - LIST returns the resourceVersion of its snapshot; a WATCH from that version replays what
   changed since (410 Gone for a version older than the kept history), and subscribes in the
   same step as it takes its snapshot, so no write falls between the two; equality- and
-  set-based label selectors filter both.
+  set-based label selectors filter both (the read side: tests/support/apiserver_watch.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,10 +33,9 @@ from kmock._internal.k8s import (
 )
 
 from tests.support import apiserver_rules as rules
+from tests.support.apiserver_watch import BadRequestError, WatchCache
 
 Obj = dict[str, Any]
-_END: Obj = {"type": "END"}  # ends the watch streams (a restarting server)
-HISTORY = 20_000  # events kept for WATCH continuations (a real server's watch cache)
 selector_matches = rules.selector_matches
 
 
@@ -51,14 +47,6 @@ class InvalidError(KubernetesError):  # type: ignore[misc]
     reason: str = "Invalid"
 
 
-@attrs.frozen
-class BadRequestError(KubernetesError):  # type: ignore[misc]
-    """400: a request the server cannot parse (a malformed labelSelector)."""
-
-    status: int = 400
-    reason: str = "BadRequest"
-
-
 def _method(request: kmock.Request) -> str:
     return str(getattr(request.method, "value", request.method)).upper()
 
@@ -67,80 +55,12 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(eq=False)
-class _Watcher:
-    """One open WATCH: its resource and the events written since it subscribed."""
-
-    resource: Any
-    queue: asyncio.Queue[Obj] = field(default_factory=asyncio.Queue)
-
-
-class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class FaithfulEmulator(WatchCache, kmock.KubernetesEmulator):  # type: ignore[misc]
     """Writes, generations, subresources, selectors and watches as a real API server does."""
 
-    _counter: Any = None
-    _history: list[tuple[int, Any, Obj]] | None = None
-    _oldest: int = 0  # versions after this one are in the history
-    _watchers: set[_Watcher] | None = None
-    _watch_gate: asyncio.Event | None = None
-    watch_starts: int = 0
-    bookmark_seconds: float = 60.0
     # Objects shaped like a real server's (tests/support/server_shapes.py `shape_write`):
     # (plural, method, written data, user agent, stored object) -> fills in `written`.
     shape: Callable[[str, str, Obj, str, Obj | None], None] | None = None
-
-    # --- test controls ------------------------------------------------------------------------
-    def hold_watches(self) -> None:
-        """New WATCH requests wait (a server restarting) until `release_watches`."""
-        self._watch_gate = asyncio.Event()
-
-    def release_watches(self) -> None:
-        """Serve WATCH requests again."""
-        if self._watch_gate is not None:
-            self._watch_gate.set()
-        self._watch_gate = None
-
-    async def end_watches(self) -> None:
-        """End every open watch stream, as a restarting API server does: its watch cache starts
-        empty, so clients that come back with their resourceVersion are told 410 Gone."""
-        async with self._lock:
-            self._history = []
-            self._oldest = self._version()
-            for watcher in self._all_watchers():
-                watcher.queue.put_nowait(_END)
-
-    # --- versions and events ------------------------------------------------------------------
-    def _next_version(self) -> str:
-        if self._counter is None:
-            self._counter = itertools.count(1000)
-            self._oldest = 999
-        self._last = next(self._counter)
-        return str(self._last)
-
-    def _version(self) -> int:
-        if self._counter is None:
-            self._next_version()
-        return int(getattr(self, "_last", 1000))
-
-    def _all_watchers(self) -> set[_Watcher]:
-        if self._watchers is None:
-            self._watchers = set()
-        return self._watchers
-
-    def _publish(self, resource: Any, kind: str, obj: Obj) -> None:
-        """Record and fan out one event (the caller holds the lock)."""
-        event = {"type": kind, "object": copy.deepcopy(obj)}
-        version = int(obj["metadata"]["resourceVersion"])
-        if self._history is None:
-            self._history = []
-        self._history.append((version, resource, event))
-        if len(self._history) > HISTORY:
-            dropped = self._history[: len(self._history) - HISTORY]
-            del self._history[: len(dropped)]
-            self._oldest = dropped[-1][0]
-        for watcher in self._all_watchers():
-            if watcher.resource == resource:
-                watcher.queue.put_nowait(event)
 
     def stored(self, request: kmock.Request) -> Obj | None:
         """The stored object a request names (None when absent or deleted)."""
@@ -321,82 +241,6 @@ class FaithfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             return rules.scale_of(request.resource.plural, current)
         return await super()._serve_update(request)
 
-    def _selector(self, request: kmock.Request) -> str:
-        selector = str(request.params.get("labelSelector") or "")
-        try:
-            rules.selector_matches(selector, {})
-        except ValueError as exc:
-            raise BadRequestError(message=str(exc)) from None
-        return selector
-
-    def _live(self, request: kmock.Request, selector: str) -> list[Obj]:
-        objs = self._KubernetesEmulator__get_objs(request, strict=False)
-        return [o.raw for o in objs if not o.deleted and _selected(o.raw, selector)]
-
-    async def _serve_list(self, request: kmock.Request) -> Any:
-        selector = self._selector(request)
-        async with self._lock:
-            items = copy.deepcopy(self._live(request, selector))
-            version = str(self._version())
-        return {"kind": "List", "metadata": {"resourceVersion": version}, "items": items}
-
-    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
-        selector = self._selector(request)
-        gate = self._watch_gate
-        if gate is not None:
-            await gate.wait()
-        self.watch_starts += 1
-        yield b""
-        since = str(request.params.get("resourceVersion") or "")
-        streaming = request.params.get("sendInitialEvents") == "true"
-        watcher = _Watcher(request.resource)
-        async with self._lock:
-            # Subscribed in the same step as the snapshot: no write falls between the two.
-            self._all_watchers().add(watcher)
-            if streaming or since in ("", "0"):
-                first = [
-                    {"type": "ADDED", "object": copy.deepcopy(o)} for o in self._live(request, "")
-                ]
-            elif not since.isdigit() or int(since) < self._oldest:
-                first = [{"type": "ERROR", "object": _gone(since)}]
-            else:
-                first = [
-                    copy.deepcopy(event)
-                    for version, resource, event in self._history or []
-                    if version > int(since) and resource == request.resource
-                ]
-            version = str(self._version())
-        try:
-            for event in first:
-                if event["type"] == "ERROR":
-                    yield event
-                    return
-                if self._ours(request, event, selector):
-                    yield event
-            if streaming:
-                yield _bookmark(version)
-            while True:
-                try:
-                    event = await asyncio.wait_for(watcher.queue.get(), self.bookmark_seconds)
-                except TimeoutError:
-                    # Like a real server: a BOOKMARK every minute keeps quiet streams alive.
-                    yield _bookmark(str(self._version()), initial=False)
-                    continue
-                if event is _END:
-                    return
-                if self._ours(request, event, selector):
-                    yield event
-        finally:
-            self._all_watchers().discard(watcher)
-
-    def _ours(self, request: kmock.Request, event: Obj, selector: str) -> bool:
-        meta = (event.get("object") or {}).get("metadata") or {}
-        check = self._KubernetesEmulator__check
-        namespace, name = meta.get("namespace"), meta.get("name")
-        return bool(check(request, request.resource, namespace, name, False)) and _selected(
-            event.get("object") or {}, selector
-        )
-
 
 def _agent(request: kmock.Request) -> str:
     return str(request.headers.get("User-Agent", ""))
@@ -406,24 +250,6 @@ def _unmanaged(obj: Obj) -> Obj:
     """The object without managedFields (a write that changes only those changes nothing)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
     return {**obj, "metadata": meta}
-
-
-def _selected(obj: Mapping[str, Any], selector: str) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return not selector or rules.selector_matches(selector, labels)
-
-
-def _gone(since: str) -> Obj:
-    message = f"too old resource version: {since}"
-    return {"kind": "Status", "code": 410, "reason": "Expired", "message": message}
-
-
-def _bookmark(version: str, *, initial: bool = True) -> Obj:
-    annotations = {"k8s.io/initial-events-end": "true"} if initial else {}
-    return {
-        "type": "BOOKMARK",
-        "object": {"metadata": {"resourceVersion": version, "annotations": annotations}},
-    }
 
 
 async def collect_garbage(

@@ -1,19 +1,20 @@
 """What a real API server does to an object on each write, as pure functions the emulator
 (tests/support/apiserver.py) calls: label selectors (equality- and set-based), which kinds have
 a generation and a status subresource, what a write to the main resource or to /status keeps,
-fields that never change after create, and the defaults the server fills in.
+fields that never change after create, and when the server fills in its defaults.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.server_shapes import DEFAULTS
 
 Obj = dict[str, Any]
 
@@ -156,78 +157,14 @@ def bumped_generation(plural: str, current: Obj, updated: Obj) -> int | None:
     return generation + 1 if current.get("spec") != updated.get("spec") else generation
 
 
-def _default_containers(pod_spec: Obj) -> None:
-    for key in ("initContainers", "containers"):
-        for container in pod_spec.get(key) or []:
-            container.setdefault("imagePullPolicy", "IfNotPresent")
-            container.setdefault("terminationMessagePath", "/dev/termination-log")
-            container.setdefault("terminationMessagePolicy", "File")
-            container.setdefault("resources", {})
-            for port in container.get("ports") or []:
-                port.setdefault("protocol", "TCP")
-    pod_spec.setdefault("restartPolicy", "Always")
-    pod_spec.setdefault("dnsPolicy", "ClusterFirst")
-    pod_spec.setdefault("schedulerName", "default-scheduler")
-    pod_spec.setdefault("securityContext", {})
-    pod_spec.setdefault("terminationGracePeriodSeconds", 30)
-
-
 def with_defaults(plural: str, obj: Obj) -> Obj:
-    """The object with the defaults the server fills in (those the operator reads back)."""
+    """The object with the defaults the server fills in on every write (tests/support/
+    server_shapes.py holds them: one set of defaults for every emulator)."""
     out = copy.deepcopy(obj)
-    spec = out.get("spec")
-    if not isinstance(spec, dict):
-        return out
-    if plural == "deployments":
-        spec.setdefault("replicas", 1)
-        spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault(
-            "strategy",
-            {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
-            },
-        )
-        _default_containers(get_path(spec, ("template", "spec")) or {})
-    elif plural == "jobs":
-        spec.setdefault("backoffLimit", 6)
-        spec.setdefault("completions", 1)
-        spec.setdefault("parallelism", 1)
-        spec.setdefault("completionMode", "NonIndexed")
-        spec.setdefault("suspend", False)
-        uid = str((out.get("metadata") or {}).get("uid") or "")
-        if "selector" not in spec and uid:
-            spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-            labels = spec.setdefault("template", {}).setdefault("metadata", {})
-            labels = labels.setdefault("labels", {})
-            labels["batch.kubernetes.io/controller-uid"] = uid
-            labels["controller-uid"] = uid
-            labels["batch.kubernetes.io/job-name"] = out["metadata"]["name"]
-            labels["job-name"] = out["metadata"]["name"]
-        template_spec = get_path(spec, ("template", "spec"))
-        if isinstance(template_spec, dict):
-            _default_containers(template_spec)
-    elif plural == "services":
-        spec.setdefault("type", "ClusterIP")
-        spec.setdefault("sessionAffinity", "None")
-        if spec.get("clusterIP") != "None":
-            spec.setdefault("clusterIP", cluster_ip(out))
-        spec.setdefault("clusterIPs", [spec["clusterIP"]])
-        spec.setdefault("ipFamilies", ["IPv4"])
-        for port in spec.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port.get("port"))
-    elif plural == "pods":
-        _default_containers(spec)
+    fill = DEFAULTS.get(plural)
+    if fill is not None and isinstance(out.get("spec"), dict):
+        fill(out)
     return out
-
-
-def cluster_ip(service: Mapping[str, Any]) -> str:
-    """A stable address for a Service (the server allocates one from its range)."""
-    meta = service.get("metadata") or {}
-    digest = hashlib.sha256(f"{meta.get('namespace')}/{meta.get('name')}".encode()).digest()
-    return f"10.96.{digest[0]}.{max(1, digest[1])}"
 
 
 def scale_of(plural: str, obj: Obj) -> Obj:

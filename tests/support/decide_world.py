@@ -295,11 +295,16 @@ class World:
                 if kind == "Job" and manifest["metadata"].get("namespace") == OPERATOR_NS:
                     objects = self.build_jobs
                 if name in objects:
+                    old_spec = copy.deepcopy(objects[name]["spec"])
                     objects[name]["spec"].update(manifest["spec"])
+                    if objects[name]["spec"] != old_spec:  # the API server counts spec changes
+                        meta = objects[name]["metadata"]
+                        meta["generation"] = int(meta.get("generation") or 1) + 1
                     objects[name]["metadata"]["labels"] = manifest["metadata"]["labels"]
                     objects[name]["metadata"]["annotations"] = manifest["metadata"]["annotations"]
                 else:
                     manifest["status"] = {}
+                    manifest["metadata"]["generation"] = 1
                     objects[name] = manifest
                     if _component(manifest) == "validate" and self.validation is not None:
                         self.finish_validation(name, self.validation == "pass")
@@ -400,7 +405,12 @@ class World:
                     ready_pod(f"{name}-{i}", settled) for i in range(len(kept_router), replicas)
                 ]
                 continue
-            dep["status"] = {"replicas": replicas, "readyReplicas": replicas}
+            # The Deployment controller has seen the newest spec (its observedGeneration).
+            dep["status"] = {
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "observedGeneration": dep["metadata"].get("generation", 1),
+            }
             # Pods that were already ready keep their transition time, as the kubelet does.
             kept = [
                 p
@@ -415,7 +425,11 @@ class World:
     def crash(self, name: str) -> None:
         """The Deployment's pods crash-loop."""
         dep = self.deployments[name]
-        dep["status"] = {"replicas": dep["spec"]["replicas"], "readyReplicas": 0}
+        dep["status"] = {
+            "replicas": dep["spec"]["replicas"],
+            "readyReplicas": 0,
+            "observedGeneration": dep["metadata"].get("generation", 1),
+        }
         self.pods[name] = [ready_pod(f"{name}-0", self.now, restarts=4, waiting="CrashLoopBackOff")]
 
     def replicas(self) -> dict[str, int]:

@@ -220,6 +220,9 @@ def shape_write(plural: str, method: str, data: Obj, user_agent: str, current: O
     """The emulator's hook, before it stores a write: on a create, the kind's defaults; on a
     create or a merge patch, the writer's managedFields entry (kept in the patch, which
     replaces the stored list)."""
+    meta = data.get("metadata") or {}
+    if not (meta.get("name") or meta.get("generateName")):
+        return  # a review (SubjectAccessReview, TokenReview): answered, never stored
     manager = manager_of(user_agent)
     previous = ((current or {}).get("metadata") or {}).get("managedFields")
     if method == "POST":

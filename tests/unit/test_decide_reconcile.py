@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.plan import Apply, Delete
+from modelops_operator.decide.revisions import view_revision
 from modelops_operator.render.names import build_job_name
 from tests.support.decide_world import (
     OPERATOR_NS,
@@ -333,6 +335,29 @@ def test_replica_change_only_scales_the_current_revision() -> None:
     assert plan.status["phase"] == "Degraded"  # 2 of 5 ready until the pods come up
     world.settle()
     assert world.step().status["phase"] == "Ready"
+
+
+@pytest.mark.parametrize(
+    ("generation", "observed", "ready"),
+    [
+        (2, 1, False),  # the controller has not seen the newest spec: its counts are stale
+        (2, 2, True),
+        (3, 4, True),
+        (2, None, True),  # no observedGeneration written (yet): counts taken as they are
+        (None, 1, True),
+    ],
+)
+def test_a_revision_is_ready_only_on_counts_of_its_newest_spec(
+    generation: int | None, observed: int | None, ready: bool
+) -> None:
+    meta: dict[str, Any] = {"name": "resnet-r2", "labels": {"modelops.dev/revision": "2"}}
+    if generation is not None:
+        meta["generation"] = generation
+    status: dict[str, Any] = {"replicas": 2, "readyReplicas": 2}
+    if observed is not None:
+        status["observedGeneration"] = observed
+    deployment = {"metadata": meta, "spec": {"replicas": 2}, "status": status}
+    assert view_revision("resnet-r2", deployment, []).ready_at(2) is ready
 
 
 # --- canary ----------------------------------------------------------------------------------

@@ -206,7 +206,10 @@ def test_manual_weight_sets_replicas_and_requests_and_holds() -> None:
     # Without the weight, the step's own share comes back, and the step goes on.
     annotate(world, weight=None)
     world.tick(10)
-    seen = [r for _ in range(3) for r in reasons(world.step())]
+    seen: list[str] = []
+    for _ in range(3):
+        seen += reasons(world.step())
+        world.settle()  # the Deployment controller sees each new replica count
     assert seen[:2] == ["RolloutSteered", "TrafficShifted"]
     assert "StepPromoted" in seen
     assert world.status()["rollout"]["step"] == 1

@@ -12,7 +12,10 @@ from modelops_cli.doctor_checks import (
     engine_server_findings,
     image_findings,
     rbac_finding,
+    repository,
+    tag,
     traffic_allowed,
+    version_findings,
 )
 
 SERVER = ("modelops-system", {"app.kubernetes.io/component": "engine-server"})
@@ -98,6 +101,100 @@ def test_rbac_and_engine_server_findings_name_the_fix() -> None:
     up = {"metadata": {"name": "s"}, "status": {"availableReplicas": 1}}
     bound = {"status": {"phase": "Bound"}}
     assert [f.level for f in engine_server_findings(up, {}, bound, "engines")] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "repo", "found"),
+    [
+        ("ghcr.io/modelops/operator:0.1.0", "ghcr.io/modelops/operator", "0.1.0"),
+        ("localhost:5000/builder", "localhost:5000/builder", None),
+        ("localhost:5000/builder:0.1.0-ngc26.10", "localhost:5000/builder", "0.1.0-ngc26.10"),
+        ("r.example/ml/operator@sha256:" + "a" * 64, "r.example/ml/operator", None),
+        ("r.example/operator:0.2.0@sha256:" + "a" * 64, "r.example/operator", "0.2.0"),
+        ("haproxy", "haproxy", None),
+    ],
+)
+def test_repository_and_tag(ref: str, repo: str, found: str | None) -> None:
+    assert (repository(ref), tag(ref)) == (repo, found)
+
+
+IMAGES = {
+    "operator": "r.example/ml/operator:0.1.0",
+    "builder": "r.example/ml/builder:0.1.0-ngc26.10",
+    "triton": "nvcr.io/nvidia/tritonserver:26.10-py3",
+    "router": "haproxy:3.0",
+}
+
+
+@pytest.mark.parametrize(
+    ("images", "app_version", "levels"),
+    [
+        (IMAGES, "0.1.0", {"operator": "ok", "builder": "ok"}),
+        (IMAGES, "0.2.0", {"operator": "warn", "builder": "warn"}),
+        (
+            {**IMAGES, "operator": "r.example/ml/operator:0.1.0-dev"},
+            "0.1.0",
+            {"operator": "warn", "builder": "ok"},
+        ),
+        (
+            {**IMAGES, "builder": "r.example/ml/builder:0.1.0"},
+            "0.1.0",
+            {"operator": "ok", "builder": "warn"},
+        ),
+        (
+            {**IMAGES, "operator": "r.example/ml/operator@sha256:" + "b" * 64},
+            "0.2.0",
+            {"operator": "ok", "builder": "warn"},
+        ),
+    ],
+    ids=["same", "older-images", "operator-dev-tag", "builder-without-ngc", "digest-only"],
+)
+def test_project_images_are_the_chart_s_app_version(
+    images: dict[str, str], app_version: str, levels: dict[str, str]
+) -> None:
+    findings = version_findings(images, app_version)
+    assert {f.where: f.level for f in findings} == levels
+    for finding in findings:
+        if finding.level == "warn":
+            assert f"hack/build-images.sh REGISTRY {app_version}" in finding.fix
+            assert f"is not the chart's appVersion {app_version}" in finding.detail
+
+
+def test_no_app_version_is_a_warning() -> None:
+    assert [f.level for f in version_findings(IMAGES, None)] == ["warn"]
+
+
+def _pull_failure(image: str, reason: str = "ImagePullBackOff") -> dict[str, object]:
+    waiting = {"reason": reason, "message": f'Back-off pulling image "{image}"'}
+    return {
+        "metadata": {"namespace": "modelops-system", "name": "p"},
+        "status": {"containerStatuses": [{"image": image, "state": {"waiting": waiting}}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "reason", "build_and_push"),
+    [
+        ("r.example/ml/operator:0.1.0", "ImagePullBackOff", True),
+        ("r.example/ml/builder:0.1.0-ngc26.10", "ErrImagePull", True),
+        ("r.example/ml/builder:0.1.0-ngc26.11", "ErrImagePull", True),  # another tag, ours
+        ("nvcr.io/nvidia/tritonserver:26.10-py3", "ImagePullBackOff", False),
+        ("haproxy:3.0", "ErrImagePull", False),
+    ],
+)
+def test_a_pull_failure_of_our_images_says_how_to_build_and_push(
+    image: str, reason: str, build_and_push: bool
+) -> None:
+    (finding,) = image_findings(IMAGES, [_pull_failure(image, reason)])
+    assert (finding.check, finding.where, finding.level) == ("image", "modelops-system/p", "fail")
+    assert f"{image}: {reason}: Back-off pulling image" in finding.detail
+    assert ("hack/build-images.sh REGISTRY" in finding.fix) is build_and_push
+    assert ("images.pullSecrets" in finding.fix) is not build_and_push
+
+
+def test_a_waiting_container_that_is_not_pulling_is_no_finding() -> None:
+    creating = _pull_failure("r.example/ml/operator:0.1.0", "ContainerCreating")
+    assert [f.level for f in image_findings(IMAGES, [creating])] == ["ok"]
 
 
 def _crd(owner: tuple[str, str] | None, schema: Any = None) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from ..api.engine_figures import baseline_status, quantization_status
 from ..render.job import ANNOTATION_REPLACES, build_request, render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
-from .clock import parse_time
+from .build_queue import QUEUED, Waiting, queue_position
+from .clock import parse_time, rfc3339
 from .inputs import Observed
 from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
 from .jobs import JobState, StuckJob, job_state
@@ -39,6 +40,8 @@ from .plan import Action, Apply, Delete, Emit, EventReason
 # elsewhere: build again rather than wait forever.
 STORE_GRACE_SECONDS = 60.0
 SHORT_REQUEUE_SECONDS = 5.0
+# A queued build looks again this often (a finished build frees its slot).
+QUEUE_RECHECK_SECONDS = 10.0
 _REASON = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -184,6 +187,20 @@ def _look(md: ModelDeployment, key: str, observed: Observed, settings: Settings)
     return _Look(name, namespace, job, job_state(job), summary, stale)
 
 
+def _queued(
+    md: ModelDeployment, observed: Observed, now: datetime, settings: Settings
+) -> int | None:
+    """This build's place in the build queue, or None when it may start now."""
+    built = find_condition(md.status.conditions, "EngineBuilt")
+    since = rfc3339(now)
+    if built is not None and built.reason == QUEUED and built.last_transition_time:
+        since = built.last_transition_time
+    me = Waiting(since, md.metadata.namespace or "default", md.metadata.name)
+    return queue_position(
+        me, observed.build_load, settings.build_max_concurrent, settings.build_max_per_namespace
+    )
+
+
 def _waiting(
     md: ModelDeployment, look: _Look, reason: str, message: str, **extra: Any
 ) -> BuildOutcome:
@@ -313,6 +330,15 @@ def decide_build(
     delete = Delete("batch/v1", "Job", name, look.namespace)
     building = f"Job {settings.operator_namespace}/{name} is building engine {short_key(key)}"
     match phase:
+        case Absent() if (position := _queued(md, observed, now, settings)) is not None:
+            load = observed.build_load
+            message = (
+                f"engine {short_key(key)} waits for a build slot: position {position} "
+                f"({sum(load.running.values())} builds running; at most "
+                f"{settings.build_max_concurrent or 'any'} in all, "
+                f"{settings.build_max_per_namespace or 'any'} per namespace)"
+            )
+            return _waiting(md, look, QUEUED, message, requeue_after=QUEUE_RECHECK_SECONDS)
         case Absent():
             replaces = observed.store_entry_digest if refusal else None
             job_manifest = render_build_job(md, key, settings, replaces=replaces, staging=staging)

@@ -10,6 +10,7 @@ from typing import Any
 from ..api import MetricsStatus
 from ..settings import Settings
 from .analysis import Analysis
+from .build_queue import BuildLoad
 from .idle import Activity
 from .scale_recommend import ScaleDecision
 from .traffic import RouterReport
@@ -61,6 +62,8 @@ class Observed:
     build_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     job_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     messages: Mapping[str, str] = field(default_factory=dict)
+    # Every build's slots: the build Jobs running in the release namespace, and who waits.
+    build_load: BuildLoad = field(default_factory=BuildLoad)
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ..api import ModelDeployment
 from ..decide.body import parse_body
+from ..decide.build_queue import BuildLoad, waiting_builds
 from ..decide.facts import observe_keys
 from ..decide.finalizers import legacy_cleanup
 from ..decide.inputs import DecideContext, ObserveKeys
@@ -100,6 +101,12 @@ class Reconciler:
             self.scheduler.at(key, retry_delay(failures))
             logger.warning("reconcile failed (%s in a row): %s", failures, exc, extra=log_ref(*key))
 
+    def _build_load(self) -> BuildLoad:
+        """The build Jobs running now and the builds waiting, from the caches (no request)."""
+        found = (self.objects.get(key) for key in list(self.objects))
+        bodies = (tracked.latest() for tracked in found if tracked is not None)
+        return BuildLoad(self.observer.running_builds(), waiting_builds(bodies))
+
     async def _reconcile_locked(
         self, key: Key, tracked: Tracked, given: Body | None
     ) -> Pass | None:
@@ -120,6 +127,7 @@ class Reconciler:
             keys = observe_keys(parsed, self.settings)
         uid = (body.get("metadata") or {}).get("uid")
         observed = await self.observer.observe(namespace, name, uid, keys)
+        observed = replace(observed, build_load=self._build_load())
         # Taken once: a result lost to a failed apply is replaced by the next interval's.
         fed = self.telemetry.take(key)
         ctx = DecideContext(

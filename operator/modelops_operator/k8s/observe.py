@@ -162,6 +162,19 @@ class Observer:
             and built_for(job, uid)
         ]
 
+    def running_builds(self) -> dict[str, int]:
+        """Unfinished build Jobs in the operator's namespace, by their owner's namespace."""
+        running: dict[str, int] = {}
+        if not self._build_namespace:
+            return running
+        for (namespace, _), job in self._cache.kind(JOBS).objects.items():
+            if namespace != self._build_namespace or _component(job) != "build":
+                continue
+            if not job_finished(job):
+                owner = _labels(job).get(LABEL_OWNER_NAMESPACE, "")
+                running[owner] = running.get(owner, 0) + 1
+        return running
+
     def pods(self, namespace: str, name: str) -> list[JsonDict]:
         """Cached pods labelled for the ModelDeployment (serving and router pods)."""
         return self._cache.kind(PODS).labelled(namespace, label_value(name))
