@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from modelops_operator.api import TrafficMode, TrafficStatus, TrafficWeight
 from modelops_operator.decide.traffic import (
+    ROUTER_CATCHUP_SECONDS,
+    ROUTER_SECONDS,
     RouterReport,
     applied_note,
     next_status,
-    ROUTER_CATCHUP_SECONDS,
-    ROUTER_SECONDS,
     route_table,
     router_read_delay,
     router_synced,
