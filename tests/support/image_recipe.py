@@ -154,15 +154,23 @@ def translate(run: str, recipe: Recipe, build_dir: Path, venv: Path) -> str:
     return text.replace(" --system-site-packages", "").replace(" --no-cache-dir", "")
 
 
+def _pip_installs(run: str) -> list[list[str]]:
+    """Each `pip install` of a RUN line, its words without `--no-cache-dir`."""
+    found = []
+    for step in run.split("&&"):
+        words = [w for w in shlex.split(step) if w != "--no-cache-dir"]
+        if len(words) > 2 and words[0].endswith("/pip") and words[1] == "install":
+            found.append(words)
+    return found
+
+
 def _requirement_args(run: str) -> list[list[str]]:
     """The `-r FILE` arguments of each `pip install -r` in a RUN line."""
     found = []
-    for step in run.split("&&"):
-        words = shlex.split(step)
-        if len(words) > 2 and words[0].endswith("/pip") and words[1] == "install":
-            files = [w for w in words[2:] if w not in ("-r", "--no-cache-dir")]
-            if "-r" in words:
-                found.append([item for name in files for item in ("-r", name)])
+    for words in _pip_installs(run):
+        if "-r" in words:
+            files = [w for w in words[2:] if w != "-r"]
+            found.append([item for name in files for item in ("-r", name)])
     return found
 
 
@@ -229,6 +237,11 @@ def _layer_key(recipe: Recipe, upto: int) -> str:
 def _dependency_layer(image: Image, recipe: Recipe, log: list[str]) -> tuple[int, Path]:
     """(index of the RUN that makes the venv, the kept venv of that layer), built when missing."""
     index = next(i for i, s in enumerate(recipe.steps) if isinstance(s, str) and "-m venv" in s)
+    installs = [words[2:] for words in _pip_installs(str(recipe.steps[index]))]
+    assert all(words and words[0] == "-r" for words in installs), (
+        f"{image.dockerfile}: the RUN that makes the venv installs {installs}: give it the "
+        "requirements files only (its own layer) and install the package in a later RUN"
+    )
     key = _layer_key(recipe, index)
     layers = REPO / ".cache" / "image-layers"
     kept = layers / f"{image.name}-{key}"

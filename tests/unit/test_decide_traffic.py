@@ -8,10 +8,13 @@ from hypothesis import strategies as st
 
 from modelops_operator.api import TrafficMode, TrafficStatus, TrafficWeight
 from modelops_operator.decide.traffic import (
+    ROUTER_CATCHUP_SECONDS,
+    ROUTER_SECONDS,
     RouterReport,
     applied_note,
     next_status,
     route_table,
+    router_read_delay,
     router_synced,
     split,
     with_draining,
@@ -200,3 +203,21 @@ def test_router_synced(mode: TrafficMode, seen: RouterReport | None, synced: boo
 )
 def test_applied_note(mode: TrafficMode, seen: RouterReport | None, note: str) -> None:
     assert applied_note(mode, status(3, {1: 100}), seen) == note
+
+
+@pytest.mark.parametrize(
+    ("seen", "published", "lagging_for", "delay"),
+    [
+        pytest.param(report(4, 5), 5, 0.0, ROUTER_CATCHUP_SECONDS, id="one-pod-behind: soon"),
+        pytest.param(report(4), 5, 9.9, ROUTER_CATCHUP_SECONDS, id="behind-within-window"),
+        pytest.param(report(4), 5, 10.0, ROUTER_SECONDS, id="stuck-router: as usual"),
+        pytest.param(report(5, 5), 5, 0.0, ROUTER_SECONDS, id="runs-it: as usual"),
+        pytest.param(report(4), None, 0.0, ROUTER_SECONDS, id="nothing-published"),
+        pytest.param(None, 5, 0.0, ROUTER_SECONDS, id="not-read-yet"),
+        pytest.param(report(pods=0, ready=0), 5, 0.0, ROUTER_SECONDS, id="no-router-pods"),
+    ],
+)
+def test_router_read_delay(
+    seen: RouterReport | None, published: int | None, lagging_for: float, delay: float
+) -> None:
+    assert router_read_delay(seen, published, lagging_for) == delay

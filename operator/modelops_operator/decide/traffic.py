@@ -37,6 +37,28 @@ class RouterReport:
         )
 
 
+ROUTER_SECONDS = 2.0  # router pods are read this often (and after every reconcile)
+ROUTER_CATCHUP_SECONDS = 0.25  # while they do not run the published table yet...
+ROUTER_CATCHUP_WINDOW = 10.0  # ...for this long at most (a stuck router is read as usual)
+
+
+def router_read_delay(
+    report: RouterReport | None, published: int | None, lagging_for: float
+) -> float:
+    """Seconds until the router pods are read again: soon while they have not confirmed the
+    newest published table (the status waits on it: Ready, the next canary step), for at most
+    ROUTER_CATCHUP_WINDOW seconds; else every ROUTER_SECONDS."""
+    behind = (
+        report is not None
+        and report.pods > 0
+        and published is not None
+        and not report.runs(published)
+    )
+    if behind and lagging_for < ROUTER_CATCHUP_WINDOW:
+        return ROUTER_CATCHUP_SECONDS
+    return ROUTER_SECONDS
+
+
 def split(current: int | None, candidate: int | None, canary_weight: int) -> dict[int, int]:
     """Weights of the serving pair: the candidate's percent, the current revision the rest."""
     weights: dict[int, int] = {}

@@ -28,7 +28,7 @@ from ..decide.canary_steps import is_immediate
 from ..decide.clock import rfc3339
 from ..decide.idle import Activity
 from ..decide.scale_recommend import Recommendation, ScaleDecision, recommend
-from ..decide.traffic import RouterReport
+from ..decide.traffic import RouterReport, router_read_delay
 from ..metrics.prometheus import Target, query_figures
 from ..metrics.rates import IntervalFigures, to_metrics_status
 from ..metrics.router import RouterSample
@@ -46,7 +46,6 @@ Key = tuple[str, str]
 FIRST = asyncio.FIRST_COMPLETED
 IDLE_SECONDS = 60.0  # nothing to watch: a poke (every reconcile) wakes the daemon sooner
 NO_PODS_RETRY_SECONDS = 5.0  # a candidate without ready pods: pod events poke sooner
-ROUTER_SECONDS = 2.0  # router pods are read this often, and after every reconcile
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ class _State:
     router: RouterReport | None = None  # the newest reading, kept until the next one
     router_base: dict[str, RouterSample] = field(default_factory=dict)  # at the last analysis
     router_reading: RouterReading | None = None
+    router_behind_since: float | None = None  # since when they lag behind the published table
     activity: ActivityLog = field(default_factory=ActivityLog)  # scale to zero
 
 
@@ -179,7 +179,7 @@ class Telemetry:
         delays, news = [IDLE_SECONDS], False
         if md.spec.rollout.traffic.mode == TrafficMode.ROUTER:
             news |= await self._read_router(key, state)
-            delays.append(ROUTER_SECONDS)
+            delays.append(self._router_delay(md, state))
         now = self._clock()
         candidate = self._analysed_candidate(md)
         if candidate is None:
@@ -251,6 +251,19 @@ class Telemetry:
         current = md.status.revision.current
         stable = seen.get(current) if current is not None else None
         return analyse_clients(seen.get(revision), stable, found.aggregate, spec)
+
+    def _router_delay(self, md: ModelDeployment, state: _State) -> float:
+        """Read the router again soon while it has not confirmed the published table."""
+        published = md.status.traffic.version if md.status.traffic else None
+        report = state.router
+        behind = report is not None and published is not None and not report.runs(published)
+        now = self._clock()
+        if not behind:
+            state.router_behind_since = None
+        elif state.router_behind_since is None:
+            state.router_behind_since = now
+        lagging_for = now - (state.router_behind_since or now)
+        return router_read_delay(state.router, published, lagging_for)
 
     async def _read_router(self, key: Key, state: _State) -> bool:
         """Read the router pods; True when what they run changed (the reconcile may go on)."""
