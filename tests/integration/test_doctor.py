@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from modelops_cli.doctor import DAEMONSETS, Doctor, diagnose, render
+from modelops_cli.doctor import Doctor, diagnose, render
 from modelops_cli.doctor_checks import Finding
 from modelops_cli.doctor_cni import cni_finding
 from modelops_operator.k8s import resources as r
@@ -19,9 +19,10 @@ from tests.support.chart_cluster import (
     PVCS,
     Installed,
     create,
-    create_namespace,
     declare_chart_resources,
     helm_install,
+    install_network_plugin,
+    serve_daemonsets,
 )
 from tests.support.kubernetes_emulator import Cluster
 from tests.support.rbac_review import ROLES, serve_access_reviews, serve_namespaces
@@ -254,42 +255,16 @@ async def plugin_finding(api: Any) -> Finding:
 async def test_finding_7_a_network_plugin_that_ignores_policies_fails(
     api: Any, cluster: Cluster
 ) -> None:
-    api.resources["apps/v1/daemonsets"] = {
-        "namespaced": True, "kind": "DaemonSet", "singular": "daemonset",
-        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-        "shortnames": [], "categories": [], "subresources": [],
-    }  # fmt: skip
+    serve_daemonsets(api)
     # Before any plugin is known: a warning to check by hand, not a pass.
     assert (await plugin_finding(api)).level == "warn"
-    for namespace in ("kube-system", "kube-flannel"):
-        if namespace not in cluster.namespaces:
-            await create_namespace(cluster, namespace)
-
-    def daemonset(name: str, container: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": container, "image": f"{name}:1"}]},
-                },
-            },
-        }
-
-    await cluster._send(
-        "POST", DAEMONSETS.path("kube-flannel"), daemonset("kube-flannel-ds", "kube-flannel")
-    )
+    await install_network_plugin(api, cluster, "kube-flannel-ds", "kube-flannel", "kube-flannel")
     finding = await plugin_finding(api)
     assert finding.level == "fail"
     assert "flannel" in finding.detail
     assert "finding 7" in finding.fix
     # Calico's node agent beside it (canal-like): enforced.
-    await cluster._send(
-        "POST", DAEMONSETS.path("kube-system"), daemonset("calico-node", "calico-node")
-    )
+    await install_network_plugin(api, cluster, "calico-node", "calico-node", "kube-system")
     finding = await plugin_finding(api)
     assert finding.level == "ok"
     assert "Calico" in finding.detail

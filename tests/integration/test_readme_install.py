@@ -41,6 +41,7 @@ from tests.support.chart_cluster import (
     create,
     declare_chart_resources,
     helm_install,
+    install_network_plugin,
     missing_references,
     readme_block,
 )
@@ -162,6 +163,8 @@ async def test_the_readme_install_works_as_written_on_a_fresh_cluster(
     # chart's pods (the engine server available, its claim bound).
     serve_access_reviews(api, cluster)
     serve_namespaces(api, cluster)
+    # The cluster's network plugin enforces NetworkPolicies (doctor checks it).
+    await install_network_plugin(api, cluster, "calico-node", "calico-node", "kube-system")
     await cluster.ready_deployment(f"{release}-store", namespace)
     claim = PVCS.path(namespace, "modelops-engines")
     await cluster._send("PATCH", claim, {"status": {"phase": "Bound"}})

@@ -86,6 +86,8 @@ class FaithfulEmulator(WatchCache, kmock.KubernetesEmulator):  # type: ignore[mi
         return await super(kmock.KubernetesEmulator, self)._handle(request)
 
     async def _write(self, request: kmock.Request, method: str) -> None:
+        if request.resource.plural in rules.NOT_STORED:
+            return
         async with self._lock:
             if method == "POST":
                 self._create(request)

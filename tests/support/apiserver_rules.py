@@ -26,6 +26,17 @@ GENERATION = frozenset({"modeldeployments", "deployments", "jobs", "httproutes",
 STATUS = frozenset(
     {"modeldeployments", "deployments", "jobs", "pods", "services", "httproutes", "grpcroutes"}
 )
+# Review kinds are answered and never stored, so a create needs no metadata.name
+# (authorization.k8s.io and authentication.k8s.io reviews).
+NOT_STORED = frozenset(
+    {
+        "subjectaccessreviews",
+        "localsubjectaccessreviews",
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "tokenreviews",
+    }
+)
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.modelops.dev.yaml"
 
 

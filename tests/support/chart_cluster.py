@@ -16,6 +16,7 @@ from typing import Any
 import kmock
 import yaml
 
+from modelops_cli.doctor import DAEMONSETS
 from modelops_cli.store_keys import store_keys
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.client import Credentials
@@ -56,6 +57,41 @@ def declare_chart_resources(api: kmock.KubernetesEmulator) -> None:
             "categories": [],
             "subresources": [],
         }
+
+
+def plugin_daemonset(name: str, container: str) -> Manifest:
+    """A network plugin's node agent, as its installer leaves it (what doctor looks for)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": container, "image": f"{name}:1"}]},
+            },
+        },
+    }
+
+
+def serve_daemonsets(api: kmock.KubernetesEmulator) -> None:
+    """Declare apps/v1 DaemonSets in the emulator (the chart makes none; plugins do)."""
+    api.resources["apps/v1/daemonsets"] = {
+        "namespaced": True, "kind": "DaemonSet", "singular": "daemonset",
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        "shortnames": [], "categories": [], "subresources": [],
+    }  # fmt: skip
+
+
+async def install_network_plugin(
+    api: kmock.KubernetesEmulator, cluster: Cluster, name: str, container: str, namespace: str
+) -> None:
+    """A cluster's network plugin: DaemonSets served, and the plugin's agent in `namespace`."""
+    serve_daemonsets(api)
+    if namespace not in cluster.namespaces:
+        await create_namespace(cluster, namespace)
+    await cluster._send("POST", DAEMONSETS.path(namespace), plugin_daemonset(name, container))
 
 
 class NamespaceNotFoundError(AssertionError):
@@ -153,7 +189,8 @@ def _helm_owned(cluster: Cluster, doc: Manifest, release: str, namespace: str) -
 
 async def create(cluster: Cluster, manifest: Manifest, namespace: str | None = None) -> Obj:
     """POST one object as the API server would store it; a namespaced object needs its
-    namespace to exist (as `kubectl apply -n ml` finds out on a fresh cluster)."""
+    namespace to exist (as `kubectl apply -n ml` finds out on a fresh cluster). A status in
+    the manifest is written after, through /status, as its controller would."""
     res = BY_KIND[(manifest["apiVersion"], manifest["kind"])]
     meta = dict(manifest.get("metadata") or {})
     if res.namespaced:
@@ -171,7 +208,11 @@ async def create(cluster: Cluster, manifest: Manifest, namespace: str | None = N
         cluster.namespaces[meta["name"]] = body
         return body
     path = res.path(meta.get("namespace"))
-    return await cluster._send("POST", path, body)
+    created = await cluster._send("POST", path, body)
+    if manifest.get("status"):  # the server drops it on create; its controller (kubelet) writes it
+        status_path = res.path(meta.get("namespace"), meta["name"], "status")
+        return await cluster._send("PATCH", status_path, {"status": manifest["status"]})
+    return created
 
 
 async def create_namespace(cluster: Cluster, name: str) -> None:
