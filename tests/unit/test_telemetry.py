@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from modelops_operator.api import MetricsStatus
+from modelops_operator.api import MetricsStatus, ModelDeployment
 from modelops_operator.api.routes import DemandEvent, DemandReport
 from modelops_operator.decide.analysis import Analysis, Verdict
 from modelops_operator.decide.scale_recommend import ScaleDecision
-from modelops_operator.decide.traffic import RouterReport
+from modelops_operator.decide.traffic import ROUTER_CATCHUP_SECONDS, ROUTER_SECONDS, RouterReport
 from modelops_operator.handlers.activity import ActivityLog
 from modelops_operator.handlers.pods import default_metrics_url, pod_ready
 from modelops_operator.handlers.router_watch import RouterReading
@@ -19,7 +19,7 @@ from modelops_operator.handlers.telemetry import (
 )
 from modelops_operator.metrics.router import RevisionCounts, RouterSample
 from modelops_operator.metrics.scrape import MetricsTracker
-from tests.support.decide_world import SETTINGS
+from tests.support.decide_world import SETTINGS, body
 
 
 def pod(ip: str | None, ready: bool = True, deleting: bool = False) -> dict[str, Any]:
@@ -118,6 +118,35 @@ def test_held_requests_wake_at_once_and_their_reports_are_taken_once() -> None:
     again = telemetry.take(key).activity
     assert (again.held_since, again.served, again.timed_out) == (None, (), 0)
     assert again.last_request == activity.last_request
+
+
+def test_the_router_is_read_soon_while_it_lags_the_published_table_for_10_s_at_most() -> None:
+    async def trigger(namespace: str, name: str) -> None:
+        raise AssertionError("no trigger here")
+
+    now = [100.0]
+    telemetry = Telemetry(
+        None,  # type: ignore[arg-type]
+        SETTINGS,
+        default_metrics_url,
+        lambda key: None,
+        trigger,
+        lambda: now[0],
+    )
+    traffic = {"mode": "Router", "version": 7, "weights": [{"revision": 1, "weight": 100}]}
+    md = ModelDeployment.from_body(body(status={"traffic": traffic}))
+    state = _State(router=RouterReport(1, 1, (6,)))  # the router still runs version 6
+    assert telemetry._router_delay(md, state) == ROUTER_CATCHUP_SECONDS
+    now[0] += 9.0
+    assert telemetry._router_delay(md, state) == ROUTER_CATCHUP_SECONDS
+    now[0] += 1.0  # 10 s behind: a stuck router is read as usual
+    assert telemetry._router_delay(md, state) == ROUTER_SECONDS
+    state.router = RouterReport(1, 1, (7,))  # it caught up: the clock starts again next time
+    assert telemetry._router_delay(md, state) == ROUTER_SECONDS
+    assert state.router_behind_since is None
+    state.router = RouterReport(1, 1, (7,))
+    lagging = ModelDeployment.from_body(body(status={"traffic": {**traffic, "version": 8}}))
+    assert telemetry._router_delay(lagging, state) == ROUTER_CATCHUP_SECONDS
 
 
 def test_a_poke_brings_the_candidates_first_read_forward_but_not_its_analyses() -> None:
