@@ -91,15 +91,20 @@ class Reconciler:
         """The scheduler's reconcile: failures back off with a timer of their own."""
         try:
             await self.reconcile(*key)
-        except NotLeaderError:
-            return  # leadership is gone: the elector stops the scheduler
         except Exception as exc:
             tracked = self.objects.get(key)
             failures = 1 if tracked is None else tracked.failures + 1
             if tracked is not None:
                 tracked.failures = failures
+            # A refused write (NotLeaderError) retries too: a renewal that ran late refuses
+            # writes until the next round renews the Lease still held, with no lost-lease
+            # transition to reconcile everything again. A Lease really lost stops the
+            # scheduler, which drops this timer.
             self.scheduler.at(key, retry_delay(failures))
-            logger.warning("reconcile failed (%s in a row): %s", failures, exc, extra=log_ref(*key))
+            level = logging.INFO if isinstance(exc, NotLeaderError) else logging.WARNING
+            logger.log(
+                level, "reconcile failed (%s in a row): %s", failures, exc, extra=log_ref(*key)
+            )
 
     def _build_load(self) -> BuildLoad:
         """The build Jobs running now and the builds waiting, from the caches (no request)."""
