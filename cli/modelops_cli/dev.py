@@ -36,7 +36,7 @@ from modelops_contract.request import BuildRequest, TensorSig
 from modelops_contract.tritonconfig import ServingOptions, render_model_config
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error
 from modelops_operator.api.spec import LOCAL_SOURCES
-from modelops_operator.render.job import build_request
+from modelops_operator.render.build_request import build_request
 from modelops_operator.render.revision import serving_options
 from modelops_operator.settings import Settings
 

@@ -123,8 +123,12 @@ async def test_failing_canary_is_rolled_back_on_its_metrics(
     assert entry["reason"].startswith("AnalysisFailed")
     assert replicas(cluster, revision_name("bad", 1)) == 2, "the old revision serves all"
     assert replicas(cluster, r2) == 0
-    events = [e for e in cluster.events("bad") if e["reason"] == "RolledBack"]
-    assert events
+    # The Events follow the status write (k8s/apply.py): wait for them, do not race them.
+    events = await eventually(
+        lambda: [e for e in cluster.events("bad") if e["reason"] == "RolledBack"],
+        5,
+        "a RolledBack Event",
+    )
     assert events[0]["type"] == "Warning"
     assert "errorRate" in events[0]["message"]
     # The same generation is not retried: the next analyses change nothing.

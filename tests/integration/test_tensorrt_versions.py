@@ -20,7 +20,8 @@ from modelops_builder.tensorrt_versions import EXPECTED_VERSION_ENV, check_align
 from modelops_contract.request import BuildRequest
 from modelops_operator.api import ModelDeployment
 from modelops_operator.decide.build import desired_key
-from modelops_operator.render.job import build_request, render_build_job
+from modelops_operator.render.build_request import build_request
+from modelops_operator.render.job import render_build_job
 from modelops_operator.settings import Settings
 from tests.support.tensorrt_support import install_gpu_node
 

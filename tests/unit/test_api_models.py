@@ -238,7 +238,7 @@ def test_valid_specs_round_trip_and_pass_the_crd(wire: dict[str, Any]) -> None:
 
 def test_per_shape_figures_reach_status_and_pass_the_crd() -> None:
     from modelops_contract.request import BuildSummary, ShapeFigures
-    from modelops_operator.decide.build import engine_from_summary
+    from modelops_operator.decide.build_results import engine_from_summary
 
     summary = BuildSummary(
         ok=True,

@@ -130,7 +130,7 @@ def test_shape_order_does_not_change_the_key() -> None:
 def test_operator_and_builder_compute_the_same_key_with_shapes() -> None:
     from modelops_operator.api import ModelDeploymentSpec
     from modelops_operator.decide.build import desired_key
-    from modelops_operator.render.job import build_request
+    from modelops_operator.render.build_request import build_request
     from modelops_operator.settings import Settings
 
     spec = ModelDeploymentSpec.model_validate(

@@ -17,7 +17,7 @@ from modelops_contract.quantization import QuantizationReport
 from modelops_contract.request import AccuracyReport, BuildRequest, BuildSummary
 from modelops_operator.api import ModelDeploymentSpec, format_validation_error, rules
 from modelops_operator.decide.build import desired_key
-from modelops_operator.render.job import build_request
+from modelops_operator.render.build_request import build_request
 from modelops_operator.settings import Settings
 from tests.support.crd import validate
 from tests.unit.test_crd_cel import SHA, changed

@@ -232,7 +232,7 @@ def test_status_shows_the_int8_figures_and_the_random_calibration_warning() -> N
     from modelops_contract.quantization import BaselineFigures, BaselineShape, QuantizationReport
     from modelops_contract.request import AccuracyReport, BuildSummary
     from modelops_operator.api import EngineStatus
-    from modelops_operator.decide.build import engine_from_summary
+    from modelops_operator.decide.build_results import engine_from_summary
 
     kept = [f"/layers.{i}/LayerNorm (LayerNormalization)" for i in range(12)]
     summary = BuildSummary(

@@ -18,6 +18,7 @@ from modelops_operator.handlers.telemetry import (
     _State,
 )
 from modelops_operator.metrics.router import RevisionCounts, RouterSample
+from modelops_operator.metrics.scrape import MetricsTracker
 from tests.support.decide_world import SETTINGS, body
 
 
@@ -146,3 +147,30 @@ def test_the_router_is_read_soon_while_it_lags_the_published_table_for_10_s_at_m
     state.router = RouterReport(1, 1, (7,))
     lagging = ModelDeployment.from_body(body(status={"traffic": {**traffic, "version": 8}}))
     assert telemetry._router_delay(lagging, state) == ROUTER_CATCHUP_SECONDS
+
+
+def test_a_poke_brings_the_candidates_first_read_forward_but_not_its_analyses() -> None:
+    async def trigger(namespace: str, name: str) -> None:
+        raise AssertionError("no trigger without a daemon")
+
+    now = [100.0]
+    telemetry = Telemetry(
+        None,  # type: ignore[arg-type]
+        SETTINGS,
+        default_metrics_url,
+        lambda key: None,
+        trigger,
+        clock=lambda: now[0],
+    )
+    key = ("ml", "resnet")
+    # The last look found no ready candidate pod: it would look again in 5 s.
+    state = telemetry._states.setdefault(key, _State(canary_revision=2, canary_due=105.0))
+    now[0] = 101.0
+    telemetry.poke(key)  # the candidate's pod became Ready: a reconcile ran
+    assert state.canary_due == 101.0, "the starting read is taken at once"
+    # With a starting read taken, a poke leaves the analysis interval alone.
+    state.canary = MetricsTracker(clock=lambda: now[0])
+    state.canary_due = 106.0
+    telemetry.poke(key)
+    assert state.canary_due == 106.0
+    asyncio.run(telemetry.close())

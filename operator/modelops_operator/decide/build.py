@@ -3,7 +3,6 @@ refused, stuck, or did its build fail."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,25 +10,29 @@ from typing import Any
 
 from modelops_contract.key import engine_key, int8_material
 from modelops_contract.layout import entry_uri
-from modelops_contract.manifest import EngineManifest, summary_of
-from modelops_contract.request import BuildSummary, parse_summary
+from modelops_contract.manifest import EngineManifest
+from modelops_contract.request import BuildSummary
 
 from ..api import (
-    AccuracyFigures,
     ConditionStatus,
     EngineStatus,
-    LatencyFigures,
     ModelDeployment,
     ModelDeploymentSpec,
-    ShapeStatus,
     SourceAccess,
     find_condition,
 )
-from ..api.engine_figures import baseline_status, quantization_status
-from ..render.job import ANNOTATION_REPLACES, build_request, render_build_job
+from ..render.build_request import build_request
+from ..render.job import ANNOTATION_REPLACES, render_build_job
 from ..render.names import build_job_name
 from ..settings import Settings
 from .build_queue import QUEUED, Waiting, queue_position
+from .build_results import (
+    engine_from_manifest,
+    engine_from_summary,
+    job_failure,
+    job_summary,
+    store_manifest,
+)
 from .clock import parse_time, rfc3339
 from .inputs import Observed
 from .job_phase import Absent, Done, Failed, Retry, Running, Terminating, job_phase
@@ -42,7 +45,6 @@ STORE_GRACE_SECONDS = 60.0
 SHORT_REQUEUE_SECONDS = 5.0
 # A queued build looks again this often (a finished build frees its slot).
 QUEUE_RECHECK_SECONDS = 10.0
-_REASON = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
@@ -66,75 +68,6 @@ def desired_key(spec: ModelDeploymentSpec, settings: Settings) -> str:
 def short_key(key: str) -> str:
     """`sha256:0123456789ab`: enough of a key for messages."""
     return key[:19]
-
-
-def job_summary(message: str | None) -> BuildSummary | None:
-    """The builder's summary from its pod's termination message."""
-    return parse_summary(message) if message is not None else None
-
-
-def job_failure(job: Mapping[str, Any], summary: BuildSummary | None) -> tuple[str, str]:
-    """(reason, message) of a failed build: the builder's own, else the Job's condition."""
-    condition: Mapping[str, Any] = next(
-        (
-            c
-            for c in (job.get("status") or {}).get("conditions") or []
-            if c.get("type") == "Failed" and c.get("status") == "True"
-        ),
-        {},
-    )
-    reason = (summary.reason if summary else None) or condition.get("reason") or "BuildFailed"
-    if not _REASON.match(reason):
-        reason = "BuildFailed"
-    message = (summary.message if summary else None) or condition.get("message") or ""
-    name = (job.get("metadata") or {}).get("name", "")
-    return reason, f"build Job {name} failed: {message}".rstrip(": ")
-
-
-def engine_from_summary(summary: BuildSummary) -> EngineStatus:
-    """status.engine from a successful build's summary."""
-    return EngineStatus(
-        key=summary.key or "",
-        uri=summary.uri,
-        engine=summary.engine,
-        tensorrt_version=summary.tensorrt_version,
-        compute_capability=summary.compute_capability,
-        precision=summary.precision,
-        accuracy=AccuracyFigures(
-            max_abs_error=summary.accuracy.max_abs_error,
-            max_rel_error=summary.accuracy.max_rel_error,
-            metric=summary.accuracy.metric,
-            agreement=summary.accuracy.agreement,
-            accuracy=summary.accuracy.accuracy,
-            baseline_accuracy=summary.accuracy.baseline_accuracy,
-            samples=summary.accuracy.samples,
-        )
-        if summary.accuracy
-        else None,
-        quantization=quantization_status(summary.quantization),
-        baseline=baseline_status(summary.baseline),
-        latency_ms=LatencyFigures(p50=summary.latency_ms.p50, p99=summary.latency_ms.p99)
-        if summary.latency_ms
-        else None,
-        throughput=summary.throughput,
-        shapes=[ShapeStatus.from_figures(f) for f in summary.shapes or []] or None,
-    )
-
-
-def engine_from_manifest(manifest: EngineManifest, uri: str | None) -> EngineStatus:
-    """status.engine from a store entry (a cache hit: no Job ran for this ModelDeployment)."""
-    return engine_from_summary(summary_of(manifest, uri, cached=True))
-
-
-def store_manifest(entry: Mapping[str, Any] | None, key: str) -> EngineManifest | None:
-    """The store entry's manifest when it is valid and for this key, else None."""
-    if entry is None:
-        return None
-    try:
-        manifest = EngineManifest.model_validate(entry)
-    except ValueError:
-        return None
-    return manifest if manifest.key == key else None
 
 
 @dataclass(frozen=True)

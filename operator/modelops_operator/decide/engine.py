@@ -17,7 +17,8 @@ from datetime import datetime
 from ..api import ConditionStatus, ModelDeployment, find_condition
 from ..render.names import build_job_name, source_job_name
 from ..settings import Settings
-from .build import SHORT_REQUEUE_SECONDS, BuildOutcome, decide_build, store_manifest
+from .build import SHORT_REQUEUE_SECONDS, BuildOutcome, decide_build
+from .build_results import store_manifest
 from .inputs import Observed
 from .plan import Delete, Emit, EventReason
 from .restage import RESTAGING, next_staging, restaging_message, staging_of

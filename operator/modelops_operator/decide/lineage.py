@@ -20,7 +20,8 @@ from ..api import (
 from ..render.common import ANNOTATION_ABORT, ANNOTATION_ROLLBACK_TO
 from ..render.names import revision_name
 from ..render.revision import render_configmap, render_deployment
-from .build import BuildOutcome, short_key, store_manifest
+from .build import BuildOutcome, short_key
+from .build_results import store_manifest
 from .canary_steps import is_immediate
 from .facts import Facts, Lineage, serving_key
 from .history import REASON_LIMIT, history_reason, next_revision, upsert

@@ -18,8 +18,8 @@ from typing import Any
 from modelops_contract.staging import StageSummary, parse_stage_summary
 
 from ..api import ModelDeployment, SourceAccess
+from ..render.build_request import build_datasets
 from ..render.common import LABEL_COMPONENT
-from ..render.job import build_datasets
 from ..render.names import source_job_name
 from ..render.source_job import ANNOTATION_KEEP, render_source_job
 from ..render.tokens import receipt_kept, receipt_valid

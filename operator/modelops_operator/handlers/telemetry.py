@@ -138,6 +138,10 @@ class Telemetry:
         """Something changed (a reconcile ran): the daemon looks at its schedule again."""
         state = self._states.get(key)
         if state is not None:
+            if state.canary is None:
+                # No starting read of the candidate yet: its pods may have just become Ready
+                # (pod events reconcile), so look now, not NO_PODS_RETRY_SECONDS later.
+                state.canary_due = min(state.canary_due, self._clock())
             state.wake.set()
 
     def forget(self, key: Key) -> None:

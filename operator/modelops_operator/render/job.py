@@ -1,4 +1,4 @@
-"""The build Job of one engine key, and the one mapping from a spec to a BuildRequest.
+"""The build Job of one engine key (the spec -> BuildRequest mapping is `render/build_request.py`).
 
 The build Job runs in the operator's namespace (docs/security.md): its build step reads the
 source the source Job sent to the engine server and writes the engine into an emptyDir, with
@@ -15,16 +15,14 @@ import re
 from typing import Any
 
 from modelops_contract import integrity
-from modelops_contract.enums import EngineKind, ServingBackend
-from modelops_contract.quantization import CalibrationRequest, DataSetSource, StagedSource
-from modelops_contract.request import BuildRequest, TensorSig
+from modelops_contract.quantization import StagedSource
+from modelops_contract.request import BuildRequest
 from modelops_contract.scratch import output_quantity, scratch_quantity
-from modelops_contract.shapes import ShapeRange
 from modelops_contract.staging import staged_source_url
 
-from ..api import ModelDeployment, ModelDeploymentSpec, TensorSpec
-from ..api.source import Source
+from ..api import ModelDeployment
 from ..settings import Settings
+from .build_request import build_request, staged_data_set
 from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
@@ -50,7 +48,6 @@ from .common import (
 from .names import build_job_name, label_value
 from .tokens import source_get_token
 
-MODEL_NAME = "model"
 BUILDER_COMMAND = ["modelops-build"]
 # The publishing step: the builder's Python, isolated (the builder image's PATH finds its venv).
 PUBLISH_COMMAND = ["python", "-I", "-m", "modelops_builder"]
@@ -68,123 +65,6 @@ PUBLISH_RESOURCES: dict[str, dict[str, Any]] = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
 }
-
-
-def tensor_sigs(tensors: list[TensorSpec] | None) -> list[TensorSig] | None:
-    """The spec's tensors as the builder's signature entries (None when the spec names none)."""
-    if not tensors:
-        return None
-    return [TensorSig(name=t.name, data_type=t.data_type, dims=list(t.dims)) for t in tensors]
-
-
-def store_location(settings: Settings) -> str:
-    """Where the builder publishes: the s3:// prefix, or the store PVC's mount path."""
-    return settings.store_uri or settings.store_mount_path
-
-
-def store_backend(engine: EngineKind, settings: Settings) -> ServingBackend | None:
-    """Backend of the store's ready-to-serve copy: python needs model.py beside the graph."""
-    if engine == EngineKind.ONNXRUNTIME and settings.onnx_serving_backend == "python":
-        return ServingBackend.PYTHON
-    return None
-
-
-def calibration_request(spec: ModelDeploymentSpec) -> CalibrationRequest | None:
-    """spec.build.calibration as the builder's (int8 only; None: the builder's inputs, minmax)."""
-    calibration = spec.build.calibration
-    if calibration is None:
-        return None
-    data = calibration.source
-    return CalibrationRequest(
-        data=DataSetSource(source_uri=data.uri, sha256=data.sha256) if data else None,
-        method=calibration.method,
-        keep_float=list(calibration.keep_float or []),
-    )
-
-
-def labelled_set(spec: ModelDeploymentSpec) -> DataSetSource | None:
-    """spec.validation's set when it is labelled and the build's gate uses it."""
-    accuracy, validation = spec.build.accuracy, spec.validation
-    if validation is None or validation.min_accuracy is None:
-        return None
-    judged = spec.build.precision == "int8" or (
-        accuracy is not None
-        and (accuracy.min_accuracy is not None or accuracy.max_accuracy_drop is not None)
-    )
-    if not judged:
-        return None
-    return DataSetSource(source_uri=validation.source.uri, sha256=validation.source.sha256)
-
-
-def build_datasets(spec: ModelDeploymentSpec) -> list[Source]:
-    """The files a build reads besides the model (calibration set, labelled set), once each:
-    the source Job sends them to the engine server with the model."""
-    found: dict[str, Source] = {}
-    calibration = spec.build.calibration
-    if spec.build.precision == "int8" and calibration is not None and calibration.source:
-        found[calibration.source.sha256] = calibration.source
-    if labelled_set(spec) is not None and spec.validation is not None:
-        found.setdefault(spec.validation.source.sha256, spec.validation.source)
-    return list(found.values())
-
-
-def _staged(settings: Settings, data: DataSetSource | None, owner: str) -> DataSetSource | None:
-    """A data set as the build Job of ModelDeployment `owner` reads it: from the engine server."""
-    if data is None:
-        return None
-    staged = StagedSource(
-        url=staged_source_url(settings.store_server, data.sha256, owner),
-        token=source_get_token(settings, data.sha256, owner),
-    )
-    return data.model_copy(update={"staged_source": staged})
-
-
-def build_request(
-    spec: ModelDeploymentSpec,
-    settings: Settings,
-    *,
-    engine_key: str | None,
-    source_uri: str | None = None,
-    store: str | None = None,
-    model_name: str = MODEL_NAME,
-    engine: EngineKind | None = None,
-) -> BuildRequest:
-    """The one mapping from a spec to a BuildRequest (the build Job's, and `modelops dev`'s).
-
-    In a cluster the model name is fixed because store entries are shared by every
-    ModelDeployment with the same key; the dev loop overrides source, store, name and engine.
-    """
-    accuracy = spec.build.accuracy
-    engine = engine or spec.build.engine
-    return BuildRequest(
-        source_uri=source_uri or spec.model.source.uri,
-        sha256=spec.model.source.sha256,
-        format=spec.model.format,
-        inputs=tensor_sigs(spec.model.inputs),
-        outputs=tensor_sigs(spec.model.outputs),
-        engine=engine,
-        precision=spec.build.precision,
-        max_batch_size=spec.build.max_batch_size,
-        opt_batch_size=spec.build.opt_batch_size,
-        shapes=[ShapeRange.model_validate(s.to_wire()) for s in spec.build.shapes]
-        if spec.build.shapes
-        else None,
-        gpu_product=spec.build.gpu.product if spec.build.gpu else None,
-        atol=accuracy.atol if accuracy else None,
-        rtol=accuracy.rtol if accuracy else None,
-        metric=accuracy.metric if accuracy else None,
-        min_agreement=accuracy.min_agreement if accuracy else None,
-        top_k=accuracy.top_k if accuracy else None,
-        min_accuracy=accuracy.min_accuracy if accuracy else None,
-        max_accuracy_drop=accuracy.max_accuracy_drop if accuracy else None,
-        calibration=calibration_request(spec),
-        labelled_set=labelled_set(spec),
-        store=store or store_location(settings),
-        store_name=None if store else settings.store_name,
-        engine_key=engine_key,
-        model_name=model_name,
-        serving_backend=store_backend(engine, settings),
-    )
 
 
 def _store_access(settings: Settings) -> tuple[list[Any], list[Any], list[Any]]:
@@ -230,10 +110,10 @@ def staged_build_request(md: ModelDeployment, key: str, settings: Settings) -> B
     update: dict[str, Any] = {
         "staged_source": staged,
         "timing_cache": timing_cache_name(md, settings),
-        "labelled_set": _staged(settings, request.labelled_set, owner),
+        "labelled_set": staged_data_set(settings, request.labelled_set, owner),
     }
     if request.calibration is not None:
-        data = _staged(settings, request.calibration.data, owner)
+        data = staged_data_set(settings, request.calibration.data, owner)
         update["calibration"] = request.calibration.model_copy(update={"data": data})
     return request.model_copy(update=update)
 

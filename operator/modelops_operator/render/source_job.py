@@ -19,6 +19,7 @@ from modelops_contract.staging import STAGE_COMMAND, StageDataSet, StageRequest
 
 from ..api import ModelDeployment
 from ..settings import Settings
+from .build_request import build_datasets
 from .common import (
     ANNOTATION_ENGINE_KEY,
     ANNOTATION_GENERATION,
@@ -39,7 +40,6 @@ from .common import (
     pod_security_context,
     tmp_volume,
 )
-from .job import build_datasets
 from .names import label_value, source_job_name
 from .tokens import source_put_token
 
