@@ -14,6 +14,7 @@ import threading
 
 from modelops_operator.k8s import resources as r
 from modelops_operator.k8s.client import WriteGuard
+from modelops_operator.k8s.errors import UnavailableError
 from modelops_operator.k8s.lease import NotLeaderError
 from modelops_operator.k8s.resources import Resource
 from modelops_operator.render.names import source_job_name
@@ -26,7 +27,8 @@ NAMES = [f"gap-{i}" for i in range(6)]
 
 class LateRenewal:
     """The elector's guard, refusing every write but the Lease's while `gap` is set (what
-    `LeaderElector.guard` does between a missed renew deadline and the next renewal)."""
+    `LeaderElector.guard` does between a missed renew deadline and the next renewal); every
+    third refusal is a server error instead (the ordinary failure path, at the same time)."""
 
     def __init__(self, real: WriteGuard | None) -> None:
         self.real = real
@@ -36,6 +38,8 @@ class LateRenewal:
     def __call__(self, resource: Resource) -> None:
         if self.gap.is_set() and resource is not r.LEASES:
             self.refused += 1
+            if self.refused % 3 == 0:
+                raise UnavailableError(503, "ServiceUnavailable", "kept failing", method="POST")
             raise NotLeaderError("renewal late: the renew deadline passed")
         if self.real is not None:
             self.real(resource)
