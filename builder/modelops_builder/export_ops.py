@@ -54,7 +54,8 @@ def allowed_target(target: str) -> bool:
 
 
 def generate() -> list[str]:
-    """The list for the installed torch (the rule of this module's docstring)."""
+    """The list for the installed torch (the rule of this module's docstring), read in a fresh
+    interpreter: importing more of torch (inductor, for one) registers more operators."""
     import torch
 
     names = set()
