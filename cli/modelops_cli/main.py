@@ -131,15 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `modelops` console script."""
-    args = build_parser().parse_args(argv)
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a parsed command: the plugin's verbs through its client, the others directly."""
     if getattr(args, "plugin", None) is not None:
         from .plugin import run
 
         return run(args, args.plugin)
     code: int = args.func(args)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `modelops` console script."""
+    return dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

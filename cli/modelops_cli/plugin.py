@@ -208,11 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `kubectl-modelops` console script."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "plugin", None) is not None:
-        return run(args, args.plugin)
-    code: int = args.func(args)
-    return code
+    from .main import dispatch
+
+    return dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
